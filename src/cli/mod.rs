@@ -1,0 +1,112 @@
+//! The `seedbox` command line: argument parsing (clap derive) and dispatch. Each command lives
+//! in its own module; this is the binary's edge, so errors here are `anyhow`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod create;
+mod get;
+mod plan;
+mod seed;
+mod show;
+mod sim;
+mod tracker;
+mod verify;
+
+/// A high-performance BitTorrent seed box for Linux.
+#[derive(Debug, Parser)]
+#[command(name = "seedbox", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
+    /// Also read from `SEEDBOX_LOG`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a .torrent from a file or folder, hashing on all cores.
+    Create(create::CreateArgs),
+    /// Check data on disk against a .torrent: missing files, wrong sizes, bad pieces.
+    Verify(verify::VerifyArgs),
+    /// Print what a .torrent holds: name, info-hash, pieces, files, trackers, magnet.
+    Show(show::ShowArgs),
+    /// Seed torrents (or files and folders) from a thread-per-core io_uring server.
+    Seed(seed::SeedArgs),
+    /// Download a torrent, then linger as a seed.
+    Get(get::GetArgs),
+    /// Run an HTTP and UDP BitTorrent tracker.
+    Tracker(tracker::TrackerArgs),
+    /// Load-test a seed with synthetic leechers.
+    Bench(bench::BenchArgs),
+    /// Simulate a swarm (or a client-server origin) on a virtual clock.
+    Sim(sim::SimArgs),
+    /// Size the origin uplink and seedbox cores for a release by simulation.
+    Plan(plan::PlanArgs),
+}
+
+/// Exit code for a failed check (a bad piece, a missing file) or a runtime error.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for bad usage (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line, runs the command, and maps errors to one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log.as_deref());
+    let result = match cli.command {
+        Command::Create(a) => create::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Show(a) => show::run(a),
+        Command::Seed(a) => seed::run(a),
+        Command::Get(a) => get::run(a),
+        Command::Tracker(a) => tracker::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Sim(a) => sim::run(a),
+        Command::Plan(a) => plan::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("seedbox: error: {}", one_line(&e));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Joins an error and its causes into one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = filter
+        .map(str::to_owned)
+        .or_else(|| std::env::var("SEEDBOX_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// An error for a command whose implementation has not landed yet.
+fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`seedbox {command}` is not implemented yet")
+}

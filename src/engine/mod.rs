@@ -1,0 +1,1 @@
+//! The thread-per-core io_uring engine: the I/O edge that runs peer connections.

@@ -1,0 +1,145 @@
+//! Piece bitfields (BEP 3 layout: piece 0 is the high bit of byte 0).
+
+/// A fixed-length set of pieces.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Bitfield {
+    bytes: Vec<u8>,
+    len: u32,
+    count: u32,
+}
+
+impl Bitfield {
+    /// An empty bitfield of `len` pieces.
+    pub fn new(len: u32) -> Self {
+        Bitfield {
+            bytes: vec![0; (len as usize).div_ceil(8)],
+            len,
+            count: 0,
+        }
+    }
+
+    /// A full bitfield of `len` pieces (a seed's).
+    pub fn full(len: u32) -> Self {
+        let mut b = Bitfield::new(len);
+        for byte in &mut b.bytes {
+            *byte = 0xff;
+        }
+        b.clear_spare_bits();
+        b.count = len;
+        b
+    }
+
+    /// Builds a bitfield from its wire bytes. `None` when the length is wrong or a spare bit
+    /// past the last piece is set (BEP 3 says to drop such a peer).
+    pub fn from_bytes(bytes: &[u8], len: u32) -> Option<Self> {
+        if bytes.len() != (len as usize).div_ceil(8) {
+            return None;
+        }
+        let mut b = Bitfield {
+            bytes: bytes.to_vec(),
+            len,
+            count: 0,
+        };
+        let before: u32 = b.bytes.iter().map(|x| x.count_ones()).sum();
+        b.clear_spare_bits();
+        let after: u32 = b.bytes.iter().map(|x| x.count_ones()).sum();
+        if before != after {
+            return None;
+        }
+        b.count = after;
+        Some(b)
+    }
+
+    fn clear_spare_bits(&mut self) {
+        let spare = self.bytes.len() * 8 - self.len as usize;
+        if spare > 0 {
+            if let Some(last) = self.bytes.last_mut() {
+                *last &= 0xffu8 << spare;
+            }
+        }
+    }
+
+    /// The wire bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Number of pieces the bitfield covers.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True when it covers no pieces.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of pieces set.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// True when every piece is set.
+    pub fn is_full(&self) -> bool {
+        self.count == self.len
+    }
+
+    /// Whether `piece` is set (false when out of range).
+    pub fn has(&self, piece: u32) -> bool {
+        piece < self.len && self.bytes[(piece / 8) as usize] & (0x80 >> (piece % 8)) != 0
+    }
+
+    /// Sets `piece`; returns true if it was not set before. Out-of-range pieces are ignored.
+    pub fn set(&mut self, piece: u32) -> bool {
+        if piece >= self.len || self.has(piece) {
+            return false;
+        }
+        self.bytes[(piece / 8) as usize] |= 0x80 >> (piece % 8);
+        self.count += 1;
+        true
+    }
+
+    /// Clears `piece`; returns true if it was set before.
+    pub fn unset(&mut self, piece: u32) -> bool {
+        if !self.has(piece) {
+            return false;
+        }
+        self.bytes[(piece / 8) as usize] &= !(0x80 >> (piece % 8));
+        self.count -= 1;
+        true
+    }
+
+    /// Iterates the set pieces in ascending order.
+    pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len).filter(move |&p| self.has(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_has_count() {
+        let mut b = Bitfield::new(10);
+        assert!(b.set(0));
+        assert!(!b.set(0));
+        assert!(b.set(9));
+        assert!(!b.set(10));
+        assert_eq!(b.as_bytes(), &[0x80, 0x40]);
+        assert_eq!(b.count(), 2);
+        assert!(b.unset(0));
+        assert_eq!(b.ones().collect::<Vec<_>>(), vec![9]);
+    }
+
+    #[test]
+    fn full_and_spare_bits() {
+        let b = Bitfield::full(10);
+        assert_eq!(b.as_bytes(), &[0xff, 0xc0]);
+        assert!(b.is_full());
+        assert!(Bitfield::from_bytes(&[0xff, 0xc0], 10).is_some());
+        assert!(Bitfield::from_bytes(&[0xff, 0xe0], 10).is_none());
+        assert!(Bitfield::from_bytes(&[0xff], 10).is_none());
+        assert_eq!(Bitfield::from_bytes(&[0xff, 0xc0], 10).unwrap().count(), 10);
+    }
+}

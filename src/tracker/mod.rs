@@ -1,0 +1,1 @@
+//! Trackers: announce/scrape types (sans-IO), the HTTP and UDP tracker server, the client.
