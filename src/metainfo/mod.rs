@@ -6,6 +6,7 @@
 //! seedbox misbehave: see [`MetainfoError`].
 
 mod builder;
+mod create;
 mod error;
 mod info_hash;
 mod magnet;
@@ -14,6 +15,7 @@ mod piece_length;
 mod torrent;
 
 pub use builder::{NewFile, TorrentBuilder};
+pub use create::{create, scan, scan_layout, CreateError, CreateOptions, Scan};
 pub use error::MetainfoError;
 pub use info_hash::InfoHash;
 pub use magnet::magnet_link;
