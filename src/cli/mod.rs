@@ -9,6 +9,7 @@ mod bench;
 mod create;
 mod get;
 mod plan;
+mod progress;
 mod seed;
 mod show;
 mod sim;
@@ -102,6 +103,7 @@ fn init_logging(filter: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -1,1 +1,13 @@
-//! Torrent data over memory-mapped files: files laid end to end, pieces mapped to extents.
+//! Torrent data over memory-mapped files: files laid end to end ([`Layout`]), pieces mapped to
+//! file extents, read-only mappings for seeding with `madvise` hints ([`MappedStorage`]), and
+//! parallel piece hashing ([`hash_pieces`]).
+
+mod hasher;
+mod layout;
+mod mapped;
+mod verify;
+
+pub use hasher::{available_threads, hash_pieces};
+pub use layout::{Extent, FileSlot, Layout};
+pub use mapped::{FileProblem, MappedStorage, Unavailable};
+pub use verify::{verify, VerifyReport};

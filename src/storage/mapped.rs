@@ -1,0 +1,411 @@
+//! Read-only torrent data over `memmap2` mappings: what seeding, `verify` and `create` read.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{Advice, Mmap, MmapOptions};
+
+use super::layout::{Extent, Layout};
+use crate::swarm::BlockRef;
+
+/// Why a file of a torrent cannot be read as it should.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FileProblem {
+    /// The file does not exist.
+    #[error("{}: missing", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file exists with another size.
+    #[error("{}: {actual} bytes, expected {expected}", path.display())]
+    WrongSize {
+        /// The file.
+        path: PathBuf,
+        /// Size on disk.
+        actual: u64,
+        /// Size in the torrent.
+        expected: u64,
+    },
+    /// The file exists but cannot be opened or mapped.
+    #[error("{}: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's message.
+        reason: String,
+    },
+}
+
+impl FileProblem {
+    /// The file concerned.
+    pub fn path(&self) -> &PathBuf {
+        match self {
+            FileProblem::Missing { path }
+            | FileProblem::WrongSize { path, .. }
+            | FileProblem::Unreadable { path, .. } => path,
+        }
+    }
+}
+
+/// A mapping shared by `Bytes` handles: blocks handed to the network keep it alive.
+struct SharedMap(Arc<Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One file's data: a mapping of the bytes that exist, possibly fewer than expected.
+enum FileData {
+    /// Mapped: `bytes` views the whole mapping (`available` bytes).
+    Mapped { map: Arc<Mmap>, bytes: Bytes },
+    /// Nothing to read (zero-length, missing or unreadable file).
+    Nothing,
+    /// A padding file: reads as zeros.
+    Padding,
+}
+
+/// Torrent data mapped read-only. Shared between cores behind an `Arc`; reads never lock.
+pub struct MappedStorage {
+    layout: Layout,
+    data: Vec<FileData>,
+    /// How many bytes of each file can be read (for verify of short files).
+    available: Vec<u64>,
+}
+
+/// Zeros for padding files.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// A range of the content that cannot be read (a missing or short file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bytes {offset}..{end} of the torrent are not available on disk")]
+pub struct Unavailable {
+    /// Start of the range asked for.
+    pub offset: u64,
+    /// End of the range asked for.
+    pub end: u64,
+}
+
+impl MappedStorage {
+    /// Maps every file; the first missing, short or unreadable file is an error. What a seed
+    /// needs: every byte present.
+    pub fn open(layout: Layout) -> Result<MappedStorage, FileProblem> {
+        let (storage, problems) = Self::open_lenient(layout);
+        match problems.into_iter().next() {
+            Some(p) => Err(p),
+            None => Ok(storage),
+        }
+    }
+
+    /// Maps whatever exists and lists what does not (missing files, wrong sizes). Reads of the
+    /// missing parts fail with [`Unavailable`]. What `verify` needs.
+    pub fn open_lenient(layout: Layout) -> (MappedStorage, Vec<FileProblem>) {
+        let mut data = Vec::with_capacity(layout.files().len());
+        let mut available = Vec::with_capacity(layout.files().len());
+        let mut problems = Vec::new();
+        for slot in layout.files() {
+            if slot.padding {
+                data.push(FileData::Padding);
+                available.push(slot.length);
+                continue;
+            }
+            let (file_data, avail) = match map_file(&slot.path, slot.length) {
+                Ok((d, avail, problem)) => {
+                    problems.extend(problem);
+                    (d, avail)
+                }
+                Err(problem) => {
+                    problems.push(problem);
+                    (FileData::Nothing, 0)
+                }
+            };
+            data.push(file_data);
+            available.push(avail);
+        }
+        let storage = MappedStorage {
+            layout,
+            data,
+            available,
+        };
+        (storage, problems)
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Calls `f` with each slice of content bytes `offset..offset+length`, in order, without
+    /// copying. Fails (possibly after some calls) when part of the range is not on disk.
+    pub fn for_each_slice(
+        &self,
+        offset: u64,
+        length: u64,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), Unavailable> {
+        let unavailable = Unavailable {
+            offset,
+            end: offset + length,
+        };
+        for Extent {
+            file,
+            file_offset,
+            length,
+        } in self.layout.extents(offset, length)
+        {
+            if file_offset + length > self.available[file] {
+                return Err(unavailable);
+            }
+            match &self.data[file] {
+                FileData::Mapped { bytes, .. } => {
+                    let start = file_offset as usize;
+                    f(&bytes[start..start + length as usize]);
+                }
+                FileData::Padding => {
+                    let mut left = length as usize;
+                    while left > 0 {
+                        let n = left.min(ZEROS.len());
+                        f(&ZEROS[..n]);
+                        left -= n;
+                    }
+                }
+                FileData::Nothing => return Err(unavailable),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every byte of piece `piece` is on disk.
+    pub fn piece_available(&self, piece: u32) -> bool {
+        self.layout
+            .piece_extents(piece)
+            .all(|e| e.file_offset + e.length <= self.available[e.file])
+    }
+
+    /// SHA-1 of piece `piece`, or `None` when part of it is not on disk.
+    pub fn hash_piece(&self, piece: u32) -> Option<[u8; 20]> {
+        use sha1::{Digest, Sha1};
+        let g = self.layout.geometry();
+        let mut hasher = Sha1::new();
+        self.for_each_slice(g.piece_offset(piece), u64::from(g.piece_size(piece)), |s| {
+            hasher.update(s)
+        })
+        .ok()?;
+        Some(hasher.finalize().into())
+    }
+
+    /// The bytes of `block`, without copying when it lies inside one file (the usual case);
+    /// a block that spans files or padding is assembled into a new buffer. `None` when the
+    /// block is outside the torrent or not on disk.
+    pub fn block(&self, block: BlockRef) -> Option<Bytes> {
+        let g = self.layout.geometry();
+        if !g.is_valid_request(block, u32::MAX) {
+            return None;
+        }
+        let offset = g.piece_offset(block.piece) + u64::from(block.offset);
+        let length = u64::from(block.length);
+        let mut extents = self.layout.extents(offset, length);
+        let first = extents.next()?;
+        if first.length == length {
+            if first.file_offset + length > self.available[first.file] {
+                return None;
+            }
+            if let FileData::Mapped { bytes, .. } = &self.data[first.file] {
+                let start = first.file_offset as usize;
+                return Some(bytes.slice(start..start + length as usize));
+            }
+        }
+        let mut out = Vec::with_capacity(length as usize);
+        self.for_each_slice(offset, length, |s| out.extend_from_slice(s))
+            .ok()?;
+        Some(Bytes::from(out))
+    }
+
+    /// Hints the kernel that the files will be read front to back (verify, create).
+    pub fn advise_sequential(&self) {
+        for d in &self.data {
+            if let FileData::Mapped { map, .. } = d {
+                let _ = map.advise(Advice::Sequential);
+            }
+        }
+    }
+
+    /// Hints the kernel that piece `piece` will be read soon (a request for a cold piece).
+    pub fn advise_will_need(&self, piece: u32) {
+        for e in self.layout.piece_extents(piece) {
+            if let FileData::Mapped { map, .. } = &self.data[e.file] {
+                let _ =
+                    map.advise_range(Advice::WillNeed, e.file_offset as usize, e.length as usize);
+            }
+        }
+    }
+}
+
+/// Maps one file. Returns the data, how many of the expected bytes exist, and a size problem.
+fn map_file(
+    path: &PathBuf,
+    expected: u64,
+) -> Result<(FileData, u64, Option<FileProblem>), FileProblem> {
+    let unreadable = |e: std::io::Error| FileProblem::Unreadable {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FileProblem::Missing { path: path.clone() })
+        }
+        Err(e) => return Err(unreadable(e)),
+    };
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(FileProblem::Unreadable {
+            path: path.clone(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let actual = meta.len();
+    let problem = (actual != expected).then(|| FileProblem::WrongSize {
+        path: path.clone(),
+        actual,
+        expected,
+    });
+    let avail = actual.min(expected);
+    if avail == 0 {
+        return Ok((FileData::Nothing, 0, problem));
+    }
+    // SAFETY: the mapping is read-only. Another process truncating the file turns reads past
+    // its new end into SIGBUS; the seed server guards against that (see the engine).
+    let map = unsafe { MmapOptions::new().len(avail as usize).map(&file) }.map_err(unreadable)?;
+    let map = Arc::new(map);
+    let bytes = Bytes::from_owner(SharedMap(map.clone()));
+    Ok((FileData::Mapped { map, bytes }, avail, problem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layout::FileSlot;
+    use super::*;
+
+    fn setup(
+        contents: &[Option<&[u8]>],
+        expected: &[u64],
+        piece_length: u32,
+    ) -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut offset = 0;
+        let mut files = Vec::new();
+        for (i, (c, &len)) in contents.iter().zip(expected).enumerate() {
+            let path = dir.path().join(format!("f{i}"));
+            if let Some(c) = c {
+                std::fs::write(&path, c).unwrap();
+            }
+            files.push(FileSlot {
+                path,
+                offset,
+                length: len,
+                padding: false,
+            });
+            offset += len;
+        }
+        (dir, Layout::new(files, piece_length))
+    }
+
+    #[test]
+    fn blocks_inside_one_file_are_views_and_spanning_blocks_are_assembled() {
+        let (_d, layout) = setup(&[Some(b"abcdef"), Some(b""), Some(b"ghij")], &[6, 0, 4], 8);
+        let s = MappedStorage::open(layout).unwrap();
+        let b = s
+            .block(BlockRef {
+                piece: 0,
+                offset: 1,
+                length: 3,
+            })
+            .unwrap();
+        assert_eq!(&b[..], b"bcd");
+        let b = s
+            .block(BlockRef {
+                piece: 0,
+                offset: 4,
+                length: 4,
+            })
+            .unwrap();
+        assert_eq!(&b[..], b"efgh");
+        let b = s
+            .block(BlockRef {
+                piece: 1,
+                offset: 0,
+                length: 2,
+            })
+            .unwrap();
+        assert_eq!(&b[..], b"ij");
+        assert!(s
+            .block(BlockRef {
+                piece: 1,
+                offset: 0,
+                length: 3
+            })
+            .is_none());
+        assert!(s
+            .block(BlockRef {
+                piece: 2,
+                offset: 0,
+                length: 1
+            })
+            .is_none());
+    }
+
+    #[test]
+    fn lenient_open_reports_missing_and_short_files() {
+        let (_d, layout) = setup(&[Some(b"abcd"), None, Some(b"xy")], &[4, 4, 4], 4);
+        let (s, problems) = MappedStorage::open_lenient(layout.clone());
+        assert_eq!(problems.len(), 2);
+        assert!(matches!(problems[0], FileProblem::Missing { .. }));
+        assert!(matches!(
+            problems[1],
+            FileProblem::WrongSize {
+                actual: 2,
+                expected: 4,
+                ..
+            }
+        ));
+        assert!(s.hash_piece(0).is_some());
+        assert!(s.hash_piece(1).is_none());
+        assert!(s.hash_piece(2).is_none());
+        assert!(MappedStorage::open(layout).is_err());
+    }
+
+    #[test]
+    fn padding_reads_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"xy").unwrap();
+        let files = vec![
+            FileSlot {
+                path: a,
+                offset: 0,
+                length: 2,
+                padding: false,
+            },
+            FileSlot {
+                path: dir.path().join("pad"),
+                offset: 2,
+                length: 2,
+                padding: true,
+            },
+        ];
+        let s = MappedStorage::open(Layout::new(files, 4)).unwrap();
+        let b = s
+            .block(BlockRef {
+                piece: 0,
+                offset: 0,
+                length: 4,
+            })
+            .unwrap();
+        assert_eq!(&b[..], b"xy\0\0");
+    }
+}
