@@ -1,10 +1,12 @@
 //! The peer wire protocol (BEP 3, 6, 10), sans-IO.
 //!
 //! [`wire`] holds the byte format: the handshake, [`Message`] and the framing
-//! [`MessageDecoder`].
+//! [`MessageDecoder`]; [`extension`] the BEP 10 extension handshake.
 
+pub mod extension;
 mod peer_id;
 pub mod wire;
 
+pub use extension::{ExtendedHandshake, ExtensionError};
 pub use peer_id::{PeerId, CLIENT_PREFIX};
 pub use wire::{Handshake, Message, MessageDecoder, Reserved, WireError};
