@@ -1,0 +1,199 @@
+//! The torrent tooling from the command line: exit codes, messages, reproducibility.
+
+mod support;
+
+use std::path::Path;
+
+use seedbox::bencode::Owned;
+use support::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_usage_exits_2_and_help_reads_well() {
+    let o = run(&["create"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["create", "x", "--piece-length", "1000"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("power of two"), "{}", stderr(&o));
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for cmd in [
+        "create", "verify", "show", "seed", "get", "tracker", "bench", "sim", "plan",
+    ] {
+        assert!(help.contains(cmd), "help lacks {cmd}");
+    }
+}
+
+#[test]
+fn no_date_gives_byte_identical_torrents() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), MULTI_FILES);
+    let mut outputs = Vec::new();
+    for (i, threads) in ["1", "2"].iter().enumerate() {
+        let out = dir.path().join(format!("{i}.torrent"));
+        let o = run(&[
+            "create",
+            dir.path().join("release").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-date",
+            "--threads",
+            threads,
+            "--announce",
+            "http://a/announce",
+            "--announce",
+            "udp://b:1",
+            "--web-seed",
+            "http://w/",
+            "--private",
+            "--comment",
+            "c",
+            "--source",
+            "S",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("magnet:?xt=urn:btih:"), "{stdout}");
+        outputs.push(std::fs::read(out).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    // Refuses to overwrite without --force.
+    let again = run(&[
+        "create",
+        dir.path().join("release").to_str().unwrap(),
+        "-o",
+        dir.path().join("0.torrent").to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists"));
+}
+
+#[test]
+fn show_json_has_the_documented_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("f.bin", 100_000)]);
+    let t = dir.path().join("f.torrent");
+    let o = run(&[
+        "create",
+        dir.path().join("f.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["show", "--json", t.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "f.bin");
+    assert_eq!(v["info_hash"].as_str().unwrap().len(), 40);
+    assert_eq!(v["piece_length"], 262_144);
+    assert_eq!(v["total_length"], 100_000);
+    assert_eq!(v["files"][0]["length"], 100_000);
+    assert!(v["magnet"]
+        .as_str()
+        .unwrap()
+        .starts_with("magnet:?xt=urn:btih:"));
+    assert!(v["creation_date"].is_i64());
+}
+
+fn evil_torrent(path: &[&str]) -> Vec<u8> {
+    let file = Owned::dict().insert("length", 5i64).insert(
+        "path",
+        Owned::List(path.iter().map(|c| Owned::from(*c)).collect()),
+    );
+    Owned::dict()
+        .insert(
+            "info",
+            Owned::dict()
+                .insert("name", "evil")
+                .insert("files", Owned::List(vec![file]))
+                .insert("piece length", 16384i64)
+                .insert("pieces", vec![0u8; 20]),
+        )
+        .encode()
+}
+
+#[test]
+fn traversal_torrents_are_rejected_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("evil.torrent");
+    std::fs::write(&t, evil_torrent(&["..", "..", "etc", "passwd"])).unwrap();
+    for args in [
+        vec!["show", t.to_str().unwrap()],
+        vec![
+            "verify",
+            t.to_str().unwrap(),
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+        assert!(e.starts_with("seedbox: error: "), "{e}");
+        assert!(e.contains("unsafe path \"../../etc/passwd\""), "{e}");
+    }
+}
+
+#[test]
+fn invalid_bencode_error_names_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("bad.torrent");
+    std::fs::write(&t, b"d4:infod4:name").unwrap();
+    let o = run(&["show", t.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("invalid bencode at byte 14"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn verify_json(t: &Path, data: &Path) -> (Option<i32>, serde_json::Value) {
+    let o = run(&[
+        "verify",
+        t.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    (o.status.code(), serde_json::from_slice(&o.stdout).unwrap())
+}
+
+#[test]
+fn verify_reports_missing_and_wrong_size_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), MULTI_FILES);
+    let t = dir.path().join("r.torrent");
+    let o = run(&[
+        "create",
+        dir.path().join("release").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-l",
+        "32K",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, v) = verify_json(&t, dir.path());
+    assert_eq!(code, Some(0));
+    assert_eq!(v["ok"], true);
+
+    std::fs::remove_file(dir.path().join("release/z.txt")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("release/b/c/mid.bin"))
+        .unwrap();
+    f.set_len(49_000).unwrap();
+    let (code, v) = verify_json(&t, dir.path());
+    assert_eq!(code, Some(1));
+    let problems = v["file_problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{v}");
+    assert_eq!(problems[0]["problem"], "wrong size");
+    assert_eq!(problems[0]["actual"], 49_000);
+    assert_eq!(problems[1]["problem"], "missing");
+    // mid.bin spans 1_000..51_000: its tail (pieces 1) is missing; z.txt is in the last piece.
+    assert_eq!(v["missing_pieces"], serde_json::json!([1, 10]));
+}
