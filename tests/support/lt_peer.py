@@ -50,8 +50,6 @@ if not a.tracker:
     params.ti = lt.torrent_info(a.torrent)
 h = ses.add_torrent(params)
 if not a.tracker:
-    for t in list(h.trackers()):
-        pass
     h.replace_trackers([])
 if a.download_limit:
     h.set_download_limit(a.download_limit)
@@ -59,7 +57,9 @@ if a.upload_limit:
     h.set_upload_limit(a.upload_limit)
 
 deadline = time.time() + a.timeout
-while ses.listen_port() == 0 and time.time() < deadline:
+ready = (lt.torrent_status.states.seeding, lt.torrent_status.states.downloading,
+         lt.torrent_status.states.finished)
+while (ses.listen_port() == 0 or h.status().state not in ready) and time.time() < deadline:
     time.sleep(0.05)
 print('LISTEN %d' % ses.listen_port(), flush=True)
 for peer in a.connect:
