@@ -1,0 +1,311 @@
+//! The downloader behind `seedbox get`: a full BitTorrent leecher on the engine's building
+//! blocks (the sans-IO [`Connection`](crate::protocol::Connection), picker and choker, the
+//! memory-mapped storage and zero-copy block sending), which lingers as a seed.
+//!
+//! One download runs on one core: its peers share the picker and storage without locks (a
+//! leecher's rate is bounded by the network, not by one core's protocol work; hashing a piece
+//! inline costs well under a millisecond). Pieces are hashed as their last block is written,
+//! announced with `have` only once verified; a restart re-hashes what is on disk, so only
+//! verified bytes ever count as done.
+
+mod peer;
+mod session;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+
+use crate::metainfo::Torrent;
+use crate::protocol::{ConnectionConfig, PeerId};
+use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError};
+use crate::swarm::{Choker, ChokerConfig, Picker, PickerConfig, Slots};
+
+pub use session::{Totals, BAN_STRIKES};
+
+/// When a completed download stops seeding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Linger {
+    /// Seed this long after completion (`0`: exit at once).
+    For(Duration),
+    /// Seed until uploaded / total size reaches this ratio.
+    Ratio(f64),
+    /// Seed until interrupted.
+    Forever,
+}
+
+/// What to download and how.
+#[derive(Clone, Debug)]
+pub struct DownloadConfig {
+    /// The torrent.
+    pub torrent: Arc<Torrent>,
+    /// The save folder (the content goes to `save_dir/name`).
+    pub save_dir: PathBuf,
+    /// Peers to connect to besides the tracker's.
+    pub peers: Vec<SocketAddr>,
+    /// Most connected peers.
+    pub max_peers: usize,
+    /// Where to accept incoming peers.
+    pub listen: SocketAddr,
+    /// After completion.
+    pub linger: Linger,
+    /// Regular unchoke slots.
+    pub unchoke_slots: Slots,
+    /// Upload limit in bytes per second.
+    pub max_upload_rate: Option<u64>,
+    /// Hashing threads for the start-up recheck.
+    pub threads: usize,
+    /// Random seed (peer id, picker, choker); `None` for entropy.
+    pub rng_seed: Option<u64>,
+}
+
+/// How a download ended.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DownloadReport {
+    /// Whether every piece is verified on disk.
+    pub complete: bool,
+    /// Seconds from start to completion, if it completed.
+    pub seconds_to_complete: Option<f64>,
+    /// Seconds the whole run took.
+    pub seconds: f64,
+    /// Totals.
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// The port we listened on.
+    pub listen_port: u16,
+}
+
+/// Why a download could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The storage could not be prepared (a full disk lands here, before anything starts).
+    #[error(transparent)]
+    Storage(#[from] WriteError),
+    /// The listen socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing data failed during the download.
+    #[error("download stopped: {0}")]
+    Fatal(String),
+    /// The runtime could not start.
+    #[error("io_uring runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Progress the caller can draw (bytes verified, rates, peers), updated once a second.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Verified bytes.
+    pub have_bytes: u64,
+    /// Total bytes.
+    pub total_bytes: u64,
+    /// Download rate, bytes/s.
+    pub down_rate: u64,
+    /// Upload rate, bytes/s.
+    pub up_rate: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Completed.
+    pub complete: bool,
+}
+
+/// Runs a download to the end of its linger. `progress` is called once a second; `stop`
+/// ends the run early (SIGINT).
+pub fn run(
+    config: DownloadConfig,
+    mut progress: impl FnMut(&Progress),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<DownloadReport, DownloadError> {
+    let torrent = config.torrent.clone();
+    let layout = Layout::of_torrent(&torrent, &config.save_dir);
+    let existed = layout
+        .files()
+        .iter()
+        .any(|f| !f.padding && std::fs::metadata(&f.path).is_ok_and(|m| m.len() > 0));
+    let (writer, reader) = WritableStorage::open(layout)?;
+    let reader = Arc::new(reader);
+    let mut rng = match config.rng_seed {
+        Some(s) => rand_chacha::ChaCha8Rng::seed_from_u64(s),
+        None => rand_chacha::ChaCha8Rng::from_entropy(),
+    };
+    let mut picker = Picker::new(torrent.geometry(), PickerConfig::default(), &mut rng);
+    let mut resumed = 0;
+    if existed {
+        // Resume: whatever is on disk and hashes right is ours; nothing else is.
+        let hashes = hash_pieces(&reader, config.threads, &AtomicU64::new(0));
+        for (i, h) in hashes.iter().enumerate() {
+            if h.as_ref() == Some(torrent.piece_hash(i as u32)) {
+                picker.piece_verified(i as u32);
+                resumed += 1;
+            }
+        }
+        tracing::info!(resumed, "resume: pieces already verified on disk");
+    }
+    let choker = Choker::new(ChokerConfig {
+        slots: config.unchoke_slots,
+        optimistic: true,
+    });
+    let peer_id = PeerId::generate(&mut rng);
+    let mut session = session::Session::new(
+        torrent.clone(),
+        writer,
+        reader,
+        picker,
+        choker,
+        rng,
+        peer_id,
+        config.max_upload_rate,
+    );
+    session.totals.resumed_pieces = resumed;
+    if session.is_complete() {
+        session.completed_at = Some(Duration::ZERO);
+        session.choker.set_seeding(true);
+    }
+    session.add_candidates(config.peers.iter().copied());
+    let session = Rc::new(RefCell::new(session));
+    tokio_uring::start(drive(config, session, &mut progress, stop))
+}
+
+async fn drive(
+    config: DownloadConfig,
+    session: Rc<RefCell<session::Session>>,
+    progress: &mut impl FnMut(&Progress),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<DownloadReport, DownloadError> {
+    use std::sync::atomic::Ordering;
+    let listener = tokio_uring::net::TcpListener::bind(config.listen).map_err(|source| {
+        DownloadError::Listen {
+            addr: config.listen,
+            source,
+        }
+    })?;
+    let listen_port = listener
+        .local_addr()
+        .map_err(|source| DownloadError::Listen {
+            addr: config.listen,
+            source,
+        })?
+        .port();
+    let conn_config = ConnectionConfig {
+        listen_port: Some(listen_port),
+        ..ConnectionConfig::default()
+    };
+    // Incoming peers.
+    {
+        let session = session.clone();
+        let conn_config = conn_config.clone();
+        let max_peers = config.max_peers;
+        tokio_uring::spawn(async move {
+            loop {
+                let Ok((stream, addr)) = listener.accept().await else {
+                    continue;
+                };
+                let mut s = session.borrow_mut();
+                if s.banned.contains(&addr.ip()) || s.connected.len() >= max_peers {
+                    continue;
+                }
+                s.connected.insert(addr);
+                drop(s);
+                tokio_uring::spawn(peer::run_peer(
+                    session.clone(),
+                    stream,
+                    addr,
+                    peer::Side::Incoming,
+                    conn_config.clone(),
+                ));
+            }
+        });
+    }
+    let total = config.torrent.total_length;
+    loop {
+        // Dial candidates while there is room.
+        loop {
+            let next = {
+                let mut s = session.borrow_mut();
+                if s.connected.len() >= config.max_peers {
+                    None
+                } else {
+                    let a = s.candidates.pop_front();
+                    if let Some(a) = a {
+                        s.connected.insert(a);
+                    }
+                    a
+                }
+            };
+            let Some(addr) = next else { break };
+            let session = session.clone();
+            let conn_config = conn_config.clone();
+            tokio_uring::spawn(async move {
+                match tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tokio_uring::net::TcpStream::connect(addr),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => {
+                        peer::run_peer(session, stream, addr, peer::Side::Outgoing, conn_config)
+                            .await
+                    }
+                    _ => {
+                        let mut s = session.borrow_mut();
+                        s.connected.remove(&addr);
+                        // Explicit peers are retried: put it back at the end of the line.
+                        s.candidates.push_back(addr);
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut s = session.borrow_mut();
+        s.tick();
+        let now = s.now();
+        let have_bytes: u64 = s
+            .picker
+            .have()
+            .ones()
+            .map(|p| u64::from(s.geometry.piece_size(p)))
+            .sum();
+        progress(&Progress {
+            have_bytes,
+            total_bytes: total,
+            down_rate: s.down_total.rate(now),
+            up_rate: s.up_total.rate(now),
+            peers: s.peers.len(),
+            complete: s.is_complete(),
+        });
+        if let Some(e) = s.fatal.take() {
+            return Err(DownloadError::Fatal(e));
+        }
+        let done_lingering = match (s.completed_at, config.linger) {
+            (None, _) => false,
+            (Some(at), Linger::For(d)) => now.saturating_sub(at) >= d,
+            (Some(_), Linger::Ratio(r)) => s.totals.uploaded as f64 >= r * total as f64,
+            (Some(_), Linger::Forever) => false,
+        };
+        if done_lingering || stop.load(Ordering::Relaxed) {
+            let report = DownloadReport {
+                complete: s.is_complete(),
+                seconds_to_complete: s.completed_at.map(|d| d.as_secs_f64()),
+                seconds: now.as_secs_f64(),
+                totals: s.totals.clone(),
+                listen_port,
+            };
+            if s.is_complete() {
+                if let Err(e) = s.writer.flush() {
+                    return Err(DownloadError::Fatal(e.to_string()));
+                }
+            }
+            return Ok(report);
+        }
+    }
+}

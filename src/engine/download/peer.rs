@@ -1,0 +1,229 @@
+//! The tasks of one peer of a download: handshake, then a reader that feeds the session and a
+//! writer that sends what the session queued (control messages, then blocks straight from the
+//! mapping in one vectored write).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use super::session::{PeerKey, PeerSlot, Session};
+use crate::protocol::wire::piece_header;
+use crate::protocol::{Connection, ConnectionConfig, Handshake, MessageDecoder};
+use crate::swarm::{BlockRef, RateMeter};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// Blocks per vectored write.
+const BLOCKS_PER_WRITE: usize = 16;
+/// How long the peer has to answer our handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which side opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// We dialled.
+    Outgoing,
+    /// It dialled us.
+    Incoming,
+}
+
+/// Runs one peer to the end; errors end only this peer.
+pub async fn run_peer(
+    session: Rc<RefCell<Session>>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    side: Side,
+    config: ConnectionConfig,
+) {
+    let stream = Rc::new(stream);
+    let result = run_inner(&session, stream.clone(), addr, side, config).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    match result {
+        Ok(key) => session.borrow_mut().remove_peer(key),
+        Err(e) => {
+            tracing::debug!(%addr, "peer: {e}");
+            session.borrow_mut().connected.remove(&addr);
+        }
+    }
+}
+
+async fn run_inner(
+    session: &Rc<RefCell<Session>>,
+    stream: Rc<TcpStream>,
+    addr: SocketAddr,
+    side: Side,
+    config: ConnectionConfig,
+) -> Result<PeerKey, String> {
+    let _ = stream.set_nodelay(true);
+    let (info_hash, our_id, geometry) = {
+        let s = session.borrow();
+        (s.torrent.info_hash, s.peer_id, s.geometry)
+    };
+    let ours = Handshake {
+        reserved: config.reserved,
+        ..Handshake::new(info_hash, our_id)
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    if side == Side::Outgoing {
+        write_all(&stream, Bytes::copy_from_slice(&ours.encode())).await?;
+    }
+    let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(&stream, &mut buf))
+        .await
+        .map_err(|_| "no handshake in time".to_string())??;
+    if theirs.info_hash != info_hash {
+        return Err(format!("wrong info-hash {}", theirs.info_hash));
+    }
+    if theirs.peer_id == our_id {
+        return Err("connected to ourselves".into());
+    }
+    if side == Side::Incoming {
+        write_all(&stream, Bytes::copy_from_slice(&ours.encode())).await?;
+    }
+    let wake = Rc::new(Notify::new());
+    let key = {
+        let mut s = session.borrow_mut();
+        let now = s.now();
+        let slot = PeerSlot {
+            addr,
+            conn: Connection::new(config, geometry, now),
+            wake: wake.clone(),
+            stream: stream.clone(),
+            connected_at: now,
+            up: RateMeter::new(now),
+            down: RateMeter::new(now),
+            last_block_at: None,
+            rtt: Duration::from_millis(100),
+            closing: false,
+        };
+        s.add_peer(slot, &theirs)
+    };
+    tracing::debug!(%addr, key, "peer connected");
+    let reader = read_loop(session, &stream, key, buf);
+    let writer = write_loop(session, &stream, key, &wake);
+    let result = tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    };
+    if let Err(e) = result {
+        tracing::debug!(%addr, "peer ended: {e}");
+    }
+    Ok(key)
+}
+
+async fn write_all(stream: &TcpStream, data: Bytes) -> Result<(), String> {
+    let (res, _) = stream.write_all(data).await;
+    res.map_err(|e| e.to_string())
+}
+
+async fn read_handshake(stream: &TcpStream, buf: &mut BytesMut) -> Result<Handshake, String> {
+    loop {
+        if let Some(h) = Handshake::decode(buf).map_err(|e| e.to_string())? {
+            return Ok(h);
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> Result<(), String> {
+    buf.reserve(READ_CHUNK);
+    let taken = std::mem::take(buf);
+    let start = taken.len();
+    let end = taken.capacity();
+    let (result, slice) = stream.read(taken.slice(start..end)).await;
+    *buf = slice.into_inner();
+    match result.map_err(|e| e.to_string())? {
+        0 => Err("closed by the peer".into()),
+        _ => Ok(()),
+    }
+}
+
+async fn read_loop(
+    session: &Rc<RefCell<Session>>,
+    stream: &TcpStream,
+    key: PeerKey,
+    mut buf: BytesMut,
+) -> Result<(), String> {
+    let decoder = MessageDecoder::for_piece_count(session.borrow().geometry.piece_count());
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(m)) => session
+                    .borrow_mut()
+                    .on_message(key, m)
+                    .map_err(|e| e.to_string())?,
+                Ok(None) => break,
+                Err(e) if !e.is_fatal() => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        read_more(stream, &mut buf).await?;
+    }
+}
+
+async fn write_loop(
+    session: &Rc<RefCell<Session>>,
+    stream: &TcpStream,
+    key: PeerKey,
+    wake: &Notify,
+) -> Result<(), String> {
+    let mut control = BytesMut::with_capacity(1024);
+    let mut blocks: Vec<(BlockRef, Bytes)> = Vec::with_capacity(BLOCKS_PER_WRITE);
+    loop {
+        blocks.clear();
+        let alive = session
+            .borrow_mut()
+            .take_output(key, &mut control, &mut blocks, BLOCKS_PER_WRITE);
+        if !alive {
+            return Err("closing".into());
+        }
+        if control.is_empty() && blocks.is_empty() {
+            // Rate-limited with requests waiting: look again shortly; else sleep until woken.
+            let poll = if session.borrow().has_queued(key) {
+                Duration::from_millis(20)
+            } else {
+                Duration::from_secs(1)
+            };
+            let _ = tokio::time::timeout(poll, wake.notified()).await;
+            continue;
+        }
+        let mut segments: Vec<Bytes> = Vec::with_capacity(1 + 2 * blocks.len());
+        if !control.is_empty() {
+            segments.push(control.split().freeze());
+        }
+        for (b, data) in blocks.drain(..) {
+            segments.push(Bytes::copy_from_slice(&piece_header(b.piece, b.offset, b.length)));
+            segments.push(data);
+        }
+        writev_all(stream, segments).await?;
+    }
+}
+
+/// Writes every segment, resubmitting what a short write left.
+async fn writev_all(stream: &TcpStream, mut segments: Vec<Bytes>) -> Result<(), String> {
+    while !segments.is_empty() {
+        let (res, mut back) = stream.writev(segments).await;
+        let mut n = res.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("peer stopped reading".into());
+        }
+        let mut rest = Vec::with_capacity(back.len());
+        for mut seg in back.drain(..) {
+            if n >= seg.len() {
+                n -= seg.len();
+                continue;
+            }
+            if n > 0 {
+                let _ = seg.split_to(n);
+                n = 0;
+            }
+            rest.push(seg);
+        }
+        segments = rest;
+    }
+    Ok(())
+}
