@@ -5,6 +5,7 @@
 mod bitfield;
 mod choker;
 mod geometry;
+mod pipeline;
 mod rate;
 
 pub use bitfield::Bitfield;
@@ -13,4 +14,5 @@ pub use choker::{
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
+pub use pipeline::{pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN};
 pub use rate::{RateMeter, RATE_WINDOW};
