@@ -69,11 +69,23 @@ mod tests {
     #[test]
     fn never_above_the_peers_reqq() {
         // 1 GiB/s over 1 s would be 65536 blocks.
-        assert_eq!(pipeline_depth(1 << 30, Duration::from_secs(1), None), DEFAULT_REQQ);
-        assert_eq!(pipeline_depth(1 << 30, Duration::from_secs(1), Some(2000)), 2000);
+        assert_eq!(
+            pipeline_depth(1 << 30, Duration::from_secs(1), None),
+            DEFAULT_REQQ
+        );
+        assert_eq!(
+            pipeline_depth(1 << 30, Duration::from_secs(1), Some(2000)),
+            2000
+        );
         // A peer announcing a tiny queue gets only that, even below the minimum.
-        assert_eq!(pipeline_depth(10 * MB, Duration::from_millis(50), Some(2)), 2);
-        assert_eq!(pipeline_depth(10 * MB, Duration::from_millis(50), Some(0)), 1);
+        assert_eq!(
+            pipeline_depth(10 * MB, Duration::from_millis(50), Some(2)),
+            2
+        );
+        assert_eq!(
+            pipeline_depth(10 * MB, Duration::from_millis(50), Some(0)),
+            1
+        );
     }
 
     #[test]
