@@ -1,14 +1,159 @@
 //! `seedbox get`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::units::{parse_duration, parse_rate};
+use crate::engine::download::{self, DownloadConfig, Linger};
+use crate::metainfo::Torrent;
+use crate::swarm::Slots;
 
 /// Arguments of `seedbox get`.
 #[derive(Debug, Args)]
-pub struct GetArgs {}
+pub struct GetArgs {
+    /// The .torrent file to download.
+    pub torrent: PathBuf,
+    /// Save folder: the content goes to DIR/NAME (default: the current folder).
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+    /// A peer to connect to (IP:PORT); repeat for several.
+    #[arg(long = "peer", value_name = "IP:PORT")]
+    pub peers: Vec<SocketAddr>,
+    /// Most connected peers.
+    #[arg(long, value_name = "J", default_value_t = 50)]
+    pub max_peers: usize,
+    /// Where to accept incoming peers.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Seed this long after completion (`0`: exit once complete and verified).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with_all = ["ratio", "seed_forever"])]
+    pub linger: Option<Duration>,
+    /// Seed until uploaded bytes reach R times the torrent's size.
+    #[arg(long, value_name = "R", conflicts_with = "seed_forever")]
+    pub ratio: Option<f64>,
+    /// Seed until interrupted.
+    #[arg(long)]
+    pub seed_forever: bool,
+    /// Regular unchoke slots.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub unchoke_slots: u32,
+    /// Upload limit (e.g. `2Mbit`, `500KiB/s`).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Print the final report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `seedbox get`.
-pub fn run(_args: GetArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("get")
+pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let torrent = Arc::new(Torrent::load(&args.torrent)?);
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let linger = match (args.linger, args.ratio, args.seed_forever) {
+        (_, _, true) => Linger::Forever,
+        (_, Some(r), _) => Linger::Ratio(r),
+        (Some(d), _, _) => Linger::For(d),
+        (None, None, false) => Linger::For(Duration::ZERO),
+    };
+    let config = DownloadConfig {
+        torrent: torrent.clone(),
+        save_dir: args.output.clone(),
+        peers: args.peers.clone(),
+        max_peers: args.max_peers.max(1),
+        listen: args.listen,
+        linger,
+        unchoke_slots: Slots::Limited(args.unchoke_slots),
+        max_upload_rate: args.max_upload_rate,
+        threads: crate::storage::available_threads(),
+        rng_seed: None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    install_stop_handler(stop.clone());
+    let target = if args.quiet || args.json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(torrent.total_length), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {msg} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let report = download::run(
+        config,
+        |p| {
+            bar.set_position(p.have_bytes);
+            bar.set_message(format!(
+                "down {}/s up {}/s, {} peers{}",
+                indicatif::HumanBytes(p.down_rate),
+                indicatif::HumanBytes(p.up_rate),
+                p.peers,
+                if p.complete { ", seeding" } else { "" }
+            ));
+        },
+        stop,
+    )?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let t = &report.totals;
+        println!(
+            "{} {}: {} bytes down, {} up ({} while downloading), {} wasted, {} hash failures, {} banned, {} pieces resumed, {:.1} s",
+            if report.complete { "complete" } else { "INCOMPLETE" },
+            torrent.name,
+            t.downloaded,
+            t.uploaded,
+            t.uploaded_while_leeching,
+            t.wasted,
+            t.hash_failures,
+            t.banned,
+            t.resumed_pieces,
+            report.seconds
+        );
+    }
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILURE)
+    })
+}
+
+/// SIGINT/SIGTERM set `stop`; a second signal exits at once.
+fn install_stop_handler(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("signal runtime");
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                if stop.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+            }
+        });
+    });
 }

@@ -14,6 +14,7 @@ mod seed;
 mod show;
 mod sim;
 mod tracker;
+mod units;
 mod verify;
 
 /// A high-performance BitTorrent seed box for Linux.

@@ -175,9 +175,10 @@ async fn write_loop(
     let mut blocks: Vec<(BlockRef, Bytes)> = Vec::with_capacity(BLOCKS_PER_WRITE);
     loop {
         blocks.clear();
-        let alive = session
-            .borrow_mut()
-            .take_output(key, &mut control, &mut blocks, BLOCKS_PER_WRITE);
+        let alive =
+            session
+                .borrow_mut()
+                .take_output(key, &mut control, &mut blocks, BLOCKS_PER_WRITE);
         if !alive {
             return Err("closing".into());
         }
@@ -196,7 +197,9 @@ async fn write_loop(
             segments.push(control.split().freeze());
         }
         for (b, data) in blocks.drain(..) {
-            segments.push(Bytes::copy_from_slice(&piece_header(b.piece, b.offset, b.length)));
+            segments.push(Bytes::copy_from_slice(&piece_header(
+                b.piece, b.offset, b.length,
+            )));
             segments.push(data);
         }
         writev_all(stream, segments).await?;

@@ -15,7 +15,7 @@ use crate::metainfo::Torrent;
 use crate::protocol::{Connection, Event, Message, PeerId, Violation};
 use crate::storage::{MappedStorage, WritableStorage};
 use crate::swarm::{
-    pipeline_depth, BlockRef, Choker, PeerSnapshot, PieceGeometry, Picker, RateMeter,
+    pipeline_depth, BlockRef, Choker, PeerSnapshot, Picker, PieceGeometry, RateMeter,
 };
 
 /// A peer's key inside one download.
@@ -56,9 +56,6 @@ pub enum DropReason {
     /// It broke the protocol.
     #[error("protocol violation: {0}")]
     Violation(#[from] Violation),
-    /// It sent bad data too often.
-    #[error("banned after {0} pieces failed their hash check")]
-    Banned(u32),
     /// The session is closing it.
     #[error("closed by the session")]
     Closing,
@@ -220,8 +217,17 @@ impl Session {
             return Err(DropReason::Closing);
         }
         // Request-to-block time, for pipeline sizing.
-        if let Message::Piece { piece, offset, ref data } = msg {
-            let block = BlockRef { piece, offset, length: data.len() as u32 };
+        if let Message::Piece {
+            piece,
+            offset,
+            ref data,
+        } = msg
+        {
+            let block = BlockRef {
+                piece,
+                offset,
+                length: data.len() as u32,
+            };
             if let Some((_, sent)) = peer.conn.outstanding().iter().find(|(b, _)| *b == block) {
                 let sample = now.saturating_sub(*sent);
                 peer.rtt = (peer.rtt * 7 + sample) / 8;
@@ -323,9 +329,15 @@ impl Session {
         }
         self.totals.hash_failures += 1;
         let senders = self.picker.piece_failed(piece);
-        tracing::warn!(piece, ?senders, "piece failed its hash check; fetching it again");
+        tracing::warn!(
+            piece,
+            ?senders,
+            "piece failed its hash check; fetching it again"
+        );
         for k in senders {
-            let Some(p) = self.peers.get_mut(&k) else { continue };
+            let Some(p) = self.peers.get_mut(&k) else {
+                continue;
+            };
             let ip = p.addr.ip();
             let strikes = self.strikes.entry(ip).or_default();
             *strikes += 1;
@@ -347,13 +359,19 @@ impl Session {
             self.fatal = Some(e.to_string());
         }
         self.choker.set_seeding(true);
-        tracing::info!("download complete and verified in {:.1} s", now.as_secs_f64());
+        tracing::info!(
+            "download complete and verified in {:.1} s",
+            now.as_secs_f64()
+        );
     }
 
     /// Sets our interest in peer `key` from what it has that we lack.
     fn update_interest(&mut self, key: PeerKey) {
-        let Some(p) = self.peers.get_mut(&key) else { return };
-        let interested = !self.picker.is_complete() && self.picker.is_interesting(p.conn.their_have());
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let interested =
+            !self.picker.is_complete() && self.picker.is_interesting(p.conn.their_have());
         if interested != p.conn.am_interested() {
             p.conn.set_interested(interested);
             p.wake.notify_one();
@@ -363,7 +381,9 @@ impl Session {
     /// Tops up the requests outstanding at peer `key`.
     pub fn fill_requests(&mut self, key: PeerKey) {
         let now = self.now();
-        let Some(p) = self.peers.get_mut(&key) else { return };
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
         if p.closing || self.picker.is_complete() {
             return;
         }
@@ -433,7 +453,9 @@ impl Session {
         }
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
-            let Some(p) = self.peers.get_mut(&k) else { continue };
+            let Some(p) = self.peers.get_mut(&k) else {
+                continue;
+            };
             if let Some(t) = p.conn.poll_timeout(now) {
                 tracing::debug!(addr = %p.addr, "peer timed out: {t:?}");
                 p.closing = true;
@@ -468,7 +490,9 @@ impl Session {
         let limited = self
             .max_upload_rate
             .is_some_and(|limit| self.up_total.rate(now) >= limit);
-        let Some(p) = self.peers.get_mut(&key) else { return false };
+        let Some(p) = self.peers.get_mut(&key) else {
+            return false;
+        };
         if p.closing {
             return false;
         }
@@ -477,11 +501,15 @@ impl Session {
         }
         if !limited {
             while blocks.len() < max {
-                let Some(b) = p.conn.pop_request(now) else { break };
+                let Some(b) = p.conn.pop_request(now) else {
+                    break;
+                };
                 if !self.picker.have().has(b.piece) {
                     continue;
                 }
-                let Some(data) = self.reader.block(b) else { continue };
+                let Some(data) = self.reader.block(b) else {
+                    continue;
+                };
                 let len = data.len() as u64;
                 p.up.record(len, now);
                 self.up_total.record(len, now);
@@ -497,6 +525,8 @@ impl Session {
 
     /// Whether peer `key` still has queued requests it could be sent (for the upload limit).
     pub fn has_queued(&self, key: PeerKey) -> bool {
-        self.peers.get(&key).is_some_and(|p| p.conn.queued_requests() > 0)
+        self.peers
+            .get(&key)
+            .is_some_and(|p| p.conn.queued_requests() > 0)
     }
 }
