@@ -165,3 +165,142 @@ impl Drop for LtPeer {
         let _ = self.child.wait();
     }
 }
+
+/// Waits for `child` up to `timeout`, killing it when it overruns; returns its output.
+pub fn wait_with_timeout(mut child: std::process::Child, timeout: std::time::Duration) -> Output {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A transmission-daemon seeding one torrent, stopped on drop.
+pub struct Transmission {
+    child: std::process::Child,
+    /// Its peer port.
+    pub peer_port: u16,
+    /// Its RPC port.
+    pub rpc_port: u16,
+    _conf: tempfile::TempDir,
+}
+
+impl Transmission {
+    /// Starts a daemon (uTP, DHT, LPD, PEX off; loopback only) seeding `torrent` whose content
+    /// is in `data_dir`, and waits until it has verified the data and seeds.
+    pub fn seed(torrent: &Path, data_dir: &Path) -> Transmission {
+        require_binary("transmission-daemon", "transmission-daemon");
+        require_binary("transmission-remote", "transmission-cli");
+        let conf = tempfile::tempdir().unwrap();
+        let (peer_port, rpc_port) = (free_port(), free_port());
+        let settings = serde_json::json!({
+            "rpc-port": rpc_port, "peer-port": peer_port, "download-dir": data_dir,
+            "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
+            "port-forwarding-enabled": false, "rpc-authentication-required": false,
+            "rpc-whitelist-enabled": false, "peer-port-random-on-start": false,
+            "bind-address-ipv4": "127.0.0.1", "rpc-bind-address": "127.0.0.1",
+            "message-level": 1,
+        });
+        std::fs::write(conf.path().join("settings.json"), settings.to_string()).unwrap();
+        let child = Command::new("transmission-daemon")
+            .args(["-f", "-g"])
+            .arg(conf.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start transmission-daemon");
+        let tr = Transmission {
+            child,
+            peer_port,
+            rpc_port,
+            _conf: conf,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let added = tr
+                .remote(&[
+                    "-a",
+                    torrent.to_str().unwrap(),
+                    "-w",
+                    data_dir.to_str().unwrap(),
+                ])
+                .status
+                .success();
+            if added {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "transmission-daemon did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        loop {
+            let info = String::from_utf8_lossy(&tr.remote(&["-t", "1", "-i"]).stdout).into_owned();
+            if info.contains("Percent Done: 100%")
+                && (info.contains("State: Seeding") || info.contains("State: Idle"))
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "transmission did not start seeding: {info}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        tr
+    }
+
+    /// Runs `transmission-remote` against this daemon.
+    pub fn remote(&self, args: &[&str]) -> Output {
+        Command::new("transmission-remote")
+            .arg(format!("127.0.0.1:{}", self.rpc_port))
+            .args(args)
+            .output()
+            .expect("run transmission-remote")
+    }
+}
+
+impl Drop for Transmission {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -211,7 +211,7 @@ async fn drive(
                     continue;
                 };
                 let mut s = session.borrow_mut();
-                if s.banned.contains(&addr.ip()) || s.connected.len() >= max_peers {
+                if s.is_banned(addr) || s.connected.len() >= max_peers {
                     continue;
                 }
                 s.connected.insert(addr);
@@ -256,12 +256,7 @@ async fn drive(
                         peer::run_peer(session, stream, addr, peer::Side::Outgoing, conn_config)
                             .await
                     }
-                    _ => {
-                        let mut s = session.borrow_mut();
-                        s.connected.remove(&addr);
-                        // Explicit peers are retried: put it back at the end of the line.
-                        s.candidates.push_back(addr);
-                    }
+                    _ => session.borrow_mut().connection_ended(addr),
                 }
             });
         }

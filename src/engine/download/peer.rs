@@ -47,7 +47,7 @@ pub async fn run_peer(
         Ok(key) => session.borrow_mut().remove_peer(key),
         Err(e) => {
             tracing::debug!(%addr, "peer: {e}");
-            session.borrow_mut().connected.remove(&addr);
+            session.borrow_mut().connection_ended(addr);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! call into it for every message; it never blocks and never awaits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,16 @@ pub type PeerKey = u32;
 pub const BAN_STRIKES: u32 = 2;
 /// An outstanding request older than this is given up and asked of someone else.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a ban applies to: the IP address, or, on loopback where many peers share one
+/// address (tests, benchmarks, several clients on one box), the address and port.
+pub fn ban_key(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_loopback() {
+        addr
+    } else {
+        SocketAddr::new(addr.ip(), 0)
+    }
+}
 
 /// One connected peer.
 pub struct PeerSlot {
@@ -106,9 +116,12 @@ pub struct Session {
     /// Addresses connected or being connected.
     pub connected: HashSet<SocketAddr>,
     /// Strikes per address.
-    strikes: HashMap<IpAddr, u32>,
+    strikes: HashMap<SocketAddr, u32>,
+    /// Addresses to dial again later: (when, address), and failures so far per address.
+    retries: Vec<(Duration, SocketAddr)>,
+    failures: HashMap<SocketAddr, u32>,
     /// Banned addresses.
-    pub banned: HashSet<IpAddr>,
+    pub banned: HashSet<SocketAddr>,
     /// Totals.
     pub totals: Totals,
     /// Session start.
@@ -153,6 +166,8 @@ impl Session {
             candidates: VecDeque::new(),
             connected: HashSet::new(),
             strikes: HashMap::new(),
+            retries: Vec::new(),
+            failures: HashMap::new(),
             banned: HashSet::new(),
             totals: Totals::default(),
             started: Instant::now(),
@@ -174,13 +189,15 @@ impl Session {
         self.picker.is_complete()
     }
 
+    /// Whether `addr` is banned.
+    pub fn is_banned(&self, addr: SocketAddr) -> bool {
+        self.banned.contains(&ban_key(addr))
+    }
+
     /// Adds addresses to try (from the tracker, `--peer`, or an incoming peer's `p`).
     pub fn add_candidates(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
         for a in addrs {
-            if !self.connected.contains(&a)
-                && !self.banned.contains(&a.ip())
-                && !self.candidates.contains(&a)
-            {
+            if !self.connected.contains(&a) && !self.is_banned(a) && !self.candidates.contains(&a) {
                 self.candidates.push_back(a);
             }
         }
@@ -194,6 +211,7 @@ impl Session {
         slot.conn.on_handshake(theirs, self.picker.have(), now);
         slot.connected_at = now;
         slot.wake.notify_one();
+        self.failures.remove(&slot.addr);
         self.peers.insert(key, slot);
         key
     }
@@ -203,8 +221,22 @@ impl Session {
         if let Some(slot) = self.peers.remove(&key) {
             self.picker.peer_left(key, slot.conn.their_have());
             self.choker.peer_left(&key);
-            self.connected.remove(&slot.addr);
+            self.connection_ended(slot.addr);
         }
+    }
+
+    /// A connection to `addr` ended or failed: dial it again later, backing off (1 s, 2 s,
+    /// 4 s ... 60 s), unless it is banned or we are complete and it has nothing for us.
+    pub fn connection_ended(&mut self, addr: SocketAddr) {
+        self.connected.remove(&addr);
+        if self.is_banned(addr) {
+            return;
+        }
+        let n = self.failures.entry(addr).or_default();
+        *n += 1;
+        let delay = Duration::from_secs(1u64 << (*n - 1).min(6)).min(Duration::from_secs(60));
+        let at = self.now() + delay;
+        self.retries.push((at, addr));
     }
 
     /// Applies one message from peer `key`.
@@ -338,12 +370,12 @@ impl Session {
             let Some(p) = self.peers.get_mut(&k) else {
                 continue;
             };
-            let ip = p.addr.ip();
-            let strikes = self.strikes.entry(ip).or_default();
+            let who = ban_key(p.addr);
+            let strikes = self.strikes.entry(who).or_default();
             *strikes += 1;
             if *strikes >= BAN_STRIKES {
-                tracing::warn!(%ip, strikes, "banning peer for bad data");
-                self.banned.insert(ip);
+                tracing::warn!(%who, strikes, "banning peer for bad data");
+                self.banned.insert(who);
                 self.totals.banned += 1;
                 p.closing = true;
                 let _ = p.stream.shutdown(std::net::Shutdown::Both);
@@ -445,9 +477,12 @@ impl Session {
         }
     }
 
-    /// Once a second: timeouts, request timeouts, choke rounds.
+    /// Once a second: retries, timeouts, request timeouts, choke rounds.
     pub fn tick(&mut self) {
         let now = self.now();
+        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(at, _)| *at <= now);
+        self.retries = later;
+        self.add_candidates(due.into_iter().map(|(_, a)| a));
         if self.choker.next_round_due(now) {
             self.choke_round();
         }

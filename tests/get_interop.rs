@@ -1,0 +1,289 @@
+//! `seedbox get` against real seeds (libtorrent, transmission) and misbehaving ones.
+
+mod support;
+
+#[path = "support/fake_seed.rs"]
+mod fake_seed;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fake_seed::{FakeSeed, Misbehaviour};
+use support::*;
+
+/// A torrent of MULTI_FILES (32 KiB pieces) in a fresh folder: (dir, torrent path).
+fn multi_file_release() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir_in(dir.path(), "seed");
+    write_tree(&seed, MULTI_FILES);
+    let t = dir.path().join("release.torrent");
+    let o = run(&[
+        "create",
+        seed.join("release").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-l",
+        "32K",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (dir, t)
+}
+
+fn get(
+    torrent: &Path,
+    out: &Path,
+    peers: &[String],
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let mut args: Vec<String> = vec![
+        "get".into(),
+        torrent.to_str().unwrap().into(),
+        "-o".into(),
+        out.to_str().unwrap().into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--json".into(),
+    ];
+    for p in peers {
+        args.push("--peer".into());
+        args.push(p.clone());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = seedbox()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_with_timeout(child, Duration::from_secs(120));
+    let report = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        o.status.code(),
+        report,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    for (rel, _) in MULTI_FILES {
+        let rel = rel.trim_start_matches("release/");
+        let x = std::fs::read(a.join(rel)).unwrap();
+        let y = std::fs::read(b.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert!(x == y, "{rel} differs");
+    }
+}
+
+#[test]
+fn downloads_multi_file_from_a_libtorrent_seed() {
+    let (dir, t) = multi_file_release();
+    let seed = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        dir.path().join("seed").to_str().unwrap(),
+        "--mode",
+        "seed",
+    ]);
+    let out = dir.path().join("out");
+    let (code, report, err) = get(
+        &t,
+        &out,
+        &[format!("127.0.0.1:{}", seed.port)],
+        &["--linger", "0"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["complete"], true);
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+}
+
+#[test]
+fn downloads_multi_file_from_a_transmission_seed() {
+    let (dir, t) = multi_file_release();
+    let tr = Transmission::seed(&t, &dir.path().join("seed"));
+    let out = dir.path().join("out");
+    let (code, report, err) = get(
+        &t,
+        &out,
+        &[format!("127.0.0.1:{}", tr.peer_port)],
+        &["--linger", "0"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["complete"], true);
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+}
+
+fn content_of(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for (rel, _) in MULTI_FILES {
+        all.extend(std::fs::read(dir.join(rel)).unwrap());
+    }
+    all
+}
+
+#[test]
+fn corrupt_blocks_are_refetched_and_the_sender_banned_on_the_second_offence() {
+    let (dir, t) = multi_file_release();
+    let torrent = seedbox::metainfo::Torrent::load(&t).unwrap();
+    let evil = FakeSeed::start(
+        &torrent,
+        content_of(&dir.path().join("seed")),
+        Misbehaviour::CorruptEveryPiece,
+    );
+    let good = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        dir.path().join("seed").to_str().unwrap(),
+        "--mode",
+        "seed",
+    ]);
+    let out = dir.path().join("out");
+    let peers = [
+        format!("127.0.0.1:{}", evil.port),
+        format!("127.0.0.1:{}", good.port),
+    ];
+    let (code, report, err) = get(&t, &out, &peers, &["--linger", "0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(report["hash_failures"].as_u64().unwrap() >= 2, "{report}");
+    assert_eq!(report["banned"], 1, "{report}");
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+}
+
+#[test]
+fn a_peer_disconnecting_mid_block_costs_nothing() {
+    let (dir, t) = multi_file_release();
+    let torrent = seedbox::metainfo::Torrent::load(&t).unwrap();
+    let flaky = FakeSeed::start(
+        &torrent,
+        content_of(&dir.path().join("seed")),
+        Misbehaviour::DisconnectMidBlock { blocks: 3 },
+    );
+    let good = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        dir.path().join("seed").to_str().unwrap(),
+        "--mode",
+        "seed",
+    ]);
+    let out = dir.path().join("out");
+    let peers = [
+        format!("127.0.0.1:{}", flaky.port),
+        format!("127.0.0.1:{}", good.port),
+    ];
+    let (code, report, err) = get(&t, &out, &peers, &["--linger", "0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["hash_failures"], 0, "{report}");
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+}
+
+#[test]
+fn killed_halfway_resumes_without_refetching_verified_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_dir = dir_in(dir.path(), "seed");
+    write_tree(&seed_dir, &[("big.bin", 8 << 20)]);
+    let t = dir.path().join("big.torrent");
+    assert!(run(&[
+        "create",
+        seed_dir.join("big.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-l",
+        "64K",
+        "-q"
+    ])
+    .status
+    .success());
+    // A seed limited to 2 MiB/s: the 8 MiB download takes about 4 s.
+    let seed = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        seed_dir.to_str().unwrap(),
+        "--mode",
+        "seed",
+        "--upload-limit",
+        "2097152",
+    ]);
+    let out = dir.path().join("out");
+    let mut child = seedbox()
+        .args([
+            "get",
+            t.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
+        .args(["--peer", &format!("127.0.0.1:{}", seed.port)])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (code, report, err) = get(
+        &t,
+        &out,
+        &[format!("127.0.0.1:{}", seed.port)],
+        &["--linger", "0"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let resumed = report["resumed_pieces"].as_u64().unwrap();
+    assert!(resumed > 0 && resumed < 128, "{report}");
+    assert!(report["downloaded"].as_u64().unwrap() < 8 << 20, "{report}");
+    assert_eq!(
+        std::fs::read(out.join("big.bin")).unwrap(),
+        std::fs::read(seed_dir.join("big.bin")).unwrap()
+    );
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_nothing_is_reported_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_dir = dir_in(dir.path(), "seed");
+    write_tree(&seed_dir, &[("big.bin", 4 << 20)]);
+    let t = dir.path().join("big.torrent");
+    assert!(run(&[
+        "create",
+        seed_dir.join("big.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-q"
+    ])
+    .status
+    .success());
+    let small = dir_in(dir.path(), "small");
+    let _mount = TmpfsMount::new(&small, "1m");
+    let (code, report, err) = get(&t, &small, &["127.0.0.1:9".into()], &["--linger", "0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not enough disk space"), "{err}");
+    assert!(report.is_null(), "no report may claim anything: {report}");
+}
+
+/// A small tmpfs mounted for the test's lifetime (needs root, as CI has).
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(at: &Path, size: &str) -> TmpfsMount {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "the full-disk test needs root to mount a small tmpfs (mount -t tmpfs)"
+        );
+        TmpfsMount(at.to_owned())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
