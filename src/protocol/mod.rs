@@ -1,12 +1,15 @@
 //! The peer wire protocol (BEP 3, 6, 10), sans-IO.
 //!
 //! [`wire`] holds the byte format: the handshake, [`Message`] and the framing
-//! [`MessageDecoder`]; [`extension`] the BEP 10 extension handshake.
+//! [`MessageDecoder`]; [`extension`] the BEP 10 extension handshake; [`connection`] the
+//! per-peer state machine shared by the seed server, the leecher and the simulator.
 
+pub mod connection;
 pub mod extension;
 mod peer_id;
 pub mod wire;
 
+pub use connection::{Connection, ConnectionConfig, Event, RequestError, Timeout, Violation};
 pub use extension::{ExtendedHandshake, ExtensionError};
 pub use peer_id::{PeerId, CLIENT_PREFIX};
 pub use wire::{Handshake, Message, MessageDecoder, Reserved, WireError};

@@ -3,7 +3,14 @@
 //! the simulator can drive the same code on a virtual clock.
 
 mod bitfield;
+mod choker;
 mod geometry;
+mod rate;
 
 pub use bitfield::Bitfield;
+pub use choker::{
+    ChokeChanges, Choker, ChokerConfig, PeerSnapshot, Slots, CHOKE_INTERVAL, NEW_PEER_AGE,
+    NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
+};
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
+pub use rate::{RateMeter, RATE_WINDOW};

@@ -99,3 +99,69 @@ pub fn dir_in(parent: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&p).unwrap();
     p
 }
+
+/// A running libtorrent peer (tests/support/lt_peer.py), killed on drop.
+pub struct LtPeer {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Its listen port.
+    pub port: u16,
+}
+
+impl LtPeer {
+    /// Starts `lt_peer.py` with `args` and waits for its LISTEN line.
+    pub fn start(args: &[&str]) -> LtPeer {
+        use std::io::BufRead;
+        let py = python_libtorrent();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/lt_peer.py");
+        let mut child = Command::new(py)
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lt_peer.py");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = LtPeer {
+            child,
+            lines,
+            port: 0,
+        };
+        let line = peer
+            .wait_for("LISTEN", std::time::Duration::from_secs(20))
+            .expect("libtorrent peer did not start listening");
+        peer.port = line[7..].trim().parse().unwrap();
+        peer
+    }
+
+    /// Waits up to `timeout` for a line starting with `prefix`; returns it.
+    pub fn wait_for(&mut self, prefix: &str, timeout: std::time::Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Some(line),
+                Ok(line) if line.starts_with("ERROR") => panic!("libtorrent peer: {line}"),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for LtPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,407 @@
+//! `seedbox bench load`: synthetic leechers that keep a seed busy and measure what it serves.
+//!
+//! Each connection handshakes, declares interest, keeps `queue` requests in flight for random
+//! blocks across the whole torrent and throws the data away. Connections are spread over one
+//! `tokio-uring` runtime per worker thread, like the seed server. Throughput is measured on the
+//! wall clock over the measurement window (after a warm-up), from counters sampled once a
+//! second: never a sum of per-connection averages.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+
+use crate::metainfo::InfoHash;
+use crate::protocol::wire::{Handshake, Message, MessageDecoder};
+use crate::protocol::PeerId;
+use crate::swarm::{BlockRef, PieceGeometry, BLOCK_SIZE};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// The seed to load.
+    pub target: SocketAddr,
+    /// The torrent it seeds.
+    pub info_hash: InfoHash,
+    /// Its geometry.
+    pub geometry: PieceGeometry,
+    /// Connections.
+    pub conns: usize,
+    /// Requests in flight per connection.
+    pub queue: usize,
+    /// Warm-up before measuring.
+    pub warmup: Duration,
+    /// Measurement window.
+    pub duration: Duration,
+    /// Worker threads.
+    pub threads: usize,
+    /// Source addresses to bind, round robin (empty: the kernel's choice).
+    pub source_ips: Vec<IpAddr>,
+    /// Random seed for block choice.
+    pub rng_seed: u64,
+}
+
+/// Counters shared by the workers (one set per worker, summed on read).
+#[derive(Default)]
+struct WorkerCounters {
+    payload_bytes: AtomicU64,
+    blocks: AtomicU64,
+    connected: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LoadReport {
+    /// Connections asked for.
+    pub conns: usize,
+    /// Connections that completed the handshake.
+    pub connected: u64,
+    /// Requests in flight per connection.
+    pub queue: usize,
+    /// Measurement window in seconds (wall clock).
+    pub seconds: f64,
+    /// Payload bytes received in the window.
+    pub payload_bytes: u64,
+    /// Payload throughput in Gbit/s over the window.
+    pub gbit_per_s: f64,
+    /// Blocks per second over the window.
+    pub blocks_per_s: f64,
+    /// Request-to-block latency percentiles in microseconds.
+    pub latency_us: LatencySummary,
+    /// Connection errors (refused, reset, protocol errors).
+    pub errors: u64,
+    /// Payload Gbit/s in each second of the window.
+    pub timeline_gbit_per_s: Vec<f64>,
+}
+
+/// Latency percentiles.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LatencySummary {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Maximum.
+    pub max: u64,
+    /// Samples.
+    pub count: u64,
+}
+
+/// Runs the load and reports. Blocks the calling thread for warm-up + duration.
+pub fn run_load(config: &LoadConfig) -> std::io::Result<LoadReport> {
+    let threads = config.threads.max(1).min(config.conns.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<WorkerCounters>> = (0..threads)
+        .map(|_| Arc::new(WorkerCounters::default()))
+        .collect();
+    let mut workers = Vec::new();
+    for t in 0..threads {
+        let conns: Vec<usize> = (t..config.conns).step_by(threads).collect();
+        let config = config.clone();
+        let stop = stop.clone();
+        let measuring = measuring.clone();
+        let counters = counters[t].clone();
+        workers.push(std::thread::spawn(move || {
+            tokio_uring::start(worker(config, conns, stop, measuring, counters))
+        }));
+    }
+    let sum = |f: &dyn Fn(&WorkerCounters) -> u64| counters.iter().map(|c| f(c)).sum::<u64>();
+    std::thread::sleep(config.warmup);
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    let start_bytes = sum(&|c| c.payload_bytes.load(Ordering::Relaxed));
+    let start_blocks = sum(&|c| c.blocks.load(Ordering::Relaxed));
+    let mut timeline = Vec::new();
+    let mut last = start_bytes;
+    let mut last_t = start;
+    while start.elapsed() < config.duration {
+        let next = last_t + Duration::from_secs(1);
+        let end = (start + config.duration).min(next);
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let bytes = sum(&|c| c.payload_bytes.load(Ordering::Relaxed));
+        let dt = now.duration_since(last_t).as_secs_f64();
+        timeline.push((bytes - last) as f64 * 8.0 / dt / 1e9);
+        last = bytes;
+        last_t = now;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let bytes = sum(&|c| c.payload_bytes.load(Ordering::Relaxed)) - start_bytes;
+    let blocks = sum(&|c| c.blocks.load(Ordering::Relaxed)) - start_blocks;
+    stop.store(true, Ordering::Relaxed);
+    let mut hist = new_histogram();
+    for w in workers {
+        if let Ok(Ok(h)) = w.join() {
+            let _ = hist.add(h);
+        }
+    }
+    Ok(LoadReport {
+        conns: config.conns,
+        connected: sum(&|c| c.connected.load(Ordering::Relaxed)),
+        queue: config.queue,
+        seconds,
+        payload_bytes: bytes,
+        gbit_per_s: bytes as f64 * 8.0 / seconds / 1e9,
+        blocks_per_s: blocks as f64 / seconds,
+        latency_us: LatencySummary {
+            p50: hist.value_at_quantile(0.5),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            count: hist.len(),
+        },
+        errors: sum(&|c| c.errors.load(Ordering::Relaxed)),
+        timeline_gbit_per_s: timeline,
+    })
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+async fn worker(
+    config: LoadConfig,
+    conns: Vec<usize>,
+    stop: Arc<AtomicBool>,
+    measuring: Arc<AtomicBool>,
+    counters: Arc<WorkerCounters>,
+) -> std::io::Result<Histogram<u64>> {
+    let hist = Rc::new(std::cell::RefCell::new(new_histogram()));
+    let config = Rc::new(config);
+    let mut tasks = Vec::new();
+    for index in conns {
+        let config = config.clone();
+        let (stop, measuring, counters, hist) = (
+            stop.clone(),
+            measuring.clone(),
+            counters.clone(),
+            hist.clone(),
+        );
+        tasks.push(tokio_uring::spawn(async move {
+            let result = connection(&config, index, &stop, &measuring, &counters, &hist).await;
+            if let Err(e) = result {
+                if !stop.load(Ordering::Relaxed) {
+                    tracing::debug!("connection {index}: {e}");
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(tasks);
+    let h = hist.borrow().clone();
+    Ok(h)
+}
+
+fn connect_std(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+    if let Some(ip) = source {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    socket.connect(&target.into())?;
+    socket.set_nodelay(true)?;
+    Ok(socket.into())
+}
+
+/// One synthetic leecher.
+async fn connection(
+    config: &LoadConfig,
+    index: usize,
+    stop: &AtomicBool,
+    measuring: &AtomicBool,
+    counters: &WorkerCounters,
+    hist: &std::cell::RefCell<Histogram<u64>>,
+) -> std::io::Result<()> {
+    let source =
+        (!config.source_ips.is_empty()).then(|| config.source_ips[index % config.source_ips.len()]);
+    let std_stream = connect_std(config.target, source)?;
+    let stream = tokio_uring::net::TcpStream::from_std(std_stream);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.rng_seed ^ index as u64);
+    let peer_id = PeerId::generate(&mut rng);
+    let hs = Handshake::new(config.info_hash, peer_id).encode().to_vec();
+    let mut out = BytesMut::new();
+    Message::Interested.encode(&mut out);
+    let mut first = hs;
+    first.extend_from_slice(&out);
+    let (res, _) = stream.write_all(first).await;
+    res?;
+
+    let mut reader = StreamReader::new(config.geometry.piece_count());
+    let mut buf = vec![0u8; 256 * 1024];
+    // Handshake.
+    while reader.pending.len() < 68 {
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = res?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed during handshake"));
+        }
+        reader.pending.extend_from_slice(&buf[..n]);
+    }
+    let theirs = Handshake::decode(&mut reader.pending)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::other("short handshake"))?;
+    if theirs.info_hash != config.info_hash {
+        return Err(std::io::Error::other(
+            "seed answered with another info-hash",
+        ));
+    }
+    counters.connected.fetch_add(1, Ordering::Relaxed);
+
+    let mut inflight: std::collections::HashMap<BlockRef, Instant> =
+        std::collections::HashMap::with_capacity(config.queue * 2);
+    let mut unchoked = false;
+    let pieces = config.geometry.piece_count();
+    let mut requests = BytesMut::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Parse whatever is buffered.
+        let mut events = Vec::new();
+        reader.drain(&mut events).map_err(std::io::Error::other)?;
+        for ev in events {
+            match ev {
+                Event::Block(block) => {
+                    if let Some(sent) = inflight.remove(&block) {
+                        if measuring.load(Ordering::Relaxed) {
+                            let us = sent.elapsed().as_micros() as u64;
+                            let _ = hist.borrow_mut().record(us.max(1));
+                        }
+                    }
+                    counters
+                        .payload_bytes
+                        .fetch_add(u64::from(block.length), Ordering::Relaxed);
+                    counters.blocks.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Unchoke => unchoked = true,
+                Event::Choke => {
+                    unchoked = false;
+                    inflight.clear();
+                }
+                Event::Rejected(block) => {
+                    inflight.remove(&block);
+                }
+            }
+        }
+        if unchoked && pieces > 0 {
+            while inflight.len() < config.queue {
+                let piece = rng.gen_range(0..pieces);
+                let index = rng.gen_range(0..config.geometry.block_count(piece));
+                let block = config.geometry.block(piece, index);
+                if inflight.insert(block, Instant::now()).is_none() {
+                    Message::Request(block).encode(&mut requests);
+                }
+            }
+        }
+        if !requests.is_empty() {
+            let chunk = requests.split().freeze();
+            let (res, _) = stream.write_all(chunk).await;
+            res?;
+        }
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = res?;
+        if n == 0 {
+            return Err(std::io::Error::other("seed closed the connection"));
+        }
+        reader.feed(&buf[..n]);
+    }
+}
+
+/// What the load generator cares about in the stream.
+enum Event {
+    Block(BlockRef),
+    Unchoke,
+    Choke,
+    Rejected(BlockRef),
+}
+
+/// A stream parser that skips piece payloads without copying them.
+struct StreamReader {
+    decoder: MessageDecoder,
+    pending: BytesMut,
+    /// Payload bytes of the current piece message still to skip.
+    skip: usize,
+}
+
+impl StreamReader {
+    fn new(piece_count: u32) -> Self {
+        StreamReader {
+            decoder: MessageDecoder::for_piece_count(piece_count),
+            pending: BytesMut::with_capacity(64 * 1024),
+            skip: 0,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        if self.skip > 0 {
+            let n = self.skip.min(data.len());
+            self.skip -= n;
+            data = &data[n..];
+        }
+        self.pending.extend_from_slice(data);
+    }
+
+    fn drain(&mut self, events: &mut Vec<Event>) -> Result<(), crate::protocol::wire::WireError> {
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(self.pending.len());
+                let _ = self.pending.split_to(n);
+                self.skip -= n;
+                if self.skip > 0 {
+                    return Ok(());
+                }
+            }
+            let is_piece = self.pending.len() >= 5
+                && self.pending[0..4] != [0, 0, 0, 0]
+                && self.pending[4] == 7;
+            if is_piece {
+                if self.pending.len() < 13 {
+                    return Ok(()); // wait for the whole piece header
+                }
+                // A piece message: take the header, skip the payload as it streams by.
+                let len = u32::from_be_bytes(self.pending[0..4].try_into().unwrap());
+                if !(9..=BLOCK_SIZE + 9).contains(&len) {
+                    return Err(crate::protocol::wire::WireError::MessageTooLong {
+                        length: len,
+                        max: BLOCK_SIZE + 9,
+                    });
+                }
+                let piece = u32::from_be_bytes(self.pending[5..9].try_into().unwrap());
+                let offset = u32::from_be_bytes(self.pending[9..13].try_into().unwrap());
+                let _ = self.pending.split_to(13);
+                self.skip = len as usize - 9;
+                events.push(Event::Block(BlockRef {
+                    piece,
+                    offset,
+                    length: len - 9,
+                }));
+                continue;
+            }
+            let decoded = match self.decoder.decode(&mut self.pending) {
+                Err(e) if !e.is_fatal() => continue,
+                other => other?,
+            };
+            match decoded {
+                None => return Ok(()),
+                Some(Message::Unchoke) => events.push(Event::Unchoke),
+                Some(Message::Choke) => events.push(Event::Choke),
+                Some(Message::RejectRequest(b)) => events.push(Event::Rejected(b)),
+                Some(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The choker of the original BitTorrent design, sans-IO.
+//!
+//! Every [`CHOKE_INTERVAL`] the caller hands [`Choker::round`] a snapshot of its peers; the
+//! choker unchokes the `slots` interested peers that reciprocate best (as a leecher: who
+//! uploads to us fastest, ignoring snubbing peers; as a seed: who we upload to fastest), plus one
+//! optimistic unchoke rotated every [`OPTIMISTIC_INTERVAL`], picked at random among the choked
+//! interested peers with connections younger than [`NEW_PEER_AGE`] [`NEW_PEER_WEIGHT`] times as
+//! likely. It returns only the changes, so the caller sends choke/unchoke messages only for
+//! those.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// How often the choker runs.
+pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the optimistic unchoke rotates.
+pub const OPTIMISTIC_INTERVAL: Duration = Duration::from_secs(30);
+/// A peer that sent us no block for this long is snubbing us (leecher mode): it does not count
+/// as reciprocating and can only get the optimistic slot.
+pub const SNUB_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections younger than this are favoured for the optimistic unchoke.
+pub const NEW_PEER_AGE: Duration = Duration::from_secs(60);
+/// How much more likely a new connection is to get the optimistic unchoke.
+pub const NEW_PEER_WEIGHT: u64 = 3;
+
+/// How many peers the choker unchokes for reciprocation (besides the optimistic unchoke).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Slots {
+    /// At most this many (the classic design uses 4).
+    Limited(u32),
+    /// Every interested peer (a seed box with bandwidth to spare).
+    Unlimited,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots::Limited(4)
+    }
+}
+
+/// Choker settings.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ChokerConfig {
+    /// Regular unchoke slots.
+    pub slots: Slots,
+    /// Whether to keep one optimistic unchoke besides the regular slots.
+    pub optimistic: bool,
+}
+
+impl Default for ChokerConfig {
+    fn default() -> Self {
+        ChokerConfig {
+            slots: Slots::default(),
+            optimistic: true,
+        }
+    }
+}
+
+/// What the choker needs to know about one peer at a round.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PeerSnapshot<K> {
+    /// The caller's key for the peer (unique among the snapshots of one round).
+    pub key: K,
+    /// Whether the peer is interested in our pieces.
+    pub interested: bool,
+    /// When the connection was established.
+    pub connected_at: Duration,
+    /// Bytes per second we upload to the peer (20 s rolling rate, see [`super::RateMeter`]).
+    pub upload_rate: u64,
+    /// Bytes per second the peer uploads to us (20 s rolling rate).
+    pub download_rate: u64,
+    /// When the peer last sent us a block, if ever.
+    pub last_block_at: Option<Duration>,
+    /// Whether the peer has every piece (it never needs an unchoke from us).
+    pub is_seed: bool,
+}
+
+impl<K> PeerSnapshot<K> {
+    /// A snapshot with no traffic: interested, connected at `connected_at`, not a seed.
+    pub fn new(key: K, connected_at: Duration) -> Self {
+        PeerSnapshot {
+            key,
+            interested: true,
+            connected_at,
+            upload_rate: 0,
+            download_rate: 0,
+            last_block_at: None,
+            is_seed: false,
+        }
+    }
+
+    /// Whether the peer sent us nothing for [`SNUB_TIMEOUT`] (counting from the connection when
+    /// it never sent anything).
+    pub fn is_snubbing(&self, now: Duration) -> bool {
+        let last = self.last_block_at.unwrap_or(self.connected_at);
+        now.saturating_sub(last) >= SNUB_TIMEOUT
+    }
+
+    /// Whether the peer wants an unchoke at all.
+    fn wants_data(&self) -> bool {
+        self.interested && !self.is_seed
+    }
+}
+
+/// The changes decided by one round: send `unchoke` to these peers and `choke` to those.
+/// Peers that left since the previous round appear in neither list.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ChokeChanges<K> {
+    /// Peers to unchoke (they were choked), in the order of the snapshot slice.
+    pub unchoke: Vec<K>,
+    /// Peers to choke (they were unchoked), in the order of the snapshot slice.
+    pub choke: Vec<K>,
+}
+
+impl<K> ChokeChanges<K> {
+    /// True when the round changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.unchoke.is_empty() && self.choke.is_empty()
+    }
+}
+
+/// The choker's state between rounds: who is unchoked and who holds the optimistic slot.
+#[derive(Clone, Debug)]
+pub struct Choker<K> {
+    config: ChokerConfig,
+    seeding: bool,
+    /// Currently unchoked peers, sorted (for binary search and a deterministic order).
+    unchoked: Vec<K>,
+    optimistic: Option<K>,
+    optimistic_since: Duration,
+    last_round: Option<Duration>,
+    /// Scratch space reused across rounds (peer indices).
+    candidates: Vec<usize>,
+    selected: Vec<bool>,
+}
+
+impl<K: Copy + Ord> Choker<K> {
+    /// A choker that has not run yet; in leecher mode until [`Choker::set_seeding`].
+    pub fn new(config: ChokerConfig) -> Self {
+        Choker {
+            config,
+            seeding: false,
+            unchoked: Vec::new(),
+            optimistic: None,
+            optimistic_since: Duration::ZERO,
+            last_round: None,
+            candidates: Vec::new(),
+            selected: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> ChokerConfig {
+        self.config
+    }
+
+    /// Switches between seed mode (rank by our upload rate to the peer) and leecher mode (rank
+    /// by the peer's upload rate to us, with anti-snubbing). Takes effect at the next round.
+    pub fn set_seeding(&mut self, seeding: bool) {
+        self.seeding = seeding;
+    }
+
+    /// Whether the choker is in seed mode.
+    pub fn is_seeding(&self) -> bool {
+        self.seeding
+    }
+
+    /// Whether a round is due at `now` (never ran, or [`CHOKE_INTERVAL`] since the last one).
+    pub fn next_round_due(&self, now: Duration) -> bool {
+        match self.last_round {
+            None => true,
+            Some(t) => now.saturating_sub(t) >= CHOKE_INTERVAL,
+        }
+    }
+
+    /// When the next round is due (`None` before the first round: due now).
+    pub fn next_round_at(&self) -> Option<Duration> {
+        self.last_round.map(|t| t + CHOKE_INTERVAL)
+    }
+
+    /// The peers unchoked after the last round, sorted.
+    pub fn unchoked(&self) -> &[K] {
+        &self.unchoked
+    }
+
+    /// Whether `key` is unchoked.
+    pub fn is_unchoked(&self, key: &K) -> bool {
+        self.unchoked.binary_search(key).is_ok()
+    }
+
+    /// The peer holding the optimistic unchoke, if any.
+    pub fn optimistic(&self) -> Option<K> {
+        self.optimistic
+    }
+
+    /// Forgets a peer that disconnected (optional: a round also forgets peers missing from its
+    /// snapshot). Frees its slot for the next round.
+    pub fn peer_left(&mut self, key: &K) {
+        if let Ok(i) = self.unchoked.binary_search(key) {
+            self.unchoked.remove(i);
+        }
+        if self.optimistic.as_ref() == Some(key) {
+            self.optimistic = None;
+        }
+    }
+
+    /// Runs one choke round at `now` over `peers` (every connected peer, each key once) and
+    /// returns the choke/unchoke messages to send. O(n) in the number of peers plus
+    /// O(slots log slots).
+    pub fn round<R: Rng + ?Sized>(
+        &mut self,
+        now: Duration,
+        peers: &[PeerSnapshot<K>],
+        rng: &mut R,
+    ) -> ChokeChanges<K> {
+        self.last_round = Some(now);
+        self.selected.clear();
+        self.selected.resize(peers.len(), false);
+
+        // Regular slots.
+        self.candidates.clear();
+        let seeding = self.seeding;
+        let unlimited = self.config.slots == Slots::Unlimited;
+        self.candidates.extend(
+            peers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.wants_data() && (seeding || unlimited || !p.is_snubbing(now)))
+                .map(|(i, _)| i),
+        );
+        if let Slots::Limited(n) = self.config.slots {
+            let n = n as usize;
+            let rate = |p: &PeerSnapshot<K>| {
+                if seeding {
+                    p.upload_rate
+                } else {
+                    p.download_rate
+                }
+            };
+            // Fastest first; ties go to the older connection, then the smaller key.
+            let order = |&a: &usize, &b: &usize| {
+                let (pa, pb) = (&peers[a], &peers[b]);
+                rate(pb)
+                    .cmp(&rate(pa))
+                    .then(pa.connected_at.cmp(&pb.connected_at))
+                    .then(pa.key.cmp(&pb.key))
+            };
+            if n == 0 {
+                self.candidates.clear();
+            } else if self.candidates.len() > n {
+                self.candidates.select_nth_unstable_by(n - 1, order);
+                self.candidates.truncate(n);
+            }
+        }
+        for &i in &self.candidates {
+            self.selected[i] = true;
+        }
+
+        // Optimistic slot.
+        if self.config.optimistic && !unlimited {
+            let current = self
+                .optimistic
+                .and_then(|k| peers.iter().position(|p| p.key == k));
+            let keep = match current {
+                Some(i) => {
+                    peers[i].wants_data()
+                        && !self.selected[i]
+                        && now.saturating_sub(self.optimistic_since) < OPTIMISTIC_INTERVAL
+                }
+                None => false,
+            };
+            if keep {
+                if let Some(i) = current {
+                    self.selected[i] = true;
+                }
+            } else {
+                self.optimistic = None;
+                if let Some(i) = self.pick_optimistic(now, peers, rng) {
+                    self.selected[i] = true;
+                    self.optimistic = Some(peers[i].key);
+                    self.optimistic_since = now;
+                }
+            }
+        } else {
+            self.optimistic = None;
+        }
+
+        // Diff against the previous round.
+        let mut changes = ChokeChanges {
+            unchoke: Vec::new(),
+            choke: Vec::new(),
+        };
+        let mut next = Vec::with_capacity(self.unchoked.len().max(8));
+        for (p, &sel) in peers.iter().zip(&self.selected) {
+            let was = self.unchoked.binary_search(&p.key).is_ok();
+            if sel {
+                next.push(p.key);
+                if !was {
+                    changes.unchoke.push(p.key);
+                }
+            } else if was {
+                changes.choke.push(p.key);
+            }
+        }
+        next.sort_unstable();
+        next.dedup();
+        self.unchoked = next;
+        changes
+    }
+
+    /// Weighted random pick among interested, not yet selected peers.
+    fn pick_optimistic<R: Rng + ?Sized>(
+        &self,
+        now: Duration,
+        peers: &[PeerSnapshot<K>],
+        rng: &mut R,
+    ) -> Option<usize> {
+        let weight = |p: &PeerSnapshot<K>| {
+            if now.saturating_sub(p.connected_at) < NEW_PEER_AGE {
+                NEW_PEER_WEIGHT
+            } else {
+                1
+            }
+        };
+        let eligible = |(i, p): &(usize, &PeerSnapshot<K>)| p.wants_data() && !self.selected[*i];
+        let total: u64 = peers
+            .iter()
+            .enumerate()
+            .filter(eligible)
+            .map(|(_, p)| weight(p))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = rng.gen_range(0..total);
+        for (i, p) in peers.iter().enumerate().filter(eligible) {
+            let w = weight(p);
+            if r < w {
+                return Some(i);
+            }
+            r -= w;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(7)
+    }
+
+    /// An old, interested, non-snubbing peer downloading to us at `down` and receiving `up`.
+    fn peer(key: u32, down: u64, up: u64, now: Duration) -> PeerSnapshot<u32> {
+        PeerSnapshot {
+            download_rate: down,
+            upload_rate: up,
+            last_block_at: Some(now),
+            ..PeerSnapshot::new(key, Duration::ZERO)
+        }
+    }
+
+    fn no_optimistic(slots: Slots) -> Choker<u32> {
+        Choker::new(ChokerConfig {
+            slots,
+            optimistic: false,
+        })
+    }
+
+    fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn leecher_unchokes_the_fastest_uploaders_to_us() {
+        let now = secs(1000);
+        let mut c = no_optimistic(Slots::Limited(4));
+        let peers: Vec<_> = (0..10)
+            .map(|k| {
+                peer(
+                    k,
+                    [5, 90, 10, 70, 0, 80, 60, 1, 2, 3][k as usize],
+                    1000,
+                    now,
+                )
+            })
+            .collect();
+        let ch = c.round(now, &peers, &mut rng());
+        assert_eq!(sorted(ch.unchoke), vec![1, 3, 5, 6]);
+        assert!(ch.choke.is_empty());
+        assert_eq!(c.unchoked(), &[1, 3, 5, 6]);
+        // Next round: peer 6 slows down, peer 2 speeds up.
+        let mut peers = peers;
+        peers[6].download_rate = 1;
+        peers[2].download_rate = 100;
+        let ch = c.round(now + CHOKE_INTERVAL, &peers, &mut rng());
+        assert_eq!(ch.unchoke, vec![2]);
+        assert_eq!(ch.choke, vec![6]);
+        // Nothing changes: nothing to send.
+        assert!(c.round(now + secs(20), &peers, &mut rng()).is_empty());
+    }
+
+    #[test]
+    fn seed_unchokes_the_peers_it_uploads_to_fastest() {
+        let now = secs(1000);
+        let mut c = no_optimistic(Slots::Limited(2));
+        c.set_seeding(true);
+        // Seed mode ignores snubbing: nobody sends a seed blocks.
+        let peers: Vec<_> = (0..5)
+            .map(|k| PeerSnapshot {
+                last_block_at: None,
+                ..peer(k, 0, [10, 50, 40, 5, 0][k as usize], now)
+            })
+            .collect();
+        let ch = c.round(now, &peers, &mut rng());
+        assert_eq!(sorted(ch.unchoke), vec![1, 2]);
+    }
+
+    #[test]
+    fn ties_are_broken_by_connection_age_then_key() {
+        let now = secs(1000);
+        let mut peers: Vec<_> = (0..8).rev().map(|k| peer(k, 50, 0, now)).collect();
+        peers[0].connected_at = secs(5); // key 7 connected later than the rest
+        peers[1].connected_at = secs(1); // key 6 too, but earlier than 7
+        for p in &mut peers[2..] {
+            p.connected_at = secs(10); // keys 5..0 connected last
+        }
+        let mut a = no_optimistic(Slots::Limited(3));
+        a.round(now, &peers, &mut rng());
+        assert_eq!(a.unchoked(), &[0, 6, 7]);
+        // Same input, other seed and order: same answer.
+        let mut b = no_optimistic(Slots::Limited(3));
+        peers.reverse();
+        b.round(now, &peers, &mut ChaCha8Rng::seed_from_u64(99));
+        assert_eq!(b.unchoked(), a.unchoked());
+    }
+
+    #[test]
+    fn uninterested_peers_and_seeds_never_take_a_slot() {
+        let now = secs(1000);
+        let mut peers: Vec<_> = (0..6)
+            .map(|k| peer(k, 100 - u64::from(k), 0, now))
+            .collect();
+        peers[0].interested = false;
+        peers[1].is_seed = true;
+        let mut c = Choker::new(ChokerConfig::default());
+        let ch = c.round(now, &peers, &mut rng());
+        assert_eq!(sorted(ch.unchoke), vec![2, 3, 4, 5]);
+        // Unlimited mode too.
+        let mut c = no_optimistic(Slots::Unlimited);
+        c.round(now, &peers, &mut rng());
+        assert_eq!(c.unchoked(), &[2, 3, 4, 5]);
+        // A peer losing interest is choked at the next round.
+        peers[3].interested = false;
+        let ch = c.round(now + CHOKE_INTERVAL, &peers, &mut rng());
+        assert_eq!(ch.choke, vec![3]);
+        assert!(ch.unchoke.is_empty());
+    }
+
+    #[test]
+    fn snubbing_peers_only_get_the_optimistic_slot() {
+        let now = secs(1000);
+        let mut peers: Vec<_> = (0..3).map(|k| peer(k, 1000, 0, now)).collect();
+        // Peer 0 was fast but sent nothing for 60 s; peer 1 never sent anything in 500 s.
+        peers[0].last_block_at = Some(now - SNUB_TIMEOUT);
+        peers[1].last_block_at = None;
+        peers[1].download_rate = 0;
+        // Peer 3 connected 10 s ago and sent nothing yet: not snubbing (yet).
+        let mut fresh = peer(3, 0, 0, now);
+        fresh.connected_at = now - secs(10);
+        fresh.last_block_at = None;
+        peers.push(fresh);
+        assert!(peers[0].is_snubbing(now) && peers[1].is_snubbing(now));
+        assert!(!peers[2].is_snubbing(now) && !peers[3].is_snubbing(now));
+        let mut c = no_optimistic(Slots::Limited(4));
+        c.round(now, &peers, &mut rng());
+        assert_eq!(c.unchoked(), &[2, 3]);
+        // With the optimistic slot, one of the snubbing peers may be unchoked, only through it.
+        let mut c = Choker::new(ChokerConfig::default());
+        c.round(now, &peers, &mut rng());
+        let opt = c.optimistic().expect("an optimistic unchoke");
+        assert!(opt == 0 || opt == 1);
+        assert_eq!(sorted(c.unchoked().to_vec()), sorted(vec![2, 3, opt]));
+    }
+
+    #[test]
+    fn unlimited_unchokes_every_interested_peer() {
+        let now = secs(1000);
+        let mut peers: Vec<_> = (0..50).map(|k| peer(k, 0, 0, now)).collect();
+        peers[10].last_block_at = None; // snubbing, still unchoked in unlimited mode
+        peers[20].interested = false;
+        let mut c = Choker::new(ChokerConfig {
+            slots: Slots::Unlimited,
+            optimistic: true,
+        });
+        let ch = c.round(now, &peers, &mut rng());
+        assert_eq!(ch.unchoke.len(), 49);
+        assert!(!c.is_unchoked(&20) && c.is_unchoked(&10));
+        assert_eq!(c.optimistic(), None);
+    }
+
+    #[test]
+    fn optimistic_rotates_only_every_30_seconds() {
+        let mut c = Choker::new(ChokerConfig {
+            slots: Slots::Limited(1),
+            optimistic: true,
+        });
+        let mut r = rng();
+        let t0 = secs(1000);
+        let mut holders = Vec::new();
+        let mut rotations = 0;
+        let mut prev = None;
+        for round in 0..30u64 {
+            let now = t0 + CHOKE_INTERVAL * round as u32;
+            // 40 old peers; peer 0 is always the fastest and holds the regular slot.
+            let peers: Vec<_> = (0..40)
+                .map(|k| peer(k, if k == 0 { 1000 } else { 1 }, 0, now))
+                .collect();
+            let ch = c.round(now, &peers, &mut r);
+            let opt = c.optimistic().expect("optimistic unchoke");
+            assert_ne!(opt, 0);
+            assert_eq!(c.unchoked().len(), 2);
+            if prev != Some(opt) {
+                rotations += 1;
+                if let Some(p) = prev {
+                    assert_eq!(round % 3, 0, "rotation at round {round}");
+                    assert_eq!(ch.choke, vec![p]);
+                    assert_eq!(ch.unchoke, vec![opt]);
+                }
+            } else {
+                assert!(ch.is_empty(), "round {round}: {ch:?}");
+            }
+            prev = Some(opt);
+            holders.push(opt);
+        }
+        // 30 rounds of 10 s: the slot moved at rounds 0, 3, 6, ... (a repeat pick is possible
+        // but with 39 candidates rare; allow a few).
+        assert!((7..=10).contains(&rotations), "{rotations} rotations");
+        holders.sort_unstable();
+        holders.dedup();
+        assert!(holders.len() >= 6);
+    }
+
+    #[test]
+    fn optimistic_is_replaced_when_its_holder_leaves_or_loses_interest() {
+        let now = secs(1000);
+        let mut c = Choker::new(ChokerConfig {
+            slots: Slots::Limited(0),
+            optimistic: true,
+        });
+        let peers: Vec<_> = (0..5).map(|k| peer(k, 0, 0, now)).collect();
+        c.round(now, &peers, &mut rng());
+        let first = c.optimistic().unwrap();
+        // The holder disconnects: gone from the snapshot; no choke message for it.
+        let rest: Vec<_> = peers.iter().copied().filter(|p| p.key != first).collect();
+        let ch = c.round(now + CHOKE_INTERVAL, &rest, &mut rng());
+        let second = c.optimistic().unwrap();
+        assert_ne!(second, first);
+        assert_eq!(ch.unchoke, vec![second]);
+        assert!(ch.choke.is_empty());
+        assert!(!c.is_unchoked(&first));
+        // The next holder loses interest: choked and replaced within the same round.
+        let mut rest = rest;
+        rest.iter_mut()
+            .find(|p| p.key == second)
+            .unwrap()
+            .interested = false;
+        let ch = c.round(now + CHOKE_INTERVAL * 2, &rest, &mut rng());
+        let third = c.optimistic().unwrap();
+        assert!(third != first && third != second);
+        assert_eq!(ch.choke, vec![second]);
+        assert_eq!(ch.unchoke, vec![third]);
+    }
+
+    #[test]
+    fn peers_leaving_between_rounds_are_forgotten() {
+        let now = secs(1000);
+        let mut c = no_optimistic(Slots::Limited(2));
+        let peers: Vec<_> = (0..4).map(|k| peer(k, 10 * u64::from(k), 0, now)).collect();
+        c.round(now, &peers, &mut rng());
+        assert_eq!(c.unchoked(), &[2, 3]);
+        // Peer 3 leaves: its slot goes to peer 1; no choke is sent to the departed peer.
+        let ch = c.round(now + CHOKE_INTERVAL, &peers[..3], &mut rng());
+        assert_eq!(ch.unchoke, vec![1]);
+        assert!(ch.choke.is_empty());
+        assert_eq!(c.unchoked(), &[1, 2]);
+        // A peer reconnecting under a reused key is a fresh unchoke, reported again.
+        c.peer_left(&2);
+        assert_eq!(c.unchoked(), &[1]);
+        let ch = c.round(now + CHOKE_INTERVAL * 2, &peers[..3], &mut rng());
+        assert_eq!(ch.unchoke, vec![2]);
+    }
+
+    #[test]
+    fn new_connections_are_about_three_times_as_likely_to_be_optimistic() {
+        let now = secs(1000);
+        // 20 old and 20 new peers; no regular slots, so only the optimistic unchoke matters.
+        let peers: Vec<_> = (0..40)
+            .map(|k| {
+                let mut p = peer(k, 0, 0, now);
+                if k % 2 == 1 {
+                    p.connected_at = now - secs(30);
+                }
+                p
+            })
+            .collect();
+        let mut r = ChaCha8Rng::seed_from_u64(2024);
+        let (mut new, mut old) = (0u32, 0u32);
+        for _ in 0..4000 {
+            let mut c = Choker::new(ChokerConfig {
+                slots: Slots::Limited(0),
+                optimistic: true,
+            });
+            c.round(now, &peers, &mut r);
+            if c.optimistic().unwrap() % 2 == 1 {
+                new += 1;
+            } else {
+                old += 1;
+            }
+        }
+        let ratio = f64::from(new) / f64::from(old);
+        assert!(
+            (2.5..3.6).contains(&ratio),
+            "new/old = {new}/{old} = {ratio}"
+        );
+    }
+
+    #[test]
+    fn rounds_are_due_every_ten_seconds() {
+        let mut c = no_optimistic(Slots::default());
+        assert!(c.next_round_due(Duration::ZERO));
+        c.round(secs(5), &[], &mut rng());
+        assert!(!c.next_round_due(secs(14)));
+        assert!(c.next_round_due(secs(15)));
+        assert_eq!(c.next_round_at(), Some(secs(15)));
+    }
+
+    #[test]
+    fn ten_thousand_peers_pick_the_top_four() {
+        let now = secs(1000);
+        // Rates are a permutation of 0..10_000: the top four are the keys with the top rates.
+        let peers: Vec<_> = (0..10_000u32)
+            .map(|k| peer(k, u64::from((k * 7919) % 10_000), 0, now))
+            .collect();
+        let mut c = no_optimistic(Slots::Limited(4));
+        c.round(now, &peers, &mut rng());
+        let mut expected: Vec<_> = peers.iter().collect();
+        expected.sort_by_key(|p| std::cmp::Reverse(p.download_rate));
+        let expected = sorted(expected[..4].iter().map(|p| p.key).collect());
+        assert_eq!(c.unchoked(), expected.as_slice());
+    }
+}

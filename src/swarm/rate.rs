@@ -1,0 +1,162 @@
+//! A rolling transfer-rate meter: bytes per second over a sliding window of one-second buckets.
+//!
+//! Sans-IO: every call takes `now`, a [`Duration`] since an arbitrary origin shared by the
+//! caller (the engine's monotonic clock or the simulator's virtual clock).
+
+use std::time::Duration;
+
+/// Window of the rate the choker ranks peers by (the original BitTorrent design: 20 s).
+pub const RATE_WINDOW: Duration = Duration::from_secs(20);
+
+/// Number of one-second buckets in the window.
+const BUCKETS: usize = RATE_WINDOW.as_secs() as usize;
+
+/// Bytes per second over the last [`RATE_WINDOW`], counted in one-second buckets.
+///
+/// The meter is 200 bytes, `record` is O(1) amortised and `rate` is O(20), so a simulator can
+/// keep two per peer for thousands of peers. Time going backwards is tolerated: such bytes are
+/// counted in the newest bucket.
+#[derive(Clone, Debug)]
+pub struct RateMeter {
+    /// Bytes per second-bucket; bucket `s % BUCKETS` holds second `s` when `s` is in the window.
+    buckets: [u64; BUCKETS],
+    /// The second (since the origin) of the newest bucket.
+    head: u64,
+    /// When the meter started measuring; the rate of a young meter is averaged over its age.
+    start: Duration,
+    /// Bytes recorded since the start.
+    total: u64,
+}
+
+impl RateMeter {
+    /// A meter that starts measuring at `now`.
+    pub fn new(now: Duration) -> Self {
+        RateMeter {
+            buckets: [0; BUCKETS],
+            head: now.as_secs(),
+            start: now,
+            total: 0,
+        }
+    }
+
+    /// Moves the head forward to the second of `now`, clearing buckets that left the window.
+    fn advance(&mut self, now: Duration) {
+        let sec = now.as_secs();
+        if sec <= self.head {
+            return;
+        }
+        let steps = (sec - self.head).min(BUCKETS as u64);
+        for i in 1..=steps {
+            self.buckets[((self.head + i) % BUCKETS as u64) as usize] = 0;
+        }
+        self.head = sec;
+    }
+
+    /// Counts `bytes` transferred at `now`.
+    pub fn record(&mut self, bytes: u64, now: Duration) {
+        self.advance(now);
+        let idx = (self.head % BUCKETS as u64) as usize;
+        self.buckets[idx] = self.buckets[idx].saturating_add(bytes);
+        self.total = self.total.saturating_add(bytes);
+    }
+
+    /// Bytes recorded since the meter was created.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes per second over the window ending at `now`.
+    ///
+    /// The window is the current (partial) second plus the 19 before it, so its span is
+    /// between 19 and 20 s; a meter younger than that is averaged over its own age, but never
+    /// over less than one second (so a single early burst does not read as a huge rate).
+    pub fn rate(&self, now: Duration) -> u64 {
+        let now = now.max(self.start);
+        let sec = now.as_secs().max(self.head);
+        let oldest = sec.saturating_sub(BUCKETS as u64 - 1);
+        // Since `sec >= head`, every second in [oldest, head] is still held by its bucket.
+        let mut sum: u64 = 0;
+        for s in oldest..=self.head {
+            sum = sum.saturating_add(self.buckets[(s % BUCKETS as u64) as usize]);
+        }
+        let window_start = Duration::from_secs(oldest).max(self.start);
+        let span = now
+            .saturating_sub(window_start)
+            .max(Duration::from_secs(1))
+            .as_nanos();
+        (u128::from(sum) * 1_000_000_000 / span).min(u128::from(u64::MAX)) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn steady_rate_is_measured() {
+        let mut m = RateMeter::new(Duration::ZERO);
+        // 1000 bytes every 100 ms for 60 s: 10 kB/s.
+        for i in 0..600 {
+            m.record(1000, Duration::from_millis(i * 100));
+        }
+        let r = m.rate(secs(60.0));
+        assert!((9_500..=10_500).contains(&r), "rate {r}");
+        assert_eq!(m.total(), 600_000);
+    }
+
+    #[test]
+    fn young_meter_averages_over_its_age() {
+        let mut m = RateMeter::new(secs(100.0));
+        m.record(5_000, secs(100.5));
+        m.record(5_000, secs(104.0));
+        // 10 kB over 5 s.
+        assert_eq!(m.rate(secs(105.0)), 2_000);
+        // Less than one second old: divided by one second, not by 0.2 s.
+        let mut m = RateMeter::new(secs(10.0));
+        m.record(1_000, secs(10.1));
+        assert_eq!(m.rate(secs(10.2)), 1_000);
+    }
+
+    #[test]
+    fn old_bytes_leave_the_window() {
+        let mut m = RateMeter::new(Duration::ZERO);
+        m.record(20_000, secs(0.5));
+        assert_eq!(m.rate(secs(19.5)), 20_000 * 1_000_000_000 / 19_500_000_000);
+        // At 20.0 s second 0 is out of the window (seconds 1..=20 remain).
+        assert_eq!(m.rate(secs(20.0)), 0);
+        assert_eq!(m.rate(secs(1000.0)), 0);
+        // Recording after a long idle gap clears every stale bucket.
+        m.record(40_000, secs(1000.5));
+        // The window is seconds 982..=1001, started 19 s ago.
+        assert_eq!(m.rate(secs(1001.0)), 40_000 / 19);
+    }
+
+    #[test]
+    fn rate_drops_when_transfer_stops() {
+        let mut m = RateMeter::new(Duration::ZERO);
+        for s in 0..40 {
+            m.record(10_000, secs(f64::from(s)));
+        }
+        let busy = m.rate(secs(40.0));
+        let idle = m.rate(secs(50.0));
+        assert!(busy > 9_000, "{busy}");
+        assert!(idle < busy / 2 + 100 && idle > 0, "{idle} vs {busy}");
+        assert_eq!(m.rate(secs(60.0)), 0);
+    }
+
+    #[test]
+    fn time_going_backwards_is_tolerated() {
+        let mut m = RateMeter::new(secs(30.0));
+        m.record(1_000, secs(40.0));
+        m.record(1_000, secs(35.0));
+        m.record(1_000, secs(5.0));
+        assert_eq!(m.total(), 3_000);
+        assert_eq!(m.rate(secs(40.0)), 3_000 / 10);
+        // Asking about the past gives the newest window, never a panic.
+        let _ = m.rate(secs(1.0));
+    }
+}

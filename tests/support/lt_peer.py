@@ -1,0 +1,93 @@
+"""A libtorrent peer for seedbox's interop tests and benchmarks.
+
+Run with Debian's python: /usr/bin/python3 tests/support/lt_peer.py --torrent T --save DIR ...
+Prints one line per event on stdout, flushed:
+  LISTEN <port>                 once listening
+  PROGRESS <fraction> <down B/s> <up B/s> <peers>   about every second
+  DONE <seconds>                when the torrent is complete (leech mode)
+  ERROR <message>               on a torrent error
+It runs until killed (seed mode) or, in leech mode, exits after DONE unless --stay.
+"""
+import argparse, sys, time
+import libtorrent as lt
+
+p = argparse.ArgumentParser()
+p.add_argument('--torrent', required=True)
+p.add_argument('--save', required=True)
+p.add_argument('--mode', choices=['seed', 'leech'], default='leech')
+p.add_argument('--port', type=int, default=0)
+p.add_argument('--connect', action='append', default=[], help='IP:PORT of a peer')
+p.add_argument('--high-performance-seed', action='store_true')
+p.add_argument('--download-limit', type=int, default=0, help='bytes/s for this torrent')
+p.add_argument('--upload-limit', type=int, default=0, help='bytes/s for this torrent')
+p.add_argument('--timeout', type=float, default=600)
+p.add_argument('--stay', action='store_true', help='keep running after DONE')
+p.add_argument('--tracker', action='store_true', help='announce to the torrent\'s trackers')
+a = p.parse_args()
+
+settings = lt.high_performance_seed() if a.high_performance_seed else lt.default_settings()
+settings.update({
+    'listen_interfaces': '127.0.0.1:%d' % a.port,
+    'enable_outgoing_utp': False,
+    'enable_incoming_utp': False,
+    'enable_dht': False,
+    'enable_lsd': False,
+    'enable_upnp': False,
+    'enable_natpmp': False,
+    'allow_multiple_connections_per_ip': True,
+    'alert_mask': lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
+    'announce_to_all_trackers': True,
+    'announce_to_all_tiers': True,
+})
+ses = lt.session(settings)
+params = lt.add_torrent_params()
+params.ti = lt.torrent_info(a.torrent)
+params.save_path = a.save
+if a.mode == 'seed':
+    params.flags |= lt.torrent_flags.seed_mode
+if not a.tracker:
+    params.trackers = []
+    params.ti = lt.torrent_info(a.torrent)
+h = ses.add_torrent(params)
+if not a.tracker:
+    h.replace_trackers([])
+if a.download_limit:
+    h.set_download_limit(a.download_limit)
+if a.upload_limit:
+    h.set_upload_limit(a.upload_limit)
+
+deadline = time.time() + a.timeout
+ready = (lt.torrent_status.states.seeding, lt.torrent_status.states.downloading,
+         lt.torrent_status.states.finished)
+while (ses.listen_port() == 0 or h.status().state not in ready) and time.time() < deadline:
+    time.sleep(0.05)
+print('LISTEN %d' % ses.listen_port(), flush=True)
+for peer in a.connect:
+    host, port = peer.rsplit(':', 1)
+    h.connect_peer((host, int(port)))
+
+start = time.time()
+done = False
+last = 0
+while time.time() < deadline:
+    for alert in ses.pop_alerts():
+        if isinstance(alert, lt.torrent_error_alert):
+            print('ERROR %s' % alert.message(), flush=True)
+    s = h.status()
+    now = time.time()
+    if now - last >= 1:
+        last = now
+        print('PROGRESS %.4f %d %d %d' % (s.progress, s.download_rate, s.upload_rate, s.num_peers), flush=True)
+        # Keep asking for the explicit peers (libtorrent drops failed ones).
+        if a.mode == 'leech' and not s.is_seeding:
+            for peer in a.connect:
+                host, port = peer.rsplit(':', 1)
+                h.connect_peer((host, int(port)))
+    if a.mode == 'leech' and not done and s.is_seeding:
+        done = True
+        print('DONE %.3f' % (now - start), flush=True)
+        if not a.stay:
+            sys.exit(0)
+    time.sleep(0.05)
+print('ERROR timeout', flush=True)
+sys.exit(2)
