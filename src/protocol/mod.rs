@@ -2,13 +2,16 @@
 //!
 //! [`wire`] holds the byte format: the handshake, [`Message`] and the framing
 //! [`MessageDecoder`]; [`extension`] the BEP 10 extension handshake; [`connection`] the
-//! per-peer state machine shared by the seed server, the leecher and the simulator.
+//! per-peer state machine shared by the seed server, the leecher and the simulator;
+//! [`allowed_fast_set`] BEP 6's canonical allowed-fast pieces.
 
+mod allowed_fast;
 pub mod connection;
 pub mod extension;
 mod peer_id;
 pub mod wire;
 
+pub use allowed_fast::allowed_fast_set;
 pub use connection::{Connection, ConnectionConfig, Event, RequestError, Timeout, Violation};
 pub use extension::{ExtendedHandshake, ExtensionError};
 pub use peer_id::{PeerId, CLIENT_PREFIX};

@@ -845,3 +845,142 @@ fn violations_name_the_problem() {
         "request queue overflow: more than 250 outstanding requests"
     );
 }
+
+// ---- random drive: never panics, invariants hold ----
+
+mod drive {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Receive(Message),
+        Choke,
+        Unchoke,
+        Interested(bool),
+        Request(BlockRef),
+        Cancel(BlockRef),
+        Pop,
+        AllowFast(u32),
+        Tick(u64),
+    }
+
+    fn arb_block() -> impl Strategy<Value = BlockRef> {
+        prop_oneof![
+            (0u32..5, 0u32..3).prop_map(|(p, i)| geo().block(p, i)),
+            (0u32..6, 0u32..40000, 0u32..20000).prop_map(|(piece, offset, length)| BlockRef {
+                piece,
+                offset,
+                length
+            }),
+        ]
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            Just(Message::KeepAlive),
+            Just(Message::Choke),
+            Just(Message::Unchoke),
+            Just(Message::Interested),
+            Just(Message::NotInterested),
+            Just(Message::HaveAll),
+            Just(Message::HaveNone),
+            (0u32..6).prop_map(Message::Have),
+            (0u32..6).prop_map(Message::SuggestPiece),
+            (0u32..6).prop_map(Message::AllowedFast),
+            proptest::collection::vec(any::<u8>(), 0..3)
+                .prop_map(|b| Message::Bitfield(Bytes::from(b))),
+            arb_block().prop_map(Message::Request),
+            arb_block().prop_map(Message::Cancel),
+            arb_block().prop_map(Message::RejectRequest),
+            arb_block().prop_map(|b| Message::Piece {
+                piece: b.piece,
+                offset: b.offset,
+                data: Bytes::from(vec![0u8; b.length.min(20000) as usize]),
+            }),
+            (0u8..3, proptest::collection::vec(any::<u8>(), 0..20)).prop_map(|(id, p)| {
+                Message::Extended {
+                    id,
+                    payload: Bytes::from(p),
+                }
+            }),
+        ]
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => arb_message().prop_map(Step::Receive),
+            1 => Just(Step::Choke),
+            1 => Just(Step::Unchoke),
+            1 => any::<bool>().prop_map(Step::Interested),
+            2 => arb_block().prop_map(Step::Request),
+            1 => arb_block().prop_map(Step::Cancel),
+            2 => Just(Step::Pop),
+            1 => (0u32..6).prop_map(Step::AllowFast),
+            1 => (0u64..100).prop_map(Step::Tick),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_sessions_never_panic_and_keep_limits(
+            fast in any::<bool>(),
+            ext in any::<bool>(),
+            have in 0u8..16,
+            steps in proptest::collection::vec(arb_step(), 0..60),
+        ) {
+            let config = ConnectionConfig {
+                max_inbound_requests: 3,
+                max_outbound_requests: 4,
+                ..ConnectionConfig::default()
+            };
+            let ours = Bitfield::from_bytes(&[have << 4], 4).unwrap();
+            let mut c = Connection::new(config, geo(), Duration::ZERO);
+            c.on_handshake(&handshake(fast, ext), &ours, Duration::ZERO);
+            let mut now = Duration::ZERO;
+            for step in steps {
+                match step {
+                    Step::Receive(m) => {
+                        let fast_msg = m.is_fast_extension();
+                        match c.on_message(m, &ours, now) {
+                            Ok(_) => prop_assert!(fast || !fast_msg),
+                            Err(_) => break,
+                        }
+                    }
+                    Step::Choke => c.choke(),
+                    Step::Unchoke => c.unchoke(),
+                    Step::Interested(i) => c.set_interested(i),
+                    Step::Request(b) => {
+                        if c.request(b, now).is_ok() {
+                            prop_assert!(c.their_have().has(b.piece));
+                        }
+                    }
+                    Step::Cancel(b) => {
+                        c.cancel(b);
+                    }
+                    Step::Pop => {
+                        if let Some(b) = c.pop_request(now) {
+                            prop_assert!(ours.has(b.piece));
+                            prop_assert!(geo().is_valid_request(b, BLOCK_SIZE));
+                        }
+                    }
+                    Step::AllowFast(p) => {
+                        c.allow_fast(p);
+                    }
+                    Step::Tick(secs) => {
+                        now += Duration::from_secs(secs);
+                        let _ = c.poll_timeout(now);
+                    }
+                }
+                prop_assert!(c.queued_requests() <= 3);
+                prop_assert!(c.outstanding().len() <= 4);
+                prop_assert_eq!(c.their_have().len(), 4);
+                while let Some(m) = c.poll_message(now) {
+                    prop_assert!(fast || !m.is_fast_extension(), "sent {:?} without Fast", m);
+                    let extended = matches!(m, Message::Extended { .. });
+                    prop_assert!(ext || !extended, "sent {:?} without BEP 10", m);
+                }
+            }
+        }
+    }
+}
