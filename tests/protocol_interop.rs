@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use seedbox::metainfo::Torrent;
 use seedbox::protocol::wire::piece_header;
 use seedbox::protocol::{
-    Connection, ConnectionConfig, Event, Handshake, Message, MessageDecoder, PeerId, RequestError,
+    Connection, ConnectionConfig, Event, Handshake, MessageDecoder, PeerId, RequestError,
 };
 use seedbox::swarm::{Bitfield, BlockRef};
 use sha1::{Digest, Sha1};
