@@ -2,9 +2,12 @@
 //! estimators. Time is always passed in (a `std::time::Duration` since an arbitrary origin), so
 //! the simulator can drive the same code on a virtual clock.
 
+mod availability;
 mod bitfield;
 mod choker;
 mod geometry;
+mod picker;
+mod pipeline;
 mod rate;
 
 pub use bitfield::Bitfield;
@@ -13,4 +16,6 @@ pub use choker::{
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
+pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, Strategy};
+pub use pipeline::{pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN};
 pub use rate::{RateMeter, RATE_WINDOW};
