@@ -1,14 +1,334 @@
-//! `seedbox seed`.
+//! `seedbox seed`: check the data, then serve it from the thread-per-core engine.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
+
+use crate::engine::{self, EngineConfig, EngineStats, Shutdown, TorrentSet};
+use crate::metainfo::{self, CreateOptions, Torrent};
+use crate::storage::{self, MappedStorage};
 
 /// Arguments of `seedbox seed`.
 #[derive(Debug, Args)]
-pub struct SeedArgs {}
+pub struct SeedArgs {
+    /// A .torrent (its content is looked up under --data) or a file or folder to share (its
+    /// torrent is created beside it, as `seedbox create` would).
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
+    /// Folder holding the content of .torrent targets.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub data: PathBuf,
+    /// Address and port to listen on (port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own io_uring runtime and listener (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Peers unchoked per torrent, or `unlimited`.
+    #[arg(long, value_name = "N|unlimited", default_value = "4", value_parser = parse_slots)]
+    pub unchoke_slots: Slots,
+    /// Maximum peer connections in total.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_peers: usize,
+    /// Do not announce to the torrents' trackers.
+    #[arg(long)]
+    pub no_tracker: bool,
+    /// Skip the full check at start; each piece is hashed on its first request instead.
+    #[arg(long)]
+    pub skip_check: bool,
+    /// Seconds a new connection has to send its handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub handshake_timeout: u64,
+    /// Seconds of silence after which a peer is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub idle_timeout: u64,
+    /// Seconds a write may stall (a peer that does not read) before the peer is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub send_timeout: u64,
+    /// Seconds between statistics lines (0: only on exit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stats_every: u64,
+}
+
+/// A parsed `--unchoke-slots`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slots {
+    /// At most this many unchoked peers per torrent.
+    Limited(u32),
+    /// Every interested peer.
+    Unlimited,
+}
+
+fn parse_slots(s: &str) -> Result<Slots, String> {
+    if s.eq_ignore_ascii_case("unlimited") {
+        return Ok(Slots::Unlimited);
+    }
+    s.parse::<u32>()
+        .map(Slots::Limited)
+        .map_err(|_| format!("`{s}` is neither a number of slots nor `unlimited`"))
+}
 
 /// Runs `seedbox seed`.
-pub fn run(_args: SeedArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("seed")
+pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
+    match engine::raise_nofile_limit() {
+        Ok(n) => tracing::debug!("descriptor limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(storage::available_threads)
+        .max(1);
+    let mut loaded = Vec::new();
+    for target in &args.targets {
+        let (torrent, dir) = load_target(target, &args.data, threads)?;
+        loaded.push((torrent, dir));
+    }
+    let mut serving = Vec::new();
+    let mut refused = 0;
+    for (torrent, dir) in loaded {
+        match check(&torrent, &dir, threads, args.skip_check) {
+            Ok(storage) => serving.push((torrent, storage)),
+            Err(why) => {
+                refused += 1;
+                eprintln!(
+                    "seedbox: refusing to seed {} ({}): {why}",
+                    torrent.name, torrent.info_hash
+                );
+            }
+        }
+    }
+    if serving.is_empty() {
+        anyhow::bail!("nothing to seed: every torrent failed its check");
+    }
+    let (set, duplicates) = TorrentSet::new(serving);
+    for d in duplicates {
+        eprintln!(
+            "seedbox: {} ({}) is given twice; seeding it once",
+            d.name, d.info_hash
+        );
+    }
+    let listeners = engine::bind_reuseport(args.listen, threads)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = listeners[0].local_addr()?;
+    for t in set.iter() {
+        println!("seeding   {}", t.torrent.name);
+        println!("info-hash {}", t.torrent.info_hash);
+        println!("magnet    {}", t.torrent.magnet());
+        if !args.no_tracker {
+            announce_started(&t.torrent, listen);
+        }
+    }
+    println!("listening {listen}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let config = EngineConfig {
+        threads,
+        unchoke_slots: match args.unchoke_slots {
+            Slots::Limited(n) => Some(n),
+            Slots::Unlimited => None,
+        },
+        max_peers: args.max_peers,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        send_timeout: Duration::from_secs(args.send_timeout),
+        ..EngineConfig::default()
+    };
+    let set = Arc::new(set);
+    let stats = Arc::new(EngineStats::new(threads, set.len()));
+    let shutdown = Shutdown::new();
+    let signals = Signals::block()?;
+    let engine = {
+        let (set, stats, shutdown) = (set.clone(), stats.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("seedbox-engine".into())
+            .spawn(move || engine::run(config, set, listeners, stats, &shutdown))?
+    };
+    let started = Instant::now();
+    let mut last = (stats.snapshot(), Instant::now());
+    let every = Duration::from_secs(args.stats_every);
+    loop {
+        let wait = if args.stats_every == 0 {
+            Duration::from_secs(3600)
+        } else {
+            every.saturating_sub(last.1.elapsed())
+        };
+        if let Some(sig) = signals.wait(wait) {
+            tracing::info!("signal {sig}: shutting down");
+            break;
+        }
+        if engine.is_finished() {
+            break;
+        }
+        if args.stats_every > 0 && last.1.elapsed() >= every {
+            let now = stats.snapshot();
+            let secs = last.1.elapsed().as_secs_f64();
+            tracing::info!("{}", now.summary(Some((&last.0, secs))));
+            last = (now, Instant::now());
+        }
+    }
+    shutdown.trigger();
+    let result = engine
+        .join()
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
+    result.context("engine failed")?;
+    let total = stats.snapshot();
+    let secs = started.elapsed().as_secs_f64();
+    for t in set.iter() {
+        tracing::info!(
+            "{}: {} bytes served",
+            t.torrent.name,
+            total.torrent_bytes.get(t.index).copied().unwrap_or(0)
+        );
+    }
+    let zero = engine::StatsSnapshot::default();
+    tracing::info!("total: {}", total.summary(Some((&zero, secs))));
+    if !args.no_tracker {
+        for t in set.iter() {
+            announce_stopped(&t.torrent);
+        }
+    }
+    Ok(if refused > 0 {
+        ExitCode::from(super::EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Loads a `.torrent` target, or creates the torrent of a file or folder beside it. Returns
+/// the torrent and the folder its content lives under.
+fn load_target(target: &Path, data: &Path, threads: usize) -> anyhow::Result<(Torrent, PathBuf)> {
+    let is_torrent = target.is_file()
+        && target
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("torrent"));
+    if is_torrent {
+        let torrent = Torrent::load(target)?;
+        return Ok((torrent, data.to_path_buf()));
+    }
+    let scan = metainfo::scan(target)?;
+    let options = CreateOptions {
+        threads,
+        ..CreateOptions::default()
+    };
+    let (bytes, torrent) = metainfo::create(&scan, &options, &Default::default())?;
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let out = parent.join(format!("{}.torrent", scan.name));
+    super::create::write_atomically(&out, &bytes)?;
+    println!("created   {}", out.display());
+    Ok((torrent, parent))
+}
+
+/// The start-up check: every file present with its size and every piece good.
+fn check(
+    torrent: &Torrent,
+    dir: &Path,
+    threads: usize,
+    skip: bool,
+) -> Result<MappedStorage, String> {
+    if skip {
+        let layout = storage::Layout::of_torrent(torrent, dir);
+        return MappedStorage::open(layout).map_err(|e| e.to_string());
+    }
+    let started = Instant::now();
+    let (report, storage) = storage::verify(torrent, dir, threads, &Default::default());
+    if let Some(p) = report.file_problems.first() {
+        return Err(p.to_string());
+    }
+    if !report.is_complete() {
+        let bad = report.bad_pieces.len() + report.missing_pieces.len();
+        let first = report
+            .bad_pieces
+            .first()
+            .or(report.missing_pieces.first())
+            .copied()
+            .unwrap_or(0);
+        return Err(format!(
+            "{bad} of {} pieces fail their hash (first: piece {first})",
+            torrent.piece_count()
+        ));
+    }
+    tracing::info!(
+        "{}: {} pieces checked in {:.2} s",
+        torrent.name,
+        torrent.piece_count(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(storage)
+}
+
+/// Hook for the tracker client: announce `started` for `torrent` with our listen address.
+fn announce_started(torrent: &Torrent, listen: SocketAddr) {
+    let trackers = torrent.trackers();
+    if !trackers.is_empty() {
+        tracing::debug!(
+            "{}: tracker announce to {trackers:?} for port {} not wired yet",
+            torrent.name,
+            listen.port()
+        );
+    }
+}
+
+/// Hook for the tracker client: announce `stopped`.
+fn announce_stopped(torrent: &Torrent) {
+    tracing::debug!("{}: stopped", torrent.name);
+}
+
+/// SIGINT and SIGTERM, blocked in every thread and taken synchronously by the main thread.
+struct Signals(libc::sigset_t);
+
+impl Signals {
+    /// Blocks the signals for this thread and the threads it starts afterwards.
+    fn block() -> anyhow::Result<Signals> {
+        // SAFETY: sigset manipulation on a local set, then pthread_sigmask for this thread.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                anyhow::bail!(
+                    "cannot block signals: {}",
+                    std::io::Error::from_raw_os_error(rc)
+                );
+            }
+            Ok(Signals(set))
+        }
+    }
+
+    /// Waits up to `timeout` for a signal; returns its name.
+    fn wait(&self, timeout: Duration) -> Option<&'static str> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: sigtimedwait with our set and a valid timespec.
+        let sig = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &ts) };
+        match sig {
+            libc::SIGINT => Some("SIGINT"),
+            libc::SIGTERM => Some("SIGTERM"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_parse() {
+        assert_eq!(parse_slots("4"), Ok(Slots::Limited(4)));
+        assert_eq!(parse_slots("unlimited"), Ok(Slots::Unlimited));
+        assert!(parse_slots("many").unwrap_err().contains("many"));
+    }
 }

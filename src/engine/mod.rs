@@ -1,2 +1,24 @@
 //! The thread-per-core io_uring engine: the I/O edge that runs peer connections.
+//!
+//! One worker thread per core, each with its own `tokio-uring` runtime and its own
+//! `SO_REUSEPORT` listener on the shared port ([`listen`]); a connection lives and dies on the
+//! core that accepted it ([`worker`], [`peer`]). Torrent data and metadata are shared read-only
+//! behind an `Arc` ([`SeedTorrent`], [`TorrentSet`]); statistics are per-core counters summed
+//! on read ([`stats`]). Blocks go from the memory map to the socket as `Bytes` views of the
+//! mapping in one vectored write per batch ([`send`]): no user-space copy, no lock.
+//! [`download`] is the leecher (`seedbox get`) on the same parts.
+
+pub mod config;
 pub mod download;
+pub mod listen;
+mod peer;
+pub mod send;
+pub mod stats;
+pub mod torrents;
+pub mod worker;
+
+pub use config::EngineConfig;
+pub use listen::{bind_reuseport, raise_nofile_limit};
+pub use stats::{EngineStats, StatsSnapshot};
+pub use torrents::{SeedTorrent, TorrentSet};
+pub use worker::{run, Shutdown};

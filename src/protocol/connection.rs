@@ -19,13 +19,16 @@
 //!   we have; they are queued only while we unchoke the peer (or for allowed-fast pieces), up
 //!   to [`ConnectionConfig::max_inbound_requests`] (our advertised `reqq`). With Fast, every
 //!   request we will not serve gets a `reject request`; without it, requests while choked are
-//!   dropped silently and a flood or a request for a missing piece is a violation;
+//!   dropped silently and a flood or a request for a missing piece is a violation; with Fast,
+//!   rejects piling up unsent (as many as `reqq`) make a further refused request a violation,
+//!   so a peer that floods requests and does not read cannot grow our memory;
 //! - choking the peer drops its queue (with Fast, allowed-fast requests stay and the others are
 //!   rejected); a `cancel` removes a queued request (with Fast, answered by a reject);
 //! - our outbound requests are tracked: a `piece` must match one of them (others are counted
 //!   as unexpected and dropped), and when the peer chokes us without Fast they are all dropped.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,7 +55,13 @@ pub struct ConnectionConfig {
     pub keepalive_interval: Duration,
     /// Our TCP listen port, advertised as `p` in our extension handshake.
     pub listen_port: Option<u16>,
+    /// The peer's address as we see it, advertised as `yourip` in our extension handshake.
+    pub peer_ip: Option<IpAddr>,
 }
+
+/// Most `allowed fast` pieces remembered from one peer; later ones are ignored (BEP 6 sets are
+/// around 10 pieces; this bounds memory and the per-message search against a hostile peer).
+pub const MAX_THEIR_ALLOWED_FAST: usize = 64;
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
@@ -65,6 +74,7 @@ impl Default for ConnectionConfig {
             idle_timeout: Duration::from_secs(180),
             keepalive_interval: Duration::from_secs(90),
             listen_port: None,
+            peer_ip: None,
         }
     }
 }
@@ -113,7 +123,8 @@ pub enum Violation {
     /// A request for a piece we do not have (without Fast, which would let us reject it).
     #[error("request for piece {0}, which we do not have")]
     RequestForMissingPiece(u32),
-    /// More requests queued than our advertised `reqq` (without Fast).
+    /// More requests queued than our advertised `reqq` (without Fast), or, with Fast, so many
+    /// refused requests that their rejects pile up unsent (the peer floods and does not read).
     #[error("request queue overflow: more than {0} outstanding requests")]
     RequestFlood(u32),
     /// A `piece` message whose block lies outside its piece or is empty or oversized.
@@ -286,7 +297,7 @@ impl Connection {
             let hs = ExtendedHandshake::seedbox(
                 self.config.max_inbound_requests,
                 self.config.listen_port,
-                None,
+                self.config.peer_ip,
             );
             self.outbox.push_back(hs.to_message());
         }
@@ -409,7 +420,9 @@ impl Connection {
             }
             Message::AllowedFast(piece) => {
                 in_range("allowed fast", piece)?;
-                if self.their_allowed_fast.contains(&piece) {
+                if self.their_allowed_fast.len() >= MAX_THEIR_ALLOWED_FAST
+                    || self.their_allowed_fast.contains(&piece)
+                {
                     None
                 } else {
                     self.their_allowed_fast.push(piece);
@@ -459,6 +472,17 @@ impl Connection {
         }
     }
 
+    /// Refuses an inbound request; with Fast, a violation when the outbox already holds as many
+    /// messages as the request queue may (the peer floods faster than it reads its rejects).
+    fn refuse_request(&mut self, block: BlockRef) -> Result<Option<Event>, Violation> {
+        let limit = self.config.max_inbound_requests;
+        if self.fast && self.outbox.len() >= limit.max(16) as usize {
+            return Err(Violation::RequestFlood(limit));
+        }
+        self.refuse(block);
+        Ok(None)
+    }
+
     fn on_request(
         &mut self,
         block: BlockRef,
@@ -471,12 +495,10 @@ impl Connection {
             if !self.fast {
                 return Err(Violation::RequestForMissingPiece(block.piece));
             }
-            self.refuse(block);
-            return Ok(None);
+            return self.refuse_request(block);
         }
         if self.am_choking && !self.our_allowed_fast.contains(&block.piece) {
-            self.refuse(block);
-            return Ok(None);
+            return self.refuse_request(block);
         }
         if self.inbound.contains(&block) {
             return Ok(None);
@@ -486,8 +508,7 @@ impl Connection {
             if !self.fast {
                 return Err(Violation::RequestFlood(limit));
             }
-            self.refuse(block);
-            return Ok(None);
+            return self.refuse_request(block);
         }
         self.inbound.push_back(block);
         Ok(Some(Event::RequestQueued(block)))

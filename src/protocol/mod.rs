@@ -12,7 +12,9 @@ mod peer_id;
 pub mod wire;
 
 pub use allowed_fast::allowed_fast_set;
-pub use connection::{Connection, ConnectionConfig, Event, RequestError, Timeout, Violation};
+pub use connection::{
+    Connection, ConnectionConfig, Event, RequestError, Timeout, Violation, MAX_THEIR_ALLOWED_FAST,
+};
 pub use extension::{ExtendedHandshake, ExtensionError};
 pub use peer_id::{PeerId, CLIENT_PREFIX};
 pub use wire::{Handshake, Message, MessageDecoder, Reserved, WireError};

@@ -108,6 +108,7 @@ fn handshake_queues_our_availability() {
 fn handshake_queues_our_extension_handshake_with_reqq() {
     let config = ConnectionConfig {
         listen_port: Some(6881),
+        peer_ip: Some(std::net::Ipv4Addr::new(127, 0, 0, 2).into()),
         ..ConnectionConfig::default()
     };
     let mut c = Connection::new(config, geo(), Duration::ZERO);
@@ -119,6 +120,10 @@ fn handshake_queues_our_extension_handshake_with_reqq() {
     let hs = ExtendedHandshake::parse(payload).unwrap();
     assert_eq!(hs.reqq, Some(250));
     assert_eq!(hs.port, Some(6881));
+    assert_eq!(
+        hs.your_ip,
+        Some(std::net::Ipv4Addr::new(127, 0, 0, 2).into())
+    );
     assert!(hs.client.unwrap().starts_with("seedbox"));
 }
 
@@ -321,6 +326,19 @@ fn suggest_and_allowed_fast_are_range_checked() {
     ));
 }
 
+#[test]
+fn allowed_fast_from_the_peer_is_capped() {
+    let geometry = PieceGeometry::new(16384, 16384 * 200);
+    let mut c = Connection::new(ConnectionConfig::default(), geometry, Duration::ZERO);
+    c.on_handshake(&handshake(true, false), &Bitfield::new(200), Duration::ZERO);
+    for p in 0..200 {
+        let ev = c.on_message(Message::AllowedFast(p), &Bitfield::new(200), Duration::ZERO);
+        let expected = (p < MAX_THEIR_ALLOWED_FAST as u32).then_some(Event::AllowedFast(p));
+        assert_eq!(ev, Ok(expected));
+    }
+    assert_eq!(c.their_allowed_fast().len(), MAX_THEIR_ALLOWED_FAST);
+}
+
 // ---- extension protocol ----
 
 #[test]
@@ -478,6 +496,33 @@ fn allowed_fast_pieces_are_served_while_choked() {
     assert_eq!(drain(&mut c), vec![Message::RejectRequest(blk(1, 0))]);
     assert!(!c.allow_fast(4), "out of range");
     assert!(!conn(false).allow_fast(1), "needs Fast");
+}
+
+#[test]
+fn a_fast_peer_flooding_without_reading_its_rejects_is_dropped() {
+    let mut c = conn(true);
+    // Choked: every request is refused with a reject that piles up in the outbox.
+    for i in 0..250 {
+        let b = blk(i % 4, 0);
+        assert_eq!(msg(&mut c, Message::Request(b)), Ok(None), "request {i}");
+    }
+    assert_eq!(c.pending_messages(), 250);
+    assert_eq!(
+        msg(&mut c, Message::Request(blk(0, 0))),
+        Err(Violation::RequestFlood(250))
+    );
+}
+
+#[test]
+fn a_fast_peer_reading_its_rejects_may_keep_asking() {
+    let mut c = conn(true);
+    for i in 0..10_000u32 {
+        assert_eq!(msg(&mut c, Message::Request(blk(i % 4, 0))), Ok(None));
+        assert!(matches!(
+            c.poll_message(Duration::ZERO),
+            Some(Message::RejectRequest(_))
+        ));
+    }
 }
 
 #[test]
