@@ -48,6 +48,9 @@ pub struct GetArgs {
     /// Upload limit (e.g. `2Mbit`, `500KiB/s`).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
+    /// Do not announce to the torrent's trackers (use --peer only).
+    #[arg(long)]
+    pub no_tracker: bool,
     /// No progress bar.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -78,6 +81,11 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         max_upload_rate: args.max_upload_rate,
         threads: crate::storage::available_threads(),
         rng_seed: None,
+        trackers: if args.no_tracker {
+            Vec::new()
+        } else {
+            download::tracker_tiers(&torrent)
+        },
     };
     let stop = Arc::new(AtomicBool::new(false));
     install_stop_handler(stop.clone());

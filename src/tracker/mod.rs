@@ -6,6 +6,7 @@
 //! - [`registry`]: the swarm registry a tracker answers from (sans-IO, time passed in).
 
 pub mod announce;
+pub mod client;
 pub mod conn_id;
 pub mod registry;
 pub mod udp_codec;

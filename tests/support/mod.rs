@@ -304,3 +304,73 @@ impl Drop for Transmission {
         let _ = self.child.wait();
     }
 }
+
+/// Debian's opentracker on loopback (HTTP and UDP on one port), whitelisting `info_hashes`.
+pub struct Opentracker {
+    child: std::process::Child,
+    /// Its port (TCP and UDP).
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Opentracker {
+    /// Starts opentracker for these swarms (it is built whitelist-only in Debian).
+    pub fn start(info_hashes_hex: &[String]) -> Opentracker {
+        require_binary("opentracker", "opentracker");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("whitelist.txt"),
+            info_hashes_hex.join("\n") + "\n",
+        )
+        .unwrap();
+        // opentracker chroots and drops to nobody: let it read the folder.
+        let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+        let port = free_port();
+        let child = Command::new("opentracker")
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-P",
+                &port.to_string(),
+                "-d",
+            ])
+            .arg(dir.path())
+            .args(["-w", "whitelist.txt"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start opentracker");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "opentracker did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Opentracker {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Its HTTP announce URL.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}/announce", self.port)
+    }
+
+    /// Its UDP announce URL.
+    pub fn udp_url(&self) -> String {
+        format!("udp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Opentracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -25,6 +25,7 @@ use crate::metainfo::Torrent;
 use crate::protocol::{ConnectionConfig, PeerId};
 use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError};
 use crate::swarm::{Choker, ChokerConfig, Picker, PickerConfig, Slots};
+use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
 
 pub use session::{Totals, BAN_STRIKES};
 
@@ -62,6 +63,17 @@ pub struct DownloadConfig {
     pub threads: usize,
     /// Random seed (peer id, picker, choker); `None` for entropy.
     pub rng_seed: Option<u64>,
+    /// Tracker tiers to announce to (empty: none).
+    pub trackers: Vec<Vec<String>>,
+}
+
+/// The tracker tiers of a torrent: `announce-list` when present (BEP 12), else `announce`.
+pub fn tracker_tiers(torrent: &Torrent) -> Vec<Vec<String>> {
+    if !torrent.announce_list.is_empty() {
+        torrent.announce_list.clone()
+    } else {
+        torrent.announce.iter().map(|a| vec![a.clone()]).collect()
+    }
 }
 
 /// How a download ended.
@@ -182,7 +194,6 @@ async fn drive(
     progress: &mut impl FnMut(&Progress),
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<DownloadReport, DownloadError> {
-    use std::sync::atomic::Ordering;
     let listener = tokio_uring::net::TcpListener::bind(config.listen).map_err(|source| {
         DownloadError::Listen {
             addr: config.listen,
@@ -227,6 +238,50 @@ async fn drive(
         });
     }
     let total = config.torrent.total_length;
+    let tracker = (!config.trackers.is_empty()).then(|| {
+        let s = session.borrow();
+        TrackerClient::spawn(
+            config.trackers.clone(),
+            Identity {
+                info_hash: s.torrent.info_hash,
+                peer_id: s.peer_id,
+                port: listen_port,
+            },
+            Arc::new(AnnounceStats::default()),
+        )
+    });
+    let result = run_loop(
+        &config,
+        &session,
+        progress,
+        &stop,
+        listen_port,
+        tracker.as_ref(),
+        total,
+    )
+    .await;
+    if let Some(t) = tracker {
+        // Sends `stopped`; blocks this thread for a few seconds at most, at exit.
+        t.shutdown();
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_loop(
+    config: &DownloadConfig,
+    session: &Rc<RefCell<session::Session>>,
+    progress: &mut impl FnMut(&Progress),
+    stop: &std::sync::atomic::AtomicBool,
+    listen_port: u16,
+    tracker: Option<&TrackerClient>,
+    total: u64,
+) -> Result<DownloadReport, DownloadError> {
+    use std::sync::atomic::Ordering;
+    let conn_config = ConnectionConfig {
+        listen_port: Some(listen_port),
+        ..ConnectionConfig::default()
+    };
     loop {
         // Dial candidates while there is room.
         loop {
@@ -270,6 +325,18 @@ async fn drive(
             .ones()
             .map(|p| u64::from(s.geometry.piece_size(p)))
             .sum();
+        if let Some(t) = tracker {
+            t.stats.uploaded.store(s.totals.uploaded, Ordering::Relaxed);
+            t.stats
+                .downloaded
+                .store(s.totals.downloaded, Ordering::Relaxed);
+            t.stats.left.store(total - have_bytes, Ordering::Relaxed);
+            if !s.is_complete() && s.peers.len() < 5 {
+                t.stats.want_peers.store(true, Ordering::Relaxed);
+            }
+            let fresh = t.new_peers();
+            s.add_candidates(fresh);
+        }
         progress(&Progress {
             have_bytes,
             total_bytes: total,

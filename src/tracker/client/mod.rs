@@ -1,0 +1,175 @@
+//! The tracker client used by `seed` and `get`: a sans-IO [`Schedule`] (events, intervals,
+//! BEP 12 tiers, backoff, early announces) driven by a small announcer thread that does the
+//! blocking HTTP or UDP exchange ([`transport`]), so announces never stall a peer core.
+
+mod schedule;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use schedule::{Due, Schedule, DEFAULT_INTERVAL, DEFAULT_MIN_INTERVAL, RETRY_BASE, RETRY_MAX};
+pub use transport::{announce, AnnounceError, Timeouts};
+
+use crate::metainfo::InfoHash;
+use crate::protocol::PeerId;
+use crate::tracker::{AnnounceRequest, Event};
+
+/// What the announcer reports: the torrent's live counters, written by the engine.
+#[derive(Debug, Default)]
+pub struct AnnounceStats {
+    /// Payload bytes uploaded since start.
+    pub uploaded: AtomicU64,
+    /// Payload bytes downloaded since start.
+    pub downloaded: AtomicU64,
+    /// Bytes still missing.
+    pub left: AtomicU64,
+    /// Set to ask for an early announce (too few useful peers).
+    pub want_peers: AtomicBool,
+}
+
+/// A running announcer for one torrent.
+pub struct TrackerClient {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    peers: Receiver<Vec<SocketAddr>>,
+    /// The counters announced.
+    pub stats: Arc<AnnounceStats>,
+}
+
+/// Who we are in announces.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// Our peer id.
+    pub peer_id: PeerId,
+    /// Our listen port.
+    pub port: u16,
+}
+
+impl TrackerClient {
+    /// Starts announcing to `tiers` (announce-list tiers, or `[[announce]]`).
+    pub fn spawn(
+        tiers: Vec<Vec<String>>,
+        me: Identity,
+        stats: Arc<AnnounceStats>,
+    ) -> TrackerClient {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, peers) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("announcer".into())
+                .spawn(move || announcer(tiers, me, stats, stop, tx))
+                .expect("spawn announcer thread")
+        };
+        TrackerClient {
+            stop,
+            thread: Some(thread),
+            peers,
+            stats,
+        }
+    }
+
+    /// Peers received since the last call.
+    pub fn new_peers(&self) -> Vec<SocketAddr> {
+        self.peers.try_iter().flatten().collect()
+    }
+
+    /// Sends `stopped` (best effort, a few seconds at most) and ends the thread.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TrackerClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn request(me: &Identity, stats: &AnnounceStats, event: Event) -> AnnounceRequest {
+    AnnounceRequest {
+        info_hash: me.info_hash,
+        peer_id: me.peer_id,
+        port: me.port,
+        uploaded: stats.uploaded.load(Ordering::Relaxed),
+        downloaded: stats.downloaded.load(Ordering::Relaxed),
+        left: stats.left.load(Ordering::Relaxed),
+        event,
+        numwant: Some(50),
+        compact: true,
+        no_peer_id: true,
+        key: None,
+        ip: None,
+    }
+}
+
+fn announcer(
+    tiers: Vec<Vec<String>>,
+    me: Identity,
+    stats: Arc<AnnounceStats>,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Vec<SocketAddr>>,
+) {
+    let start = Instant::now();
+    let mut schedule = Schedule::new(tiers, &mut rand::thread_rng());
+    let mut was_complete = stats.left.load(Ordering::Relaxed) == 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = start.elapsed();
+        let complete = stats.left.load(Ordering::Relaxed) == 0;
+        if complete && !was_complete {
+            schedule.completed(now);
+        }
+        was_complete = complete;
+        if stats.want_peers.swap(false, Ordering::Relaxed) {
+            schedule.want_peers(now);
+        }
+        if let Some(due) = schedule.poll(now) {
+            let req = request(&me, &stats, due.event);
+            match announce(&due.url, &req, Timeouts::default()) {
+                Ok(resp) => {
+                    tracing::info!(
+                        url = %due.url, event = due.event.as_str(), peers = resp.peers.len(),
+                        interval = resp.interval, "announced"
+                    );
+                    if let Some(w) = &resp.warning {
+                        tracing::warn!(url = %due.url, "tracker warning: {w}");
+                    }
+                    let now = start.elapsed();
+                    schedule.succeeded(
+                        now,
+                        Duration::from_secs(u64::from(resp.interval)),
+                        resp.min_interval.map(|m| Duration::from_secs(u64::from(m))),
+                    );
+                    let _ = tx.send(resp.peers.iter().map(|p| p.addr).collect());
+                }
+                Err(e) => {
+                    tracing::warn!("announce failed: {e}");
+                    schedule.failed(start.elapsed());
+                }
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let quick = Timeouts {
+        http: Duration::from_secs(3),
+        udp_base: Duration::from_secs(1),
+        udp_retries: 1,
+    };
+    for url in schedule.stop_targets() {
+        let req = request(&me, &stats, Event::Stopped);
+        match announce(&url, &req, quick) {
+            Ok(_) => tracing::info!(%url, "announced stopped"),
+            Err(e) => tracing::debug!("stopped announce failed: {e}"),
+        }
+    }
+}
