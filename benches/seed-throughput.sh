@@ -44,7 +44,9 @@ CEIL=$($PY -c "import json;print('%.2f'%(json.load(open('$TMP/iperf.json'))['end
 $PY tests/support/lt_peer.py --torrent "$TORRENT" --save "$DATA/seed" --mode seed \
   --high-performance-seed --port 6882 > "$TMP/lt.log" 2>&1 & LT_PID=$!; PIDS+=($LT_PID)
 for i in $(seq 1 100); do grep -q LISTEN "$TMP/lt.log" && break; sleep 0.2; done
-sleep 3   # seedbox checks the data before serving
+# seedbox checks the data before serving and prints `listening` when it serves.
+for i in $(seq 1 300); do grep -q '^listening' "$TMP/seedbox.log" && break; sleep 0.2; done
+grep -q '^listening' "$TMP/seedbox.log" || { echo "seedbox seed did not start: $(cat "$TMP/seedbox.log")" >&2; exit 1; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
