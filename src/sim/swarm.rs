@@ -1095,8 +1095,9 @@ impl<'a> Sim<'a> {
             t_s: t,
             leechers: self.leechers as u64,
             seeds: self.seeds as u64,
-            origin_utilisation: origin / self.cfg.seed_up as f64,
-            aggregate_bytes_per_s: aggregate,
+            // `+ 0.0` turns the -0.0 of an empty sum into 0.0.
+            origin_utilisation: origin / self.cfg.seed_up as f64 + 0.0,
+            aggregate_bytes_per_s: aggregate + 0.0,
         });
     }
 
