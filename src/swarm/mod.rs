@@ -9,6 +9,7 @@ mod geometry;
 mod picker;
 mod pipeline;
 mod rate;
+mod token_bucket;
 
 pub use bitfield::Bitfield;
 pub use choker::{
@@ -19,3 +20,4 @@ pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
 pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, Strategy};
 pub use pipeline::{pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN};
 pub use rate::{RateMeter, RATE_WINDOW};
+pub use token_bucket::TokenBucket;
