@@ -111,7 +111,8 @@ impl TorrentCore {
     /// one) and some choked peer is interested.
     fn round_if_slot_free(&mut self, now: Duration) {
         let Some(slots) = self.slots else { return };
-        if self.choker.unchoked().len() >= slots as usize + 1 {
+        // The regular slots plus the optimistic one.
+        if self.choker.unchoked().len() > slots as usize {
             return;
         }
         let waiting = self.peers.iter().any(|(_, p)| {
@@ -165,5 +166,127 @@ impl TorrentCore {
             p.shared.borrow_mut().closed = true;
             p.wake.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::InfoHash;
+    use crate::protocol::{ConnectionConfig, Handshake, Message, PeerId};
+    use crate::swarm::{Bitfield, PieceGeometry};
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn geometry() -> PieceGeometry {
+        PieceGeometry::new(16384, 16384 * 8)
+    }
+
+    /// A handshaken peer, connected at `at`.
+    fn peer(at: Duration) -> PeerHandle {
+        let mut conn = Connection::new(ConnectionConfig::default(), geometry(), at);
+        let theirs = Handshake::new(InfoHash([1; 20]), PeerId([2; 20]));
+        conn.on_handshake(&theirs, &Bitfield::full(8), at);
+        PeerHandle {
+            shared: Rc::new(RefCell::new(PeerShared {
+                conn,
+                control: BytesMut::new(),
+                up: RateMeter::new(at),
+                arrivals: VecDeque::new(),
+                closed: false,
+            })),
+            wake: Rc::new(Notify::new()),
+            connected_at: at,
+        }
+    }
+
+    fn interested(tc: &mut TorrentCore, key: PeerKey, now: Duration) {
+        let p = &tc.peers[&key];
+        let ev = p
+            .shared
+            .borrow_mut()
+            .conn
+            .on_message(Message::Interested, &Bitfield::full(8), now)
+            .unwrap();
+        assert!(ev.is_some());
+        tc.interest_changed(key, true, now);
+    }
+
+    fn unchoked(tc: &TorrentCore) -> Vec<PeerKey> {
+        tc.peers
+            .iter()
+            .filter(|(_, p)| !p.shared.borrow().conn.am_choking())
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    #[test]
+    fn unlimited_unchokes_on_interest() {
+        let mut tc = TorrentCore::new(None);
+        for k in 0..5 {
+            tc.add(k, peer(secs(0)));
+        }
+        assert!(unchoked(&tc).is_empty());
+        for k in 0..5 {
+            interested(&mut tc, k, secs(1));
+        }
+        assert_eq!(unchoked(&tc), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn free_slots_are_filled_at_once_then_rounds_rank_by_upload_rate() {
+        // One regular slot plus the optimistic one.
+        let mut tc = TorrentCore::new(Some(1));
+        for k in 0..4 {
+            tc.add(k, peer(secs(0)));
+        }
+        for k in 0..4 {
+            interested(&mut tc, k, secs(1));
+        }
+        assert_eq!(unchoked(&tc).len(), 2, "{:?}", unchoked(&tc));
+        // Peer 3 becomes the fastest we upload to; the next round (10 s later) gives it the
+        // regular slot.
+        for s in 2..11 {
+            tc.peers[&3]
+                .shared
+                .borrow_mut()
+                .up
+                .record(1_000_000, secs(s));
+        }
+        tc.tick(secs(5));
+        assert_eq!(unchoked(&tc).len(), 2, "no round before 10 s");
+        tc.tick(secs(11));
+        assert!(unchoked(&tc).contains(&3), "{:?}", unchoked(&tc));
+        assert_eq!(unchoked(&tc).len(), 2);
+    }
+
+    #[test]
+    fn a_leaving_peer_frees_its_slot_at_once() {
+        let mut tc = TorrentCore::new(Some(1));
+        for k in 0..3 {
+            tc.add(k, peer(secs(0)));
+            interested(&mut tc, k, secs(1));
+        }
+        let before = unchoked(&tc);
+        assert_eq!(before.len(), 2);
+        let waiting: Vec<_> = (0..3).filter(|k| !before.contains(k)).collect();
+        tc.remove(before[0], secs(2));
+        assert_eq!(unchoked(&tc).len(), 2);
+        assert!(unchoked(&tc).contains(&waiting[0]));
+    }
+
+    #[test]
+    fn uninterested_peers_are_never_unchoked_and_close_all_closes() {
+        let mut tc = TorrentCore::new(Some(4));
+        for k in 0..3 {
+            tc.add(k, peer(secs(0)));
+        }
+        tc.tick(secs(0));
+        tc.tick(secs(20));
+        assert!(unchoked(&tc).is_empty());
+        tc.close_all();
+        assert!(tc.peers.values().all(|p| p.shared.borrow().closed));
     }
 }

@@ -78,7 +78,12 @@ impl PeerError {
 pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext) {
     let counters = ctx.counters();
     CoreStats::add(&counters.peers, 1);
-    let result = serve_inner(stream, addr, ctx).await;
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(stream);
+    let result = serve_inner(&stream, addr, ctx).await;
+    // Always: a receive still in flight (a dropped read future) holds the descriptor open
+    // until it completes, and shutdown(2) completes it.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
     counters
         .peers
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -109,16 +114,14 @@ impl Drop for Registration<'_> {
 }
 
 async fn serve_inner(
-    stream: TcpStream,
+    stream: &Rc<TcpStream>,
     addr: SocketAddr,
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
-    let _ = stream.set_nodelay(true);
-    let stream = Rc::new(stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let handshake = tokio::time::timeout(
         ctx.config.handshake_timeout,
-        read_handshake(&stream, &mut buf),
+        read_handshake(stream, &mut buf),
     )
     .await
     .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
@@ -173,9 +176,9 @@ async fn serve_inner(
         key,
     };
     let result = {
-        let reader = read_loop(&stream, &shared, &wake, &torrent, ctx, key, buf);
+        let reader = read_loop(stream, &shared, &wake, &torrent, ctx, key, buf);
         let timer = timer_loop(&shared, &wake, ctx);
-        let writer = write_loop(&stream, &shared, &wake, &torrent, ctx);
+        let writer = write_loop(stream, &shared, &wake, &torrent, ctx);
         // All three run on this task; whichever ends first ends the connection.
         tokio::select! {
             r = reader => r,
@@ -184,7 +187,6 @@ async fn serve_inner(
         }
     };
     shared.borrow_mut().closed = true;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
     result
 }
 
@@ -426,13 +428,18 @@ fn fill_batch(
                         torrent.torrent.name,
                         block.piece
                     );
-                    CoreStats::add(&counters.bad_pieces, 1);
                 }
                 state == PieceState::Good
             }
             PieceState::Bad => false,
         };
-        if !servable || !torrent.storage.block_parts(block, &mut batch.parts) {
+        if !servable {
+            CoreStats::add(&counters.bad_pieces, 1);
+            refuse(s, block, counters);
+            continue;
+        }
+        if !torrent.storage.block_parts(block, &mut batch.parts) {
+            tracing::warn!(?block, "{}: block not readable", torrent.torrent.name);
             refuse(s, block, counters);
             continue;
         }

@@ -568,4 +568,71 @@ mod tests {
             .unwrap();
         assert_eq!(&b[..], b"xy\0\0");
     }
+
+    #[test]
+    fn block_parts_views_each_file_without_copying() {
+        let (_d, layout) = setup(&[Some(b"abcde"), Some(b"fgh")], &[5, 3], 4);
+        let s = MappedStorage::open(layout).unwrap();
+        let mut out = Vec::new();
+        // Piece 1 is bytes 4..8: "e" from the first file, "fgh" from the second.
+        let b = BlockRef {
+            piece: 1,
+            offset: 0,
+            length: 4,
+        };
+        assert!(s.block_parts(b, &mut out));
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0][..], b"e");
+        assert_eq!(&out[1][..], b"fgh");
+        let past = BlockRef {
+            piece: 2,
+            offset: 0,
+            length: 1,
+        };
+        assert!(!s.block_parts(past, &mut out));
+        assert_eq!(out.len(), 2, "nothing added on failure");
+    }
+
+    #[test]
+    fn pread_hash_matches_the_mapped_hash() {
+        let (_d, layout) = setup(&[Some(b"abcde"), Some(b"fgh")], &[5, 3], 4);
+        let s = MappedStorage::open(layout).unwrap();
+        for p in 0..2 {
+            assert_eq!(s.hash_piece_pread(p), s.hash_piece(p));
+            assert!(s.hash_piece_pread(p).is_some());
+        }
+    }
+
+    #[test]
+    fn check_files_notices_truncation_and_replacement() {
+        let (d, layout) = setup(&[Some(b"abcdefgh"), Some(b"ijkl")], &[8, 4], 4);
+        let s = MappedStorage::open(layout.clone()).unwrap();
+        assert_eq!(s.check_files(), Ok(()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.path().join("f0"))
+            .unwrap()
+            .set_len(2)
+            .unwrap();
+        assert!(matches!(
+            s.check_files(),
+            Err(FileProblem::WrongSize {
+                actual: 2,
+                expected: 8,
+                ..
+            })
+        ));
+        // Truncated: the pread hash fails instead of faulting.
+        assert_eq!(s.hash_piece_pread(1), None);
+
+        std::fs::write(d.path().join("f0"), b"abcdefgh").unwrap();
+        let s = MappedStorage::open(layout).unwrap();
+        assert_eq!(s.check_files(), Ok(()));
+        let f1 = d.path().join("f1");
+        let tmp = d.path().join("new");
+        std::fs::write(&tmp, b"IJKL").unwrap();
+        std::fs::rename(&tmp, &f1).unwrap();
+        let e = s.check_files().unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+    }
 }
