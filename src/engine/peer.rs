@@ -463,6 +463,14 @@ fn fill_batch(
             &mut batch.segments,
         );
     }
+    // Messages queued while taking blocks (a choke after a refused request) go after them.
+    if s.conn.pending_messages() > 0 {
+        let mut tail = BytesMut::with_capacity(64);
+        while let Some(m) = s.conn.poll_message(now) {
+            m.encode(&mut tail);
+        }
+        batch.segments.push(tail.freeze());
+    }
     Ok(throttled)
 }
 
