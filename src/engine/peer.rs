@@ -243,10 +243,16 @@ async fn read_loop(
                     Err(e) if !e.is_fatal() => continue,
                     Err(e) => return Err(PeerError::Wire(e)),
                 };
-                let event = s
-                    .conn
-                    .on_message(m, &torrent.have, now)
-                    .map_err(PeerError::Violation)?;
+                let event = match s.conn.on_message(m, &torrent.have, now) {
+                    Ok(e) => e,
+                    // aria2 follows `have none` with a bitfield; a seed never needs the peer's
+                    // pieces, so a repeated availability message is ignored, not fatal.
+                    Err(Violation::AvailabilityRepeated(what)) => {
+                        tracing::debug!("ignored a repeated {what} message");
+                        None
+                    }
+                    Err(v) => return Err(PeerError::Violation(v)),
+                };
                 match event {
                     Some(Event::RequestQueued(block)) => {
                         if block.offset == 0 {
