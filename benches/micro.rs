@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the hot sans-IO parts: SHA-1 (`sha1` against `ring`) per piece size,
-//! the wire codec, and one choker round over 10,000 peers.
+//! the wire codec, the piece picker (a whole download, per block, and availability updates),
+//! and one choker round over 10,000 peers.
 //! Run: `cargo bench --bench micro` (results in target/criterion).
 
 use std::time::Duration;
@@ -10,7 +11,8 @@ use rand::SeedableRng;
 
 use seedbox::protocol::wire::{piece_header, Message, MessageDecoder};
 use seedbox::swarm::BlockRef;
-use seedbox::swarm::{Choker, ChokerConfig, PeerSnapshot, Slots};
+use seedbox::swarm::{Bitfield, Choker, ChokerConfig, PeerSnapshot, PieceGeometry, Slots};
+use seedbox::swarm::{Picker, PickerConfig};
 
 fn sha1(c: &mut Criterion) {
     let mut group = c.benchmark_group("sha1");
@@ -106,5 +108,78 @@ fn choker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sha1, wire, choker);
+/// Bitfields of `peers` peers over `pieces` pieces, each piece held with probability 1/2
+/// (peer 0 is a seed, so everything is available).
+fn random_bitfields(peers: u32, pieces: u32, rng: &mut impl rand::Rng) -> Vec<Bitfield> {
+    (0..peers)
+        .map(|p| {
+            if p == 0 {
+                return Bitfield::full(pieces);
+            }
+            let mut b = Bitfield::new(pieces);
+            for i in 0..pieces {
+                if rng.gen_bool(0.5) {
+                    b.set(i);
+                }
+            }
+            b
+        })
+        .collect()
+}
+
+fn picker(c: &mut Criterion) {
+    // 1,024 pieces of 256 KiB (16 blocks each, 16,384 blocks), 50 peers.
+    const PIECES: u32 = 1024;
+    const PEERS: u32 = 50;
+    let geometry = PieceGeometry::new(256 * 1024, u64::from(PIECES) * 256 * 1024);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let fields = random_bitfields(PEERS, PIECES, &mut rng);
+    let mut group = c.benchmark_group("picker");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(u64::from(PIECES) * 16));
+    // The whole download: peers in turn ask for 8 blocks, which all arrive; every completed
+    // piece is verified. Per element = per block picked and received.
+    group.bench_function("download-16384-blocks-50-peers", |b| {
+        b.iter(|| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let mut picker: Picker<u32> = Picker::new(geometry, PickerConfig::default(), &mut rng);
+            for (k, f) in fields.iter().enumerate() {
+                picker.peer_bitfield(k as u32, f).unwrap();
+            }
+            let mut buf = Vec::with_capacity(8);
+            let mut peer = 0u32;
+            while !picker.is_complete() {
+                buf.clear();
+                picker.pick_into(peer, &fields[peer as usize], 8, &mut rng, &mut buf);
+                for &block in &buf {
+                    if picker.block_received(block, peer).piece_complete {
+                        picker.piece_verified(block.piece);
+                    }
+                }
+                peer = (peer + 1) % PEERS;
+            }
+        })
+    });
+    group.finish();
+
+    // Availability upkeep: HAVE messages from peers into a 16,384-piece torrent.
+    let mut group = c.benchmark_group("picker");
+    const BIG: u32 = 16_384;
+    let geometry = PieceGeometry::new(256 * 1024, u64::from(BIG) * 256 * 1024);
+    group.throughput(Throughput::Elements(u64::from(BIG)));
+    group.bench_function("have-16384-pieces", |b| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        b.iter(|| {
+            let mut picker: Picker<u32> = Picker::new(geometry, PickerConfig::default(), &mut rng);
+            picker.peer_have_none(1).unwrap();
+            for piece in 0..BIG {
+                picker.peer_have(1, piece).unwrap();
+            }
+            picker.availability(BIG - 1)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sha1, wire, picker, choker);
 criterion_main!(benches);

@@ -44,7 +44,9 @@ CEIL=$($PY -c "import json;print('%.2f'%(json.load(open('$TMP/iperf.json'))['end
 $PY tests/support/lt_peer.py --torrent "$TORRENT" --save "$DATA/seed" --mode seed \
   --high-performance-seed --port 6882 > "$TMP/lt.log" 2>&1 & LT_PID=$!; PIDS+=($LT_PID)
 for i in $(seq 1 100); do grep -q LISTEN "$TMP/lt.log" && break; sleep 0.2; done
-sleep 3   # seedbox checks the data before serving
+# seedbox checks the data before serving and prints `listening` when it serves.
+for i in $(seq 1 300); do grep -q '^listening' "$TMP/seedbox.log" && break; sleep 0.2; done
+grep -q '^listening' "$TMP/seedbox.log" || { echo "seedbox seed did not start: $(cat "$TMP/seedbox.log")" >&2; exit 1; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
@@ -64,12 +66,14 @@ except Exception:
     r = {"gbit_per_s": 0, "payload_bytes": 0, "errors": -1, "connected": 0, "latency_us": {}}
 cpu = (int(after) - int(before)) / int(tick)
 gib = r["payload_bytes"] / 2**30
-rss = 0
+rss = anon = 0
 for line in open(f"/proc/{pid}/status"):
     if line.startswith("VmHWM"):
         rss = int(line.split()[1]) // 1024
+    if line.startswith("RssAnon"):
+        anon = int(line.split()[1]) // 1024
 print(json.dumps({"seed": name, "conns": int(conns), "gbit": r["gbit_per_s"], "cpu_s": cpu,
-                  "cpu_s_per_gib": cpu / gib if gib else None, "rss_mib": rss,
+                  "cpu_s_per_gib": cpu / gib if gib else None, "rss_mib": rss, "anon_mib": anon,
                   "p99_us": r["latency_us"].get("p99"), "errors": r["errors"],
                   "connected": r["connected"]}))
 PYEOF
@@ -88,15 +92,15 @@ $PY - "$RAW" "$CEIL" > "$TMP/table.md" <<'PYEOF'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ceil = float(sys.argv[2])
-print("| conns | seedbox Gbit/s | libtorrent Gbit/s | ratio | seedbox / iperf3 | seedbox CPU s/GiB | libtorrent CPU s/GiB | CPU ratio | seedbox RSS MiB | libtorrent RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| conns | seedbox Gbit/s | libtorrent Gbit/s | ratio | seedbox / iperf3 | seedbox CPU s/GiB | libtorrent CPU s/GiB | CPU ratio | seedbox peak RSS MiB | libtorrent peak RSS MiB | seedbox anon MiB | libtorrent anon MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 def med(seed, c, k):
     v = [r[k] for r in rows if r["seed"] == seed and r["conns"] == c and r[k] is not None]
     return statistics.median(v) if v else float("nan")
 for c in sorted({r["conns"] for r in rows}):
     s, l = med("seedbox", c, "gbit"), med("libtorrent", c, "gbit")
     sc, lc = med("seedbox", c, "cpu_s_per_gib"), med("libtorrent", c, "cpu_s_per_gib")
-    print(f"| {c} | {s:.2f} | {l:.2f} | {s/l if l else float('nan'):.2f} | {s/ceil:.2f} | {sc:.3f} | {lc:.3f} | {sc/lc if lc else float('nan'):.2f} | {med('seedbox', c, 'rss_mib'):.0f} | {med('libtorrent', c, 'rss_mib'):.0f} |")
+    print(f"| {c} | {s:.2f} | {l:.2f} | {s/l if l else float('nan'):.2f} | {s/ceil:.2f} | {sc:.3f} | {lc:.3f} | {sc/lc if lc else float('nan'):.2f} | {med('seedbox', c, 'rss_mib'):.0f} | {med('libtorrent', c, 'rss_mib'):.0f} | {med('seedbox', c, 'anon_mib'):.0f} | {med('libtorrent', c, 'anon_mib'):.0f} |")
 PYEOF
 {
   echo "# Seed throughput: seedbox seed vs libtorrent high_performance_seed"
@@ -111,7 +115,7 @@ PYEOF
   echo "- libtorrent 2.0.8: \`tests/support/lt_peer.py --mode seed --high-performance-seed\` (uTP off, multiple connections per IP allowed)."
   echo "- Load: \`seedbox bench load 127.0.0.1:PORT --torrent T --conns N --duration $DURATION --warmup $WARMUP --queue $QUEUE --source-ips 127.0.0.2-127.0.0.250 --json\`;"
   echo "  the load generator runs on the same 2 cores as the seed. Rounds alternate which seed goes first; medians of $ROUNDS rounds."
-  echo "- CPU seconds per GiB: the seed process's utime+stime from /proc over the run, divided by GiB served. RSS: VmHWM (peak) of the seed process."
+  echo "- CPU seconds per GiB: the seed process's utime+stime from /proc over the run, divided by GiB served. Peak RSS: VmHWM of the seed process, which counts the file's pages it has mapped or read (both seeds touch the whole file); anon: RssAnon after the run, the process's own memory."
   echo
   cat "$TMP/table.md"
   echo

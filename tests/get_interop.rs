@@ -287,3 +287,69 @@ impl Drop for TmpfsMount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Serves `body` at `path` over HTTP on loopback (404 elsewhere) from a thread, for as many
+/// requests as come; returns the base URL.
+fn serve_http(path: &'static str, body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let wanted = head.split_whitespace().nth(1).unwrap_or("");
+            let reply = if wanted == path {
+                let mut r = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/x-bittorrent\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            } else {
+                b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+            };
+            let _ = stream.write_all(&reply);
+        }
+    });
+    base
+}
+
+#[test]
+fn downloads_from_an_http_url_of_the_torrent_with_mapped_writes() {
+    let (dir, t) = multi_file_release();
+    let seed = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        dir.path().join("seed").to_str().unwrap(),
+        "--mode",
+        "seed",
+    ]);
+    let base = serve_http("/torrents/release.torrent", std::fs::read(&t).unwrap());
+    let url = PathBuf::from(format!("{base}/torrents/release.torrent"));
+    let out = dir.path().join("out");
+    let (code, report, err) = get(
+        &url,
+        &out,
+        &[format!("127.0.0.1:{}", seed.port)],
+        &["--linger", "0", "--write-mode", "mapped"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["complete"], true);
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+
+    // A URL that is not there: one clear line, exit 1, nothing created.
+    let missing = PathBuf::from(format!("{base}/torrents/nope.torrent"));
+    let out2 = dir.path().join("out2");
+    let (code, _, err) = get(&missing, &out2, &[], &["--linger", "0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("404"), "{err}");
+    assert!(!out2.join("release").exists());
+}

@@ -1,7 +1,7 @@
 //! `seedbox get`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,14 +13,20 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::units::{parse_duration, parse_rate};
 use crate::engine::download::{self, DownloadConfig, Linger};
-use crate::metainfo::Torrent;
+use crate::metainfo::{Torrent, MAX_TORRENT_FILE_SIZE};
+use crate::storage::WriteMode;
 use crate::swarm::Slots;
+use crate::tracker::client::http_get;
 
 /// Arguments of `seedbox get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The .torrent file to download.
+    /// The .torrent to download: a file, or an `http://` URL of one (such as a seed box's
+    /// `/torrents/NAME.torrent` page).
     pub torrent: PathBuf,
+    /// How blocks are written: `pwrite` (default, measured faster) or `mapped`.
+    #[arg(long, value_name = "pwrite|mapped", default_value = "pwrite")]
+    pub write_mode: WriteMode,
     /// Save folder: the content goes to DIR/NAME (default: the current folder).
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     pub output: PathBuf,
@@ -59,9 +65,24 @@ pub struct GetArgs {
     pub json: bool,
 }
 
+/// Loads the torrent from a file or fetches it from an `http://` URL.
+fn load_torrent(source: &Path) -> anyhow::Result<Torrent> {
+    match source.to_str() {
+        Some(url) if url.starts_with("http://") => {
+            let bytes = http_get(url, MAX_TORRENT_FILE_SIZE as usize, Duration::from_secs(30))
+                .with_context(|| format!("cannot fetch {url}"))?;
+            Torrent::from_bytes(&bytes).with_context(|| format!("{url} is not a valid torrent"))
+        }
+        Some(url) if url.starts_with("https://") => {
+            anyhow::bail!("{url}: https is not supported; use http:// or download the file")
+        }
+        _ => Ok(Torrent::load(source)?),
+    }
+}
+
 /// Runs `seedbox get`.
 pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let torrent = Arc::new(Torrent::load(&args.torrent)?);
+    let torrent = Arc::new(load_torrent(&args.torrent)?);
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let linger = match (args.linger, args.ratio, args.seed_forever) {
@@ -81,6 +102,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         max_upload_rate: args.max_upload_rate,
         threads: crate::storage::available_threads(),
         rng_seed: None,
+        write_mode: args.write_mode,
         trackers: if args.no_tracker {
             Vec::new()
         } else {

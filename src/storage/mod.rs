@@ -13,4 +13,4 @@ pub use hasher::{available_threads, hash_pieces};
 pub use layout::{Extent, FileSlot, Layout};
 pub use mapped::{FileProblem, MappedStorage, Unavailable};
 pub use verify::{verify, VerifyReport};
-pub use writable::{WritableStorage, WriteError};
+pub use writable::{WritableStorage, WriteError, WriteMode};

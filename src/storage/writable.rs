@@ -1,5 +1,11 @@
 //! Writable torrent data for downloading: files created and preallocated, blocks written
-//! into shared mappings, flushed at completion.
+//! with `pwrite` (default) or into shared mappings, flushed at completion.
+//!
+//! Why `pwrite` is the default: writing 1 GiB from a libtorrent seed on loopback took 8.07 s
+//! and 7.67 s with `pwrite` against 10.59 s and 11.53 s through a shared mapping (alternating
+//! runs, `seedbox get --write-mode pwrite|mapped`, 2026-11-25): a mapped write page-faults
+//! each new page in (and reads it from disk on a resumed file) before copying over it, while
+//! `pwrite` hands whole pages to the page cache.
 //!
 //! Preallocation (`posix_fallocate`) reserves every block up front, so a full disk is a clear
 //! error before the download starts instead of a SIGBUS on a mapped write halfway through.
@@ -9,6 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -42,6 +49,14 @@ pub enum WriteError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Writing a block failed (a disk error, or the file shrank under us).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A write outside the torrent.
     #[error("write of {length} bytes at {offset} is outside the torrent")]
     OutOfRange {
@@ -52,12 +67,41 @@ pub enum WriteError {
     },
 }
 
-/// Torrent files mapped for writing. Writes to distinct ranges may come from several threads
+/// How blocks reach the files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// `pwrite` into the page cache (the default: measured faster, see the module docs).
+    #[default]
+    Pwrite,
+    /// A copy into a shared writable mapping.
+    Mapped,
+}
+
+impl std::str::FromStr for WriteMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pwrite" => Ok(WriteMode::Pwrite),
+            "mapped" => Ok(WriteMode::Mapped),
+            other => Err(format!("unknown write mode {other:?} (pwrite or mapped)")),
+        }
+    }
+}
+
+/// One file's write handle.
+struct FileHandle {
+    file: File,
+    map: Option<MmapRaw>,
+}
+
+/// Torrent files opened for writing. Writes to distinct ranges may come from several threads
 /// at once; the caller must not write a range while it is read (a piece is hashed only once
 /// all its blocks are in, and is never written again after that).
 pub struct WritableStorage {
     layout: Layout,
-    maps: Vec<Option<MmapRaw>>,
+    mode: WriteMode,
+    files: Vec<Option<FileHandle>>,
 }
 
 // SAFETY: the mappings are plain shared memory; the documented contract above (no write to a
@@ -70,10 +114,18 @@ impl WritableStorage {
     /// reserved, and maps them. Existing content is kept (resume). Also returns a read-only
     /// view of the same files, for hashing and serving verified pieces.
     pub fn open(layout: Layout) -> Result<(WritableStorage, MappedStorage), WriteError> {
-        let mut maps = Vec::with_capacity(layout.files().len());
+        Self::open_with(layout, WriteMode::default())
+    }
+
+    /// [`WritableStorage::open`] with an explicit [`WriteMode`].
+    pub fn open_with(
+        layout: Layout,
+        mode: WriteMode,
+    ) -> Result<(WritableStorage, MappedStorage), WriteError> {
+        let mut files = Vec::with_capacity(layout.files().len());
         for slot in layout.files() {
             if slot.padding {
-                maps.push(None);
+                files.push(None);
                 continue;
             }
             let prepare = |source| WriteError::Prepare {
@@ -104,25 +156,42 @@ impl WritableStorage {
                 }
             })?;
             if slot.length == 0 {
-                maps.push(None);
+                files.push(None);
                 continue;
             }
-            let map = MmapOptions::new()
-                .len(slot.length as usize)
-                .map_raw(&file)
-                .map_err(prepare)?;
-            maps.push(Some(map));
+            let map = match mode {
+                WriteMode::Mapped => Some(
+                    MmapOptions::new()
+                        .len(slot.length as usize)
+                        .map_raw(&file)
+                        .map_err(prepare)?,
+                ),
+                WriteMode::Pwrite => None,
+            };
+            files.push(Some(FileHandle { file, map }));
         }
         let read_view = MappedStorage::open(layout.clone()).map_err(|p| WriteError::Prepare {
             path: p.path().clone(),
             source: std::io::Error::other(p.to_string()),
         })?;
-        Ok((WritableStorage { layout, maps }, read_view))
+        Ok((
+            WritableStorage {
+                layout,
+                mode,
+                files,
+            },
+            read_view,
+        ))
     }
 
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// How blocks are written.
+    pub fn mode(&self) -> WriteMode {
+        self.mode
     }
 
     /// Writes `data` at content offset `offset` (padding parts are skipped).
@@ -137,16 +206,27 @@ impl WritableStorage {
         let mut done = 0usize;
         for e in self.layout.extents(offset, data.len() as u64) {
             let part = &data[done..done + e.length as usize];
-            if let Some(map) = &self.maps[e.file] {
-                // SAFETY: the extent lies inside the mapping (the layout and the mapping have
-                // the file's length); the caller guarantees no concurrent access to the range.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        part.as_ptr(),
-                        map.as_mut_ptr().add(e.file_offset as usize),
-                        part.len(),
-                    );
+            match &self.files[e.file] {
+                Some(FileHandle { map: Some(map), .. }) => {
+                    // SAFETY: the extent lies inside the mapping (the layout and the mapping
+                    // have the file's length); the caller guarantees no concurrent access to
+                    // the range.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            part.as_ptr(),
+                            map.as_mut_ptr().add(e.file_offset as usize),
+                            part.len(),
+                        );
+                    }
                 }
+                Some(FileHandle { file, map: None }) => {
+                    file.write_all_at(part, e.file_offset)
+                        .map_err(|source| WriteError::Write {
+                            path: self.layout.files()[e.file].path.clone(),
+                            source,
+                        })?;
+                }
+                None => {}
             }
             done += e.length as usize;
         }
@@ -155,15 +235,38 @@ impl WritableStorage {
 
     /// Flushes every file to disk (at completion, and before reporting pieces as durable).
     pub fn flush(&self) -> Result<(), WriteError> {
-        for (slot, map) in self.layout.files().iter().zip(&self.maps) {
-            if let Some(map) = map {
-                map.flush().map_err(|source| WriteError::Flush {
-                    path: slot.path.clone(),
-                    source,
-                })?;
-            }
+        for (slot, handle) in self.layout.files().iter().zip(&self.files) {
+            let Some(handle) = handle else { continue };
+            let result = match &handle.map {
+                Some(map) => map.flush(),
+                None => handle.file.sync_data(),
+            };
+            result.map_err(|source| WriteError::Flush {
+                path: slot.path.clone(),
+                source,
+            })?;
         }
         Ok(())
+    }
+
+    /// Starts writing back the dirty pages of content range `offset..offset + length` without
+    /// waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a verified piece does not sit
+    /// in the page cache until the final flush and the flush at completion is short. Errors are
+    /// ignored: this is a hint, [`WritableStorage::flush`] is the barrier.
+    pub fn start_writeback(&self, offset: u64, length: u64) {
+        for e in self.layout.extents(offset, length) {
+            if let Some(handle) = &self.files[e.file] {
+                // SAFETY: a plain syscall on an open descriptor.
+                unsafe {
+                    libc::sync_file_range(
+                        handle.file.as_raw_fd(),
+                        e.file_offset as libc::off64_t,
+                        e.length as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -194,49 +297,64 @@ mod tests {
 
     #[test]
     fn writes_across_files_and_reads_back_through_the_read_view() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = vec![
-            FileSlot {
-                path: dir.path().join("x/a"),
-                offset: 0,
-                length: 5,
-                padding: false,
-            },
-            FileSlot {
-                path: dir.path().join("x/empty"),
-                offset: 5,
-                length: 0,
-                padding: false,
-            },
-            FileSlot {
-                path: dir.path().join("pad"),
-                offset: 5,
-                length: 3,
-                padding: true,
-            },
-            FileSlot {
-                path: dir.path().join("b"),
-                offset: 8,
-                length: 4,
-                padding: false,
-            },
-        ];
-        let (w, r) = WritableStorage::open(Layout::new(files, 8)).unwrap();
-        w.write(0, b"hello\0\0\0wo").unwrap();
-        w.write(10, b"rl").unwrap();
-        w.flush().unwrap();
-        let piece0 = r
-            .block(BlockRef {
-                piece: 0,
-                offset: 0,
-                length: 8,
-            })
-            .unwrap();
-        assert_eq!(&piece0[..], b"hello\0\0\0");
-        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"worl");
-        assert!(dir.path().join("x/empty").exists());
-        assert!(!dir.path().join("pad").exists());
-        assert!(w.write(11, b"xy").is_err());
+        for mode in [WriteMode::Pwrite, WriteMode::Mapped] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = vec![
+                FileSlot {
+                    path: dir.path().join("x/a"),
+                    offset: 0,
+                    length: 5,
+                    padding: false,
+                },
+                FileSlot {
+                    path: dir.path().join("x/empty"),
+                    offset: 5,
+                    length: 0,
+                    padding: false,
+                },
+                FileSlot {
+                    path: dir.path().join("pad"),
+                    offset: 5,
+                    length: 3,
+                    padding: true,
+                },
+                FileSlot {
+                    path: dir.path().join("b"),
+                    offset: 8,
+                    length: 4,
+                    padding: false,
+                },
+            ];
+            let (w, r) = WritableStorage::open_with(Layout::new(files, 8), mode).unwrap();
+            assert_eq!(w.mode(), mode);
+            w.write(0, b"hello\0\0\0wo").unwrap();
+            w.write(10, b"rl").unwrap();
+            w.start_writeback(0, 12);
+            w.flush().unwrap();
+            let piece0 = r
+                .block(BlockRef {
+                    piece: 0,
+                    offset: 0,
+                    length: 8,
+                })
+                .unwrap();
+            assert_eq!(&piece0[..], b"hello\0\0\0", "{mode:?}");
+            assert_eq!(
+                std::fs::read(dir.path().join("b")).unwrap(),
+                b"worl",
+                "{mode:?}"
+            );
+            assert!(dir.path().join("x/empty").exists());
+            assert!(!dir.path().join("pad").exists());
+            assert!(w.write(11, b"xy").is_err());
+        }
+    }
+
+    #[test]
+    fn write_modes_parse_by_name() {
+        assert_eq!("pwrite".parse::<WriteMode>(), Ok(WriteMode::Pwrite));
+        assert_eq!("mapped".parse::<WriteMode>(), Ok(WriteMode::Mapped));
+        assert!("uring".parse::<WriteMode>().is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub use choker::{
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
 pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, Strategy};
-pub use pipeline::{pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN};
+pub use pipeline::{
+    pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN, REQUEST_QUEUE_TIME,
+};
 pub use rate::{RateMeter, RATE_WINDOW};
 pub use token_bucket::TokenBucket;

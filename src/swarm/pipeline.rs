@@ -13,6 +13,11 @@ use super::BLOCK_SIZE;
 pub const MIN_PIPELINE: u32 = 4;
 /// Extra requests on top of the bandwidth-delay product.
 pub const PIPELINE_MARGIN: u32 = 2;
+/// The shortest time horizon a pipeline covers: as libtorrent's `request_queue_time`, keep at
+/// least this much of a peer's measured rate in flight. Sizing by the measured request-to-block
+/// time alone locks in: a short queue gives a short measured time, which keeps the queue short
+/// (Little's law), and a fast loopback seed never gets enough requests to fill its link.
+pub const REQUEST_QUEUE_TIME: Duration = Duration::from_secs(1);
 /// The request queue length assumed when the peer did not announce `reqq` (libtorrent's
 /// default announcement).
 pub const DEFAULT_REQQ: u32 = 250;

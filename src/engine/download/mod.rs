@@ -23,7 +23,7 @@ use rand::SeedableRng;
 
 use crate::metainfo::Torrent;
 use crate::protocol::{ConnectionConfig, PeerId};
-use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError};
+use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError, WriteMode};
 use crate::swarm::{Choker, ChokerConfig, Picker, PickerConfig, Slots};
 use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
 
@@ -65,6 +65,8 @@ pub struct DownloadConfig {
     pub rng_seed: Option<u64>,
     /// Tracker tiers to announce to (empty: none).
     pub trackers: Vec<Vec<String>>,
+    /// How blocks are written to the files.
+    pub write_mode: WriteMode,
 }
 
 /// The tracker tiers of a torrent: `announce-list` when present (BEP 12), else `announce`.
@@ -144,7 +146,7 @@ pub fn run(
         .files()
         .iter()
         .any(|f| !f.padding && std::fs::metadata(&f.path).is_ok_and(|m| m.len() > 0));
-    let (writer, reader) = WritableStorage::open(layout)?;
+    let (writer, reader) = WritableStorage::open_with(layout, config.write_mode)?;
     let reader = Arc::new(reader);
     let mut rng = match config.rng_seed {
         Some(s) => rand_chacha::ChaCha8Rng::seed_from_u64(s),

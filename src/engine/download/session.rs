@@ -16,6 +16,7 @@ use crate::protocol::{Connection, Event, Message, PeerId, Violation};
 use crate::storage::{MappedStorage, WritableStorage};
 use crate::swarm::{
     pipeline_depth, BlockRef, Choker, PeerSnapshot, Picker, PieceGeometry, RateMeter,
+    REQUEST_QUEUE_TIME,
 };
 
 /// A peer's key inside one download.
@@ -346,6 +347,10 @@ impl Session {
         let good = self.reader.hash_piece(piece).as_ref() == Some(self.torrent.piece_hash(piece));
         if good {
             self.picker.piece_verified(piece);
+            self.writer.start_writeback(
+                self.geometry.piece_offset(piece),
+                u64::from(self.geometry.piece_size(piece)),
+            );
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
             for k in keys {
                 if let Some(p) = self.peers.get_mut(&k) {
@@ -423,7 +428,7 @@ impl Session {
             return;
         }
         let reqq = p.conn.their_extensions().and_then(|e| e.reqq);
-        let depth = pipeline_depth(p.down.rate(now), p.rtt.max(Duration::from_millis(20)), reqq);
+        let depth = pipeline_depth(p.down.rate(now), p.rtt.max(REQUEST_QUEUE_TIME), reqq);
         let want = (depth as usize)
             .saturating_sub(p.conn.outstanding().len())
             .min(p.conn.request_capacity());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use schedule::{Due, Schedule, DEFAULT_INTERVAL, DEFAULT_MIN_INTERVAL, RETRY_BASE, RETRY_MAX};
-pub use transport::{announce, AnnounceError, Timeouts};
+pub use transport::{announce, http_get, AnnounceError, Timeouts};
 
 use crate::metainfo::InfoHash;
 use crate::protocol::PeerId;

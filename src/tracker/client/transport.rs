@@ -103,6 +103,62 @@ fn http_announce(
     req: &AnnounceRequest,
     timeout: Duration,
 ) -> Result<AnnounceResponse, AnnounceError> {
+    let path = match rest.find('/') {
+        Some(i) => &rest[i..],
+        None => "/",
+    };
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let full = format!("http://{}{sep}{}", rest_with_path(rest), req.to_query());
+    let (code, status, body) = http_get_raw(url, &full, MAX_REPLY, timeout)?;
+    let bad = |why: &str| AnnounceError::BadReply {
+        url: url.to_owned(),
+        why: why.to_owned(),
+    };
+    match TrackerReply::decode(&body) {
+        Ok(TrackerReply::Ok(r)) if code == 200 => Ok(r),
+        Ok(TrackerReply::Failure(reason)) => Err(AnnounceError::Refused {
+            url: url.to_owned(),
+            reason,
+        }),
+        Ok(TrackerReply::Ok(_)) => Err(bad(&format!("HTTP status {}", status.trim()))),
+        Err(e) => Err(bad(&e.to_string())),
+    }
+}
+
+/// `rest` (after `http://`) with a path, `/` when it has none.
+fn rest_with_path(rest: &str) -> String {
+    if rest.contains('/') {
+        rest.to_owned()
+    } else {
+        format!("{rest}/")
+    }
+}
+
+/// Fetches `url` (`http://` only) with a plain HTTP/1.0 GET: the body of a 200 reply, at most
+/// `max_len` bytes, within `timeout`. Used to fetch a `.torrent` from a web site, such as the
+/// tracker's `/torrents/` pages.
+pub fn http_get(url: &str, max_len: usize, timeout: Duration) -> Result<Vec<u8>, AnnounceError> {
+    let (code, status, body) = http_get_raw(url, url, max_len, timeout)?;
+    if code != 200 {
+        return Err(AnnounceError::BadReply {
+            url: url.to_owned(),
+            why: format!("HTTP status {}", status.trim()),
+        });
+    }
+    Ok(body)
+}
+
+/// One GET of `full` (an `http://` URL); errors name `url`. Returns the status code, the
+/// status line and the body.
+fn http_get_raw(
+    url: &str,
+    full: &str,
+    max_len: usize,
+    timeout: Duration,
+) -> Result<(u16, String, Vec<u8>), AnnounceError> {
+    let rest = full
+        .strip_prefix("http://")
+        .ok_or_else(|| AnnounceError::Url(url.to_owned()))?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -116,15 +172,15 @@ fn http_announce(
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    let sep = if path.contains('?') { '&' } else { '?' };
     let head = format!(
-        "GET {path}{sep}{} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: seedbox/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
-        req.to_query(),
+        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: seedbox/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
     stream.write_all(head.as_bytes()).map_err(io)?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
+    // Headers get 16 KiB on top of the body limit.
+    let limit = max_len.saturating_add(16 * 1024);
     loop {
         if Instant::now() > deadline {
             return Err(io(std::io::Error::new(
@@ -137,10 +193,10 @@ fn http_announce(
             break;
         }
         reply.extend_from_slice(&chunk[..n]);
-        if reply.len() > MAX_REPLY {
+        if reply.len() > limit {
             return Err(AnnounceError::BadReply {
                 url: url.to_owned(),
-                why: "reply over 1 MiB".into(),
+                why: format!("reply over {max_len} bytes"),
             });
         }
     }
@@ -156,22 +212,17 @@ fn http_announce(
         .split(|&b| b == b'\n')
         .next()
         .unwrap_or_default();
-    let status = String::from_utf8_lossy(status_line);
+    let status = String::from_utf8_lossy(status_line).into_owned();
     let code: u16 = status
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = &reply[split + 4..];
-    match TrackerReply::decode(body) {
-        Ok(TrackerReply::Ok(r)) if code == 200 => Ok(r),
-        Ok(TrackerReply::Failure(reason)) => Err(AnnounceError::Refused {
-            url: url.to_owned(),
-            reason,
-        }),
-        Ok(TrackerReply::Ok(_)) => Err(bad(&format!("HTTP status {}", status.trim()))),
-        Err(e) => Err(bad(&e.to_string())),
+    let body = reply[split + 4..].to_vec();
+    if body.len() > max_len {
+        return Err(bad(&format!("reply over {max_len} bytes")));
     }
+    Ok((code, status, body))
 }
 
 fn udp_announce(
