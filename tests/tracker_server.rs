@@ -611,3 +611,62 @@ fn cli_refuses_a_bad_whitelist() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
+
+#[test]
+fn cli_serves_the_torrents_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = support::dir_in(dir.path(), "data");
+    support::write_tree(&data, &[("song & dance.bin", 100_000)]);
+    let torrents = support::dir_in(dir.path(), "torrents");
+    let t = torrents.join("song & dance.torrent");
+    let o = support::run(&[
+        "create",
+        data.join("song & dance.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "--no-date",
+        "-q",
+    ]);
+    assert!(o.status.success());
+    let hash = {
+        let o = support::run(&["show", "--json", t.to_str().unwrap()]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["info_hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut child = support::seedbox()
+        .args([
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-udp",
+            "--torrents",
+        ])
+        .arg(&torrents)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .trim_start_matches("HTTP http://")
+        .trim_end_matches("/announce")
+        .parse()
+        .unwrap();
+    let (status, body) = get(addr, "/torrents/song%20%26%20dance.torrent");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, std::fs::read(&t).unwrap());
+    let (_, index) = get(addr, "/");
+    let index = String::from_utf8(index).unwrap();
+    assert!(index.contains("song &amp; dance"), "{index}");
+    assert!(
+        index.contains(&format!("magnet:?xt=urn:btih:{hash}")),
+        "{index}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
