@@ -220,3 +220,17 @@ fn many_idle_connections_time_out_and_do_not_block_others() {
     }
     seed.assert_alive();
 }
+
+#[test]
+fn max_upload_rate_holds_the_seed_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 MiB at 1 MB/s (two cores, 0.5 MB/s each, bursts of 64 KiB): at least 2.5 s.
+    let mut seed = start(dir.path(), &["--max-upload-rate", "1MB/s"]);
+    let started = std::time::Instant::now();
+    well_behaved_still_downloads(dir.path(), &mut seed);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "3 MiB came in {took:?} despite a 1 MB/s limit"
+    );
+}
