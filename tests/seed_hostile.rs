@@ -173,7 +173,9 @@ fn stalled_reader_is_dropped_after_the_send_timeout() {
         all.extend_from_slice(&RawPeer::request(i % PIECES, 0, 16384));
     }
     p.write(&all);
-    std::thread::sleep(Duration::from_secs(5));
+    // Reading would un-stall the writer: leave the seed ample time (8 send timeouts) to give
+    // up first, even on a loaded machine.
+    std::thread::sleep(Duration::from_secs(8));
     let read = p.expect_closed(Duration::from_secs(10));
     assert!(
         read < 2000 * 16384,
