@@ -151,3 +151,130 @@ fn nothing_to_seed_is_an_error() {
     assert!(err.contains("x.bin") && err.contains("missing"), "{err}");
     assert!(err.contains("nothing to seed"), "{err}");
 }
+
+#[test]
+fn skip_check_serves_good_data() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.bin"), data(2_000_003, 21)).unwrap();
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", "s.bin"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let seed = Seed::start(&["s.bin.torrent", "--skip-check"], dir.path());
+    let dl = dir.path().join("dl");
+    lt_leech(
+        &dir.path().join("s.bin.torrent"),
+        &dl,
+        seed.addr,
+        Duration::from_secs(60),
+    );
+    assert_same_file(&dir.path().join("s.bin"), &dl.join("s.bin"));
+    let (_, err) = seed.terminate();
+    assert!(!err.contains("fails its hash"), "{err}");
+}
+
+#[test]
+fn skip_check_never_serves_a_bad_piece() {
+    use seed_support::{msg, RawPeer};
+    let dir = tempfile::tempdir().unwrap();
+    let good = data(1_000_000, 22);
+    std::fs::write(dir.path().join("c.bin"), &good).unwrap();
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", "c.bin"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Corrupt piece 5 after creating the torrent.
+    let mut bad = good.clone();
+    bad[5 * 16384 + 100] ^= 0xff;
+    std::fs::write(dir.path().join("c.bin"), &bad).unwrap();
+    let seed = Seed::start(&["c.bin.torrent", "--skip-check"], dir.path());
+    // With Fast: the bad piece's block is rejected, good blocks are served.
+    let mut p = RawPeer::handshake(seed.addr, seed.info_hash(0), true);
+    p.get_unchoked();
+    p.write(&RawPeer::request(5, 0, 16384));
+    let rejected = p.wait_for(msg::REJECT);
+    assert_eq!(&rejected[..4], &5u32.to_be_bytes());
+    p.write(&RawPeer::request(5, 0, 16384));
+    p.wait_for(msg::REJECT);
+    p.write(&RawPeer::request(6, 0, 16384));
+    let block = p.wait_for(msg::PIECE);
+    assert_eq!(&block[8..], &good[6 * 16384..7 * 16384]);
+    // Without Fast: the peer asking for the bad piece is choked instead.
+    let mut q = RawPeer::handshake(seed.addr, seed.info_hash(0), false);
+    q.get_unchoked();
+    q.write(&RawPeer::request(5, 0, 16384));
+    loop {
+        match q.read_message().expect("the seed answers") {
+            Some((id, _)) if id == msg::CHOKE => break,
+            Some((id, _)) => assert_ne!(id, msg::PIECE, "a bad piece was served"),
+            None => {}
+        }
+    }
+    let (_, err) = seed.terminate();
+    assert!(err.contains("piece 5 fails its hash"), "{err}");
+    assert!(err.contains("refused 3 requests of bad pieces"), "{err}");
+}
+
+#[test]
+fn a_truncated_file_stops_its_torrent_and_the_others_keep_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.bin"), data(32 << 20, 31)).unwrap();
+    std::fs::write(dir.path().join("b.bin"), data(3_000_001, 32)).unwrap();
+    // Slow enough that the download of a.bin is under way when the file shrinks.
+    let mut seed = Seed::start(
+        &[
+            "a.bin",
+            "b.bin",
+            "--threads",
+            "2",
+            "--max-upload-rate",
+            "20MB/s",
+        ],
+        dir.path(),
+    );
+    let leech_a = {
+        let torrent = dir.path().join("a.bin.torrent");
+        let save = dir.path().join("dl-a");
+        let addr = seed.addr;
+        std::thread::spawn(move || {
+            std::process::Command::new(seed_support::PYTHON)
+                .arg(seed_support::leech_script())
+                .arg(torrent)
+                .arg(save)
+                .arg(addr.ip().to_string())
+                .arg(addr.port().to_string())
+                .arg("4")
+                .output()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("a.bin"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let _ = leech_a.join();
+    seed.assert_alive();
+    let dl = dir.path().join("dl-b");
+    lt_leech(
+        &dir.path().join("b.bin.torrent"),
+        &dl,
+        seed.addr,
+        Duration::from_secs(60),
+    );
+    assert_same_file(&dir.path().join("b.bin"), &dl.join("b.bin"));
+    seed.assert_alive();
+    let (status, err) = seed.terminate();
+    assert!(
+        err.contains("stopped seeding a.bin") && err.contains("1048576 bytes"),
+        "{err}"
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+}

@@ -49,7 +49,7 @@ pub enum Command {
     /// Load-test a seed with synthetic leechers.
     Bench(bench::BenchArgs),
     /// Simulate a swarm (or a client-server origin) on a virtual clock.
-    Sim(sim::SimArgs),
+    Sim(sim::SimCmd),
     /// Size the origin uplink and seedbox cores for a release by simulation.
     Plan(plan::PlanArgs),
 }

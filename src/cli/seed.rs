@@ -9,9 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
+use super::units::{parse_duration, parse_rate};
 use crate::engine::{self, EngineConfig, EngineStats, Shutdown, TorrentSet};
 use crate::metainfo::{self, CreateOptions, Torrent};
+use crate::protocol::PeerId;
 use crate::storage::{self, MappedStorage};
+use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
+
+/// How often the files of every torrent are checked for truncation or replacement.
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Arguments of `seedbox seed`.
 #[derive(Debug, Args)]
@@ -29,7 +35,11 @@ pub struct SeedArgs {
     /// Worker threads, each with its own io_uring runtime and listener (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Peers unchoked per torrent, or `unlimited`.
+    /// Peers unchoked per torrent (ranked every 10 s by our upload rate to them, plus one
+    /// optimistic unchoke rotated every 30 s), or `unlimited`. Each core chokes its own
+    /// connections: the slots are split across the cores (core i of n gets N/n, plus one if
+    /// i < N mod n) and each core adds one optimistic unchoke, so at most N + n peers of a
+    /// torrent are unchoked at once.
     #[arg(long, value_name = "N|unlimited", default_value = "4", value_parser = parse_slots)]
     pub unchoke_slots: Slots,
     /// Maximum peer connections in total.
@@ -38,18 +48,27 @@ pub struct SeedArgs {
     /// Do not announce to the torrents' trackers.
     #[arg(long)]
     pub no_tracker: bool,
-    /// Skip the full check at start; each piece is hashed on its first request instead.
+    /// Skip the full check at start; each piece is hashed on its first request instead, and
+    /// a piece that fails is never served (its requests are rejected, or the peer choked).
     #[arg(long)]
     pub skip_check: bool,
+    /// Upload limit over all torrents (e.g. `100Mbit`, `20MB/s`), a token bucket per core,
+    /// each core getting an equal share.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
     /// Seconds a new connection has to send its handshake.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub handshake_timeout: u64,
     /// Seconds of silence after which a peer is dropped.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub idle_timeout: u64,
-    /// Seconds a write may stall (a peer that does not read) before the peer is dropped.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub send_timeout: u64,
+    /// How long a write may stall (a peer that does not read) before the peer is dropped
+    /// (e.g. `30s`, `500ms`).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+    /// Requests queued per peer (advertised as `reqq`); more are rejected.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub request_queue: u32,
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
@@ -92,7 +111,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let mut refused = 0;
     for (torrent, dir) in loaded {
         match check(&torrent, &dir, threads, args.skip_check) {
-            Ok(storage) => serving.push((torrent, storage)),
+            Ok(storage) => serving.push((torrent, storage, !args.skip_check)),
             Err(why) => {
                 refused += 1;
                 eprintln!(
@@ -115,12 +134,14 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let listeners = engine::bind_reuseport(args.listen, threads)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listeners[0].local_addr()?;
+    let peer_id = PeerId::generate(&mut rand::thread_rng());
+    let mut trackers = Vec::new();
     for t in set.iter() {
         println!("seeding   {}", t.torrent.name);
         println!("info-hash {}", t.torrent.info_hash);
         println!("magnet    {}", t.torrent.magnet());
-        if !args.no_tracker {
-            announce_started(&t.torrent, listen);
+        if !args.no_tracker && !engine::download::tracker_tiers(&t.torrent).is_empty() {
+            trackers.push(start_announcer(&t.torrent, t.index, peer_id, listen.port()));
         }
     }
     println!("listening {listen}");
@@ -136,7 +157,10 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         max_peers: args.max_peers,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
-        send_timeout: Duration::from_secs(args.send_timeout),
+        send_timeout: args.send_timeout,
+        request_queue: args.request_queue.max(1),
+        max_upload_rate: args.max_upload_rate,
+        peer_id,
         ..EngineConfig::default()
     };
     let set = Arc::new(set);
@@ -152,11 +176,12 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = (stats.snapshot(), Instant::now());
     let every = Duration::from_secs(args.stats_every);
+    let mut stopped_seen = vec![false; set.len()];
     loop {
         let wait = if args.stats_every == 0 {
-            Duration::from_secs(3600)
+            FILE_CHECK_EVERY
         } else {
-            every.saturating_sub(last.1.elapsed())
+            every.saturating_sub(last.1.elapsed()).min(FILE_CHECK_EVERY)
         };
         if let Some(sig) = signals.wait(wait) {
             tracing::info!("signal {sig}: shutting down");
@@ -164,6 +189,28 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         }
         if engine.is_finished() {
             break;
+        }
+        // Files truncated, replaced or rewritten under the mapping stop their torrent (the
+        // cores also check when a send fails with EFAULT); the others keep serving.
+        for t in set.iter() {
+            t.check_files();
+            if t.is_stopped() && !stopped_seen[t.index] {
+                stopped_seen[t.index] = true;
+                eprintln!(
+                    "seedbox: stopped seeding {} ({}): {}",
+                    t.torrent.name,
+                    t.torrent.info_hash,
+                    t.stop_reason().unwrap_or("stopped")
+                );
+            }
+        }
+        let snap = stats.snapshot();
+        for (a, sent) in &trackers {
+            if let Some(b) = snap.torrent_bytes.get(*sent) {
+                a.stats
+                    .uploaded
+                    .store(*b, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         if args.stats_every > 0 && last.1.elapsed() >= every {
             let now = stats.snapshot();
@@ -188,12 +235,16 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     }
     let zero = engine::StatsSnapshot::default();
     tracing::info!("total: {}", total.summary(Some((&zero, secs))));
-    if !args.no_tracker {
-        for t in set.iter() {
-            announce_stopped(&t.torrent);
+    for (a, index) in trackers {
+        if let Some(b) = total.torrent_bytes.get(index) {
+            a.stats
+                .uploaded
+                .store(*b, std::sync::atomic::Ordering::Relaxed);
         }
+        a.shutdown();
     }
-    Ok(if refused > 0 {
+    let stopped = set.iter().filter(|t| t.is_stopped()).count();
+    Ok(if refused > 0 || stopped > 0 {
         ExitCode::from(super::EXIT_FAILURE)
     } else {
         ExitCode::SUCCESS
@@ -265,21 +316,23 @@ fn check(
     Ok(storage)
 }
 
-/// Hook for the tracker client: announce `started` for `torrent` with our listen address.
-fn announce_started(torrent: &Torrent, listen: SocketAddr) {
-    let trackers = torrent.trackers();
-    if !trackers.is_empty() {
-        tracing::debug!(
-            "{}: tracker announce to {trackers:?} for port {} not wired yet",
-            torrent.name,
-            listen.port()
-        );
-    }
-}
-
-/// Hook for the tracker client: announce `stopped`.
-fn announce_stopped(torrent: &Torrent) {
-    tracing::debug!("{}: stopped", torrent.name);
+/// Starts announcing `torrent` (as a seed: `left` 0) through the tracker client; returns the
+/// announcer and the torrent's index (its uploaded count is fed from the engine's statistics).
+/// Extra trackers (such as an embedded one) only need adding to the tiers here.
+fn start_announcer(
+    torrent: &Torrent,
+    index: usize,
+    peer_id: PeerId,
+    port: u16,
+) -> (TrackerClient, usize) {
+    let tiers = engine::download::tracker_tiers(torrent);
+    let stats = Arc::new(AnnounceStats::default());
+    let me = Identity {
+        info_hash: torrent.info_hash,
+        peer_id,
+        port,
+    };
+    (TrackerClient::spawn(tiers, me, stats), index)
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and taken synchronously by the main thread.

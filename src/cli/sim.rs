@@ -1,14 +1,265 @@
-//! `seedbox sim`.
+//! `seedbox sim`: run the swarm simulator and write its summary, CSVs and plots.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::units::{parse_duration, parse_peer_class, parse_rate, parse_schedule, parse_size};
+use crate::sim::{self, ChokerKind, Mode, PeerClass, Phase, Report, SimConfig, UnitChoice};
+use crate::swarm::Strategy;
+
+/// Delivery mode.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    /// BitTorrent swarming.
+    Swarm,
+    /// Every client fetches from the origin alone, as from a web server.
+    ClientServer,
+}
+
+/// Piece picker.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PickerArg {
+    /// Rarest first (random first pieces, random ties).
+    Rarest,
+    /// Uniformly random.
+    Random,
+    /// In index order.
+    Sequential,
+}
+
+/// Choker.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ChokerArg {
+    /// Tit-for-tat with `--unchoke-slots` regular slots and one optimistic unchoke.
+    Standard,
+    /// Unchoke every interested peer.
+    Unlimited,
+}
+
+/// Transfer unit.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum UnitArg {
+    /// Blocks for small releases, pieces (or groups of pieces) for big ones.
+    Auto,
+    /// 16 KiB blocks.
+    Block,
+    /// Pieces (grouped beyond 4096).
+    Piece,
+}
+
+/// The parameters shared by `seedbox sim` and `seedbox plan`'s reproducing command lines.
+#[derive(Debug, Args, Clone)]
+pub struct SimArgs {
+    /// Swarming, or client-server delivery from the origin alone.
+    #[arg(long, value_enum, default_value = "swarm")]
+    pub mode: ModeArg,
+    /// Release size in bytes (`1000000`, `1MB`, `32MiB`, `50GiB`).
+    #[arg(long, value_parser = parse_size, default_value = "1000000")]
+    pub size: u64,
+    /// Piece length in bytes.
+    #[arg(long, value_parser = parse_size, default_value = "262144")]
+    pub piece_length: u64,
+    /// The origin seed's uplink (`1Mbit`, `384kbit`, `10Gbit`, `2MB/s`).
+    #[arg(long, value_parser = parse_rate, default_value = "1Mbit")]
+    pub seed_up: u64,
+    /// Every peer's uplink (ignored when --peer-class is given).
+    #[arg(long, value_parser = parse_rate, default_value = "384kbit")]
+    pub peer_up: u64,
+    /// Every peer's downlink (ignored when --peer-class is given).
+    #[arg(long, value_parser = parse_rate, default_value = "1.5Mbit")]
+    pub peer_down: u64,
+    /// A weighted class of peers, `WEIGHT:DOWN/UP` (repeat for a mix), e.g.
+    /// `--peer-class 0.6:20Mbit/2Mbit --peer-class 0.4:100Mbit/20Mbit`.
+    #[arg(long, value_parser = parse_peer_class)]
+    pub peer_class: Vec<PeerClass>,
+    /// Arrivals: Poisson phases, e.g. `6/min for 1h, 120/min for 1h, 6/min for 1h`.
+    #[arg(long, value_parser = parse_schedule_arg, default_value = "6/min for 1h")]
+    pub arrivals: Schedule,
+    /// How long a peer seeds after completing (swarm mode).
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    pub linger: Duration,
+    /// Most connections a peer keeps (j).
+    #[arg(long, default_value_t = 50)]
+    pub max_peers: u32,
+    /// Regular unchoke slots of the standard choker (k).
+    #[arg(long, default_value_t = 4)]
+    pub unchoke_slots: u32,
+    /// Piece picker of every peer.
+    #[arg(long, value_enum, default_value = "rarest")]
+    pub picker: PickerArg,
+    /// Choker of every peer and of the origin.
+    #[arg(long, value_enum, default_value = "standard")]
+    pub choker: ChokerArg,
+    /// Fraction of peers that never upload and leave on completion.
+    #[arg(long, default_value_t = 0.0)]
+    pub free_riders: f64,
+    /// Seed of the random generator (same seed, same run).
+    #[arg(long, default_value_t = 1)]
+    pub rng_seed: u64,
+    /// Round-trip times of links, drawn uniformly from `MIN..MAX` (or one value).
+    #[arg(long, value_parser = parse_rtt, default_value = "20ms..140ms")]
+    pub rtt: (Duration, Duration),
+    /// Transfer unit.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub unit: UnitArg,
+}
 
 /// Arguments of `seedbox sim`.
 #[derive(Debug, Args)]
-pub struct SimArgs {}
+pub struct SimCmd {
+    /// Simulation parameters.
+    #[command(flatten)]
+    pub params: SimArgs,
+    /// Write peers.csv, timeline.csv, summary.json and SVG plots to this folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// An arrival schedule on the command line.
+#[derive(Clone, Debug)]
+pub struct Schedule(pub Vec<Phase>);
+
+/// Parses `--arrivals`.
+pub fn parse_schedule_arg(s: &str) -> Result<Schedule, String> {
+    parse_schedule(s).map(Schedule)
+}
+
+fn parse_rtt(s: &str) -> Result<(Duration, Duration), String> {
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (parse_duration(a)?, parse_duration(b)?);
+            if a > b {
+                return Err(format!("`{s}`: the range is reversed"));
+            }
+            Ok((a, b))
+        }
+        None => {
+            let d = parse_duration(s)?;
+            Ok((d, d))
+        }
+    }
+}
+
+impl SimArgs {
+    /// The simulator configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<SimConfig> {
+        let classes = if self.peer_class.is_empty() {
+            vec![PeerClass {
+                weight: 1.0,
+                down: self.peer_down,
+                up: self.peer_up,
+            }]
+        } else {
+            self.peer_class.clone()
+        };
+        let cfg = SimConfig {
+            mode: match self.mode {
+                ModeArg::Swarm => Mode::Swarm,
+                ModeArg::ClientServer => Mode::ClientServer,
+            },
+            size: self.size,
+            piece_length: u32::try_from(self.piece_length)
+                .context("--piece-length must fit in 32 bits")?,
+            seed_up: self.seed_up,
+            classes,
+            arrivals: self.arrivals.0.clone(),
+            linger: self.linger,
+            max_peers: self.max_peers,
+            unchoke_slots: self.unchoke_slots,
+            picker: match self.picker {
+                PickerArg::Rarest => Strategy::RarestFirst,
+                PickerArg::Random => Strategy::Random,
+                PickerArg::Sequential => Strategy::Sequential,
+            },
+            choker: match self.choker {
+                ChokerArg::Standard => ChokerKind::Standard,
+                ChokerArg::Unlimited => ChokerKind::Unlimited,
+            },
+            free_riders: self.free_riders,
+            rng_seed: self.rng_seed,
+            rtt: self.rtt,
+            unit: match self.unit {
+                UnitArg::Auto => UnitChoice::Auto,
+                UnitArg::Block => UnitChoice::Block,
+                UnitArg::Piece => UnitChoice::Piece,
+            },
+            ..SimConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs one simulation with a progress bar on a terminal; wall-clock figures go to stderr.
+pub fn simulate(cfg: &SimConfig, quiet: bool, label: &str) -> anyhow::Result<Report> {
+    let target = if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let end = cfg.schedule_length().as_secs().max(1);
+    let bar = ProgressBar::with_draw_target(Some(end), target);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} s virtual  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    let started = Instant::now();
+    let report = sim::run_with_progress(cfg, &mut |p| {
+        let wall = started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_position(p.now.as_secs().min(end));
+        bar.set_message(format!(
+            "{} peers alive, {:.1} M events/s",
+            p.alive,
+            p.events as f64 / wall / 1e6
+        ));
+    })?;
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    if !quiet {
+        eprintln!(
+            "{label}: {} events in {wall:.2} s wall ({:.2} M events/s)",
+            report.events,
+            report.events as f64 / wall.max(1e-9) / 1e6
+        );
+    }
+    Ok(report)
+}
 
 /// Runs `seedbox sim`.
-pub fn run(_args: SimArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("sim")
+pub fn run(args: SimCmd) -> anyhow::Result<ExitCode> {
+    let cfg = args.params.config()?;
+    let report = simulate(&cfg, args.quiet, "sim")?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+            let p = dir.join(name);
+            Ok(std::io::BufWriter::new(
+                std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?,
+            ))
+        };
+        report.write_peers_csv(file("peers.csv")?)?;
+        report.write_timeline_csv(file("timeline.csv")?)?;
+        std::fs::write(dir.join("summary.json"), report.to_json() + "\n")?;
+        sim::plot::download_times(&report, &dir.join("download-times.svg"))?;
+        sim::plot::swarm_size(&report, &dir.join("swarm-size.svg"))?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(ExitCode::SUCCESS)
 }

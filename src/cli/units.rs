@@ -77,6 +77,89 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(v.round() as u64)
 }
 
+/// Parses a size in bytes: `1000000`, `1MB` (10^6), `32MiB`, `50GiB`, `4KiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("`{s}`: unknown size unit `{unit}`")),
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` is not a size"));
+    }
+    Ok(v.round() as u64)
+}
+
+/// Parses an arrival schedule: Poisson phases separated by commas, each `RATE for DURATION`
+/// with RATE as `6/min`, `0.1/s` or `300/h`: `6/min for 1h, 120/min for 1h, 6/min for 1h`.
+pub fn parse_schedule(s: &str) -> Result<Vec<crate::sim::Phase>, String> {
+    let mut phases = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (rate, dur) = part.split_once(" for ").ok_or_else(|| {
+            format!("`{part}`: expected `RATE for DURATION`, e.g. `6/min for 1h`")
+        })?;
+        let (n, per) = rate
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("`{rate}`: expected a rate like `6/min`"))?;
+        let n: f64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{rate}` is not a rate"))?;
+        let per_second = match per.trim() {
+            "s" | "sec" => n,
+            "m" | "min" => n / 60.0,
+            "h" | "hour" => n / 3600.0,
+            other => return Err(format!("`{rate}`: unknown unit `{other}` (s, min, h)")),
+        };
+        if !per_second.is_finite() || per_second < 0.0 {
+            return Err(format!("`{rate}` is not a non-negative rate"));
+        }
+        phases.push(crate::sim::Phase {
+            per_second,
+            duration: parse_duration(dur)?,
+        });
+    }
+    Ok(phases)
+}
+
+/// Parses a peer class `WEIGHT:DOWN/UP`, e.g. `0.6:20Mbit/2Mbit`.
+pub fn parse_peer_class(s: &str) -> Result<crate::sim::PeerClass, String> {
+    let (w, rates) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: expected WEIGHT:DOWN/UP, e.g. 0.6:20Mbit/2Mbit"))?;
+    let (down, up) = rates
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected WEIGHT:DOWN/UP, e.g. 0.6:20Mbit/2Mbit"))?;
+    let weight: f64 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{w}` is not a weight"))?;
+    if !(weight > 0.0 && weight.is_finite()) {
+        return Err(format!("`{w}`: the weight must be positive"));
+    }
+    Ok(crate::sim::PeerClass {
+        weight,
+        down: parse_rate(down)?,
+        up: parse_rate(up)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +182,26 @@ mod tests {
         assert_eq!(parse_rate("1MiB/s").unwrap(), 1_048_576);
         assert_eq!(parse_rate("1000").unwrap(), 1000);
         assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_rate("10Gbit").unwrap(), 1_250_000_000);
+        assert_eq!(parse_rate("1.5Mbit").unwrap(), 187_500);
+    }
+
+    #[test]
+    fn sizes_schedules_classes() {
+        assert_eq!(parse_size("1000000").unwrap(), 1_000_000);
+        assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
+        assert_eq!(parse_size("32MiB").unwrap(), 32 << 20);
+        assert!(parse_size("3 apples").is_err());
+        let s = parse_schedule("6/min for 1h, 120/min for 1h,0.5/s for 30m").unwrap();
+        assert_eq!(s.len(), 3);
+        assert!((s[0].per_second - 0.1).abs() < 1e-12);
+        assert!((s[1].per_second - 2.0).abs() < 1e-12);
+        assert_eq!(s[2].duration, Duration::from_secs(1800));
+        assert!(parse_schedule("6/min").is_err());
+        assert!(parse_schedule("6/fortnight for 1h").is_err());
+        let c = parse_peer_class("0.6:20Mbit/2Mbit").unwrap();
+        assert_eq!((c.down, c.up), (2_500_000, 250_000));
+        assert!(parse_peer_class("0:1Mbit/1Mbit").is_err());
+        assert!(parse_peer_class("1Mbit/1Mbit").is_err());
     }
 }

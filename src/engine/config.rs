@@ -2,12 +2,16 @@
 
 use std::time::Duration;
 
+use crate::protocol::PeerId;
+
 /// How the engine treats peers. Built by `seedbox seed` from its flags.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Worker threads (one io_uring runtime and listener each).
     pub threads: usize,
-    /// Unchoke slots per torrent; `None` unchokes every interested peer.
+    /// Regular unchoke slots per torrent over all cores, split across the cores (core `i` of
+    /// `n` gets `slots / n`, plus one for `i < slots % n`), each core adding one optimistic
+    /// unchoke of its own; `None` unchokes every interested peer.
     pub unchoke_slots: Option<u32>,
     /// Maximum simultaneous peer connections over all cores.
     pub max_peers: usize,
@@ -19,10 +23,14 @@ pub struct EngineConfig {
     pub handshake_timeout: Duration,
     /// A peer silent for this long is dropped.
     pub idle_timeout: Duration,
+    /// A keep-alive goes out after this long without sending anything.
+    pub keepalive_interval: Duration,
     /// A write that makes no progress for this long drops the peer (it does not read).
     pub send_timeout: Duration,
-    /// Control bytes (rejects, haves, ...) allowed to pile up for a peer that does not read.
-    pub max_pending_control: usize,
+    /// Upload limit in bytes per second over all cores (each core gets an equal share).
+    pub max_upload_rate: Option<u64>,
+    /// Our peer id.
+    pub peer_id: PeerId,
 }
 
 impl Default for EngineConfig {
@@ -35,8 +43,53 @@ impl Default for EngineConfig {
             blocks_per_write: 16,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
-            max_pending_control: 256 * 1024,
+            max_upload_rate: None,
+            peer_id: PeerId::generate(&mut rand::thread_rng()),
         }
+    }
+}
+
+impl EngineConfig {
+    /// Regular unchoke slots of core `core` (see [`EngineConfig::unchoke_slots`]).
+    pub fn core_slots(&self, core: usize) -> Option<u32> {
+        let n = self.threads.max(1) as u32;
+        self.unchoke_slots
+            .map(|s| s / n + u32::from((core as u32) < s % n))
+    }
+
+    /// Upload limit of one core in bytes per second.
+    pub fn core_upload_rate(&self) -> Option<u64> {
+        self.max_upload_rate
+            .map(|r| (r / self.threads.max(1) as u64).max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_split_across_cores() {
+        let c = EngineConfig {
+            threads: 3,
+            unchoke_slots: Some(4),
+            ..EngineConfig::default()
+        };
+        let per: Vec<_> = (0..3).map(|i| c.core_slots(i).unwrap()).collect();
+        assert_eq!(per, vec![2, 1, 1]);
+        let c = EngineConfig {
+            threads: 8,
+            unchoke_slots: Some(4),
+            ..EngineConfig::default()
+        };
+        let total: u32 = (0..8).map(|i| c.core_slots(i).unwrap()).sum();
+        assert_eq!(total, 4);
+        let c = EngineConfig {
+            unchoke_slots: None,
+            ..c
+        };
+        assert_eq!(c.core_slots(0), None);
     }
 }

@@ -8,6 +8,7 @@
 //! mapping in one vectored write per batch ([`send`]): no user-space copy, no lock.
 //! [`download`] is the leecher (`seedbox get`) on the same parts.
 
+mod choke;
 pub mod config;
 pub mod download;
 pub mod listen;
@@ -20,5 +21,5 @@ pub mod worker;
 pub use config::EngineConfig;
 pub use listen::{bind_reuseport, raise_nofile_limit};
 pub use stats::{EngineStats, StatsSnapshot};
-pub use torrents::{SeedTorrent, TorrentSet};
+pub use torrents::{PieceState, SeedTorrent, TorrentSet};
 pub use worker::{run, Shutdown};

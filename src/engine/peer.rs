@@ -1,6 +1,8 @@
-//! One peer connection on one core: the handshake, then a reader (this task) that decodes
-//! messages and queues requests, and a writer task that turns the queue into vectored writes
-//! straight from the memory map.
+//! One peer connection on one core, driven by the sans-IO [`Connection`] (the same state
+//! machine as the leecher's): the handshake, then three halves on one task: a reader that
+//! decodes messages into the connection, a timer that applies its timeouts and keep-alives,
+//! and a writer that turns its outbox and request queue into vectored writes straight from the
+//! memory map.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -14,17 +16,22 @@ use tokio::sync::Notify;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
+use super::choke::{PeerHandle, PeerKey, PeerShared};
 use super::send;
 use super::stats::CoreStats;
-use super::torrents::SeedTorrent;
+use super::torrents::{PieceState, SeedTorrent};
 use super::worker::CoreContext;
-use crate::protocol::{ExtendedHandshake, Handshake, Message, MessageDecoder, WireError};
-use crate::swarm::{BlockRef, BLOCK_SIZE};
+use crate::protocol::{
+    Connection, ConnectionConfig, Event, Handshake, Message, MessageDecoder, Reserved, Timeout,
+    Violation, WireError,
+};
+use crate::swarm::{BlockRef, RateMeter, BLOCK_SIZE};
 
 /// Bytes read per receive.
 const READ_CHUNK: usize = 16 * 1024;
-/// A keep-alive goes out after this long without sending anything.
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
+/// The timer never re-checks sooner than this (a deadline in the past while the writer is
+/// stuck must not spin).
+const MIN_TIMER_STEP: Duration = Duration::from_millis(250);
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -41,39 +48,29 @@ pub(super) enum PeerError {
     UnknownTorrent(crate::metainfo::InfoHash),
     #[error("protocol error: {0}")]
     Wire(WireError),
-    #[error("invalid request {0:?}")]
-    BadRequest(BlockRef),
-    #[error("silent for {0:?}")]
-    Idle(Duration),
-    #[error("does not read: {0} bytes of control messages pending")]
-    ControlBacklog(usize),
-    #[error("writer stopped")]
-    WriterStopped,
+    #[error("protocol violation: {0}")]
+    Violation(Violation),
+    #[error("{0}")]
+    Timeout(Timeout),
+    #[error("no write progress in {0:?} (the peer does not read)")]
+    SendTimeout(Duration),
+    #[error("torrent stopped")]
+    TorrentStopped,
+    #[error("closed by the engine")]
+    ClosedByEngine,
 }
 
 impl PeerError {
     /// Misbehaviour (counted as a drop) rather than an ordinary disconnect.
     fn is_misbehaviour(&self) -> bool {
-        !matches!(self, PeerError::Io(_) | PeerError::Closed)
+        !matches!(
+            self,
+            PeerError::Io(_)
+                | PeerError::Closed
+                | PeerError::TorrentStopped
+                | PeerError::ClosedByEngine
+        )
     }
-}
-
-/// A queued request.
-struct Queued {
-    block: BlockRef,
-    arrived: Instant,
-}
-
-/// What the reader and the writer of one connection share (same thread, no lock).
-struct PeerState {
-    /// Encoded control messages waiting to go out before the next blocks.
-    control: BytesMut,
-    /// Requests accepted, in arrival order.
-    queue: VecDeque<Queued>,
-    choked: bool,
-    fast: bool,
-    /// Set by either side to end the connection.
-    closed: bool,
 }
 
 /// Runs a connection to the end. Errors are logged, never propagated: one peer cannot disturb
@@ -81,7 +78,12 @@ struct PeerState {
 pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext) {
     let counters = ctx.counters();
     CoreStats::add(&counters.peers, 1);
-    let result = serve_inner(stream, addr, ctx).await;
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(stream);
+    let result = serve_inner(&stream, addr, ctx).await;
+    // Always: a receive still in flight (a dropped read future) holds the descriptor open
+    // until it completes, and shutdown(2) completes it.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
     counters
         .peers
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -96,17 +98,30 @@ pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext
     }
 }
 
+/// Unregisters a peer from its torrent's choker however the connection ends.
+struct Registration<'a> {
+    ctx: &'a CoreContext,
+    torrent: usize,
+    key: PeerKey,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut tc) = self.ctx.torrent_cores[self.torrent].try_borrow_mut() {
+            tc.remove(self.key, self.ctx.now());
+        }
+    }
+}
+
 async fn serve_inner(
-    stream: TcpStream,
+    stream: &Rc<TcpStream>,
     addr: SocketAddr,
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
-    let _ = stream.set_nodelay(true);
-    let stream = Rc::new(stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let handshake = tokio::time::timeout(
         ctx.config.handshake_timeout,
-        read_handshake(&stream, &mut buf),
+        read_handshake(stream, &mut buf),
     )
     .await
     .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
@@ -115,47 +130,63 @@ async fn serve_inner(
         .get(&handshake.info_hash)
         .ok_or(PeerError::UnknownTorrent(handshake.info_hash))?
         .clone();
-    let fast = handshake.reserved.supports_fast();
+    if torrent.is_stopped() {
+        return Err(PeerError::TorrentStopped);
+    }
+    let now = ctx.now();
+    let config = ConnectionConfig {
+        reserved: Reserved::seedbox(),
+        max_inbound_requests: ctx.config.request_queue,
+        max_outbound_requests: 0,
+        handshake_timeout: ctx.config.handshake_timeout,
+        idle_timeout: ctx.config.idle_timeout,
+        keepalive_interval: ctx.config.keepalive_interval,
+        listen_port: Some(ctx.listen_port),
+        peer_ip: Some(addr.ip()),
+    };
+    let ours = Handshake {
+        reserved: config.reserved,
+        ..Handshake::new(torrent.info_hash(), ctx.config.peer_id)
+    };
+    let mut conn = Connection::new(config, torrent.geometry, now);
+    conn.on_handshake(&handshake, &torrent.have, now);
     let mut control = BytesMut::with_capacity(256);
-    control.extend_from_slice(&Handshake::new(torrent.info_hash(), ctx.peer_id).encode());
-    if handshake.reserved.supports_extension_protocol() {
-        ExtendedHandshake::seedbox(
-            ctx.config.request_queue,
-            Some(ctx.listen_port),
-            Some(addr.ip()),
-        )
-        .to_message()
-        .encode(&mut control);
-    }
-    if fast {
-        Message::HaveAll.encode(&mut control);
-    } else {
-        control.extend_from_slice(&torrent.bitfield_message());
-    }
-    let state = Rc::new(RefCell::new(PeerState {
+    control.extend_from_slice(&ours.encode());
+    let shared = Rc::new(RefCell::new(PeerShared {
+        conn,
         control,
-        queue: VecDeque::new(),
-        choked: true,
-        fast,
+        up: RateMeter::new(now),
+        arrivals: VecDeque::new(),
         closed: false,
     }));
     let wake = Rc::new(Notify::new());
     wake.notify_one();
-    let writer = write_loop(
-        stream.clone(),
-        state.clone(),
-        wake.clone(),
-        torrent.clone(),
-        ctx,
+    let key = ctx.next_key();
+    ctx.torrent_cores[torrent.index].borrow_mut().add(
+        key,
+        PeerHandle {
+            shared: shared.clone(),
+            wake: wake.clone(),
+            connected_at: now,
+        },
     );
-    let reader = read_loop(&stream, &state, &wake, &torrent, ctx, buf);
-    // Both halves run on this task; whichever ends first ends the connection.
-    let result = tokio::select! {
-        r = reader => r,
-        r = writer => r,
+    let _registration = Registration {
+        ctx,
+        torrent: torrent.index,
+        key,
     };
-    state.borrow_mut().closed = true;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let result = {
+        let reader = read_loop(stream, &shared, &wake, &torrent, ctx, key, buf);
+        let timer = timer_loop(&shared, &wake, ctx);
+        let writer = write_loop(stream, &shared, &wake, &torrent, ctx);
+        // All three run on this task; whichever ends first ends the connection.
+        tokio::select! {
+            r = reader => r,
+            r = timer => r,
+            r = writer => r,
+        }
+    };
+    shared.borrow_mut().closed = true;
     result
 }
 
@@ -184,178 +215,278 @@ async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> Result<(), PeerErr
 
 async fn read_loop(
     stream: &TcpStream,
-    state: &RefCell<PeerState>,
+    shared: &RefCell<PeerShared>,
     wake: &Notify,
     torrent: &SeedTorrent,
     ctx: &CoreContext,
+    key: PeerKey,
     mut buf: BytesMut,
 ) -> Result<(), PeerError> {
     let decoder = MessageDecoder::for_piece_count(torrent.geometry.piece_count());
-    let idle = ctx.config.idle_timeout;
+    // The arrival log never holds more than twice the request queue.
+    let max_arrivals = 2 * ctx.config.request_queue as usize;
     loop {
-        let mut woke = false;
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(m)) => woke |= handle(m, state, torrent, ctx)?,
-                Ok(None) => break,
-                Err(e) if !e.is_fatal() => continue,
-                Err(e) => return Err(PeerError::Wire(e)),
+        let now = ctx.now();
+        let mut wake_writer = false;
+        let mut interest = None;
+        {
+            let mut guard = shared.borrow_mut();
+            let s = &mut *guard;
+            if s.closed {
+                return Err(PeerError::ClosedByEngine);
             }
+            let arrived = Instant::now();
+            loop {
+                let m = match decoder.decode(&mut buf) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) if !e.is_fatal() => continue,
+                    Err(e) => return Err(PeerError::Wire(e)),
+                };
+                let event = match s.conn.on_message(m, &torrent.have, now) {
+                    Ok(e) => e,
+                    // aria2 follows `have none` with a bitfield; a seed never needs the peer's
+                    // pieces, so a repeated availability message is ignored, not fatal.
+                    Err(Violation::AvailabilityRepeated(what)) => {
+                        tracing::debug!("ignored a repeated {what} message");
+                        None
+                    }
+                    Err(v) => return Err(PeerError::Violation(v)),
+                };
+                match event {
+                    Some(Event::RequestQueued(block)) => {
+                        if block.offset == 0 {
+                            torrent.storage.advise_will_need(block.piece);
+                        }
+                        if s.arrivals.len() >= max_arrivals {
+                            s.arrivals.pop_front();
+                        }
+                        s.arrivals.push_back((block, arrived));
+                        wake_writer = true;
+                    }
+                    Some(Event::RequestCancelled(block)) => {
+                        if let Some(i) = s.arrivals.iter().position(|(b, _)| *b == block) {
+                            s.arrivals.remove(i);
+                        }
+                    }
+                    Some(Event::Interested) => interest = Some(true),
+                    Some(Event::NotInterested) => interest = Some(false),
+                    Some(Event::ExtendedHandshake(h)) => {
+                        tracing::debug!(client = ?h.client, reqq = ?h.reqq, "extension handshake");
+                    }
+                    _ => {}
+                }
+            }
+            wake_writer |= s.conn.pending_messages() > 0;
         }
-        if woke {
+        if let Some(interested) = interest {
+            ctx.torrent_cores[torrent.index]
+                .borrow_mut()
+                .interest_changed(key, interested, now);
+        }
+        if wake_writer {
             wake.notify_one();
         }
-        {
-            let s = state.borrow();
-            if s.closed {
-                return Err(PeerError::WriterStopped);
-            }
-            if s.control.len() > ctx.config.max_pending_control {
-                return Err(PeerError::ControlBacklog(s.control.len()));
-            }
-        }
-        tokio::time::timeout(idle, read_more(stream, &mut buf))
-            .await
-            .map_err(|_| PeerError::Idle(idle))??;
+        read_more(stream, &mut buf).await?;
     }
 }
 
-/// Applies one message; returns whether the writer has something new to send.
-fn handle(
-    m: Message,
-    state: &RefCell<PeerState>,
-    torrent: &SeedTorrent,
+/// Applies the connection's timeouts (idle) and queues its keep-alives.
+async fn timer_loop(
+    shared: &RefCell<PeerShared>,
+    wake: &Notify,
     ctx: &CoreContext,
-) -> Result<bool, PeerError> {
-    let mut s = state.borrow_mut();
-    match m {
-        // Until the choker is wired in: every interested peer is unchoked.
-        Message::Interested if s.choked => {
-            s.choked = false;
-            Message::Unchoke.encode(&mut s.control);
-            return Ok(true);
+) -> Result<(), PeerError> {
+    loop {
+        let deadline = shared.borrow().conn.next_deadline();
+        let wait = deadline.saturating_sub(ctx.now()).max(MIN_TIMER_STEP);
+        tokio::time::sleep(wait).await;
+        let mut s = shared.borrow_mut();
+        if let Some(t) = s.conn.poll_timeout(ctx.now()) {
+            return Err(PeerError::Timeout(t));
         }
-        Message::Request(block) => {
-            if block.length > BLOCK_SIZE || !torrent.geometry.is_valid_request(block, BLOCK_SIZE) {
-                return Err(PeerError::BadRequest(block));
-            }
-            if s.choked || s.queue.len() >= ctx.config.request_queue as usize {
-                CoreStats::add(&ctx.counters().rejected, 1);
-                if s.fast {
-                    Message::RejectRequest(block).encode(&mut s.control);
-                    return Ok(true);
-                }
-                return Ok(false);
-            }
-            if block.offset == 0 {
-                torrent.storage.advise_will_need(block.piece);
-            }
-            s.queue.push_back(Queued {
-                block,
-                arrived: Instant::now(),
-            });
-            return Ok(true);
+        if s.conn.pending_messages() > 0 {
+            wake.notify_one();
         }
-        Message::Cancel(block) => {
-            if let Some(i) = s.queue.iter().position(|q| q.block == block) {
-                s.queue.remove(i);
-                if s.fast {
-                    // BEP 6: a cancelled request is answered with a piece or a reject.
-                    Message::RejectRequest(block).encode(&mut s.control);
-                    return Ok(true);
-                }
-            }
-        }
-        Message::Extended { id: 0, payload } => {
-            if let Ok(h) = ExtendedHandshake::parse(&payload) {
-                tracing::debug!(client = ?h.client, reqq = ?h.reqq, "extension handshake");
-            }
-        }
-        // A seed needs nothing else a peer says.
-        _ => {}
     }
-    Ok(false)
+}
+
+/// What one batch holds besides the bytes: the blocks and when their requests arrived.
+struct Batch {
+    blocks: Vec<BlockRef>,
+    parts: Vec<Bytes>,
+    arrivals: Vec<Instant>,
+    segments: Vec<Bytes>,
 }
 
 async fn write_loop(
-    stream: Rc<TcpStream>,
-    state: Rc<RefCell<PeerState>>,
-    wake: Rc<Notify>,
-    torrent: Arc<SeedTorrent>,
+    stream: &TcpStream,
+    shared: &RefCell<PeerShared>,
+    wake: &Notify,
+    torrent: &Arc<SeedTorrent>,
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
     let counters = ctx.counters();
-    let mut blocks: Vec<(BlockRef, Bytes)> = Vec::with_capacity(ctx.config.blocks_per_write);
-    let mut arrivals: Vec<Instant> = Vec::with_capacity(ctx.config.blocks_per_write);
+    let max = ctx.config.blocks_per_write;
+    let mut batch = Batch {
+        blocks: Vec::with_capacity(max),
+        parts: Vec::with_capacity(max),
+        arrivals: Vec::with_capacity(max),
+        segments: Vec::with_capacity(1 + 2 * max),
+    };
     loop {
-        let mut segments = {
-            let mut s = state.borrow_mut();
-            if s.closed {
-                return Err(PeerError::WriterStopped);
-            }
-            blocks.clear();
-            arrivals.clear();
-            while blocks.len() < ctx.config.blocks_per_write {
-                let Some(q) = s.queue.pop_front() else { break };
-                let Some(data) = torrent.storage.block(q.block) else {
-                    // Validated on arrival, so only a vanished file gets here.
-                    tracing::warn!(block = ?q.block, "block not readable");
-                    continue;
-                };
-                blocks.push((q.block, data));
-                arrivals.push(q.arrived);
-            }
-            if blocks.is_empty() && s.control.is_empty() {
-                None
-            } else {
-                Some(send::gather(&mut s.control, &blocks))
-            }
-        };
-        let Some(segments) = segments.as_mut() else {
-            if tokio::time::timeout(KEEPALIVE_EVERY, wake.notified())
-                .await
-                .is_err()
-            {
-                Message::KeepAlive.encode(&mut state.borrow_mut().control);
+        let throttled = fill_batch(shared, torrent, ctx, &mut batch)?;
+        if batch.segments.is_empty() {
+            match throttled {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => wake.notified().await,
             }
             continue;
-        };
-        let mut left: usize = segments.iter().map(Bytes::len).sum();
-        let total = left;
+        }
+        let total: usize = batch.segments.iter().map(Bytes::len).sum();
+        let mut left = total;
         while left > 0 {
             let timeout = ctx.config.send_timeout;
-            let (result, written) = match tokio::time::timeout(
-                timeout,
-                stream.writev(std::mem::take(segments)),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(PeerError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no write progress in {timeout:?}"),
-                    )))
+            let segments = std::mem::take(&mut batch.segments);
+            let (result, written) = tokio::time::timeout(timeout, stream.writev(segments))
+                .await
+                .map_err(|_| PeerError::SendTimeout(timeout))?;
+            batch.segments = written;
+            let n = match result {
+                Ok(n) => n,
+                Err(e) => {
+                    if e.raw_os_error() == Some(libc::EFAULT) {
+                        // The kernel could not read the mapping: a file shrank under it.
+                        torrent.check_files();
+                    }
+                    return Err(PeerError::Io(e));
                 }
             };
-            *segments = written;
-            let n = result?;
             if n == 0 {
                 return Err(PeerError::Closed);
             }
-            left = send::consume(segments, n);
+            left = send::consume(&mut batch.segments, n);
         }
+        batch.segments.clear();
         CoreStats::add(&counters.bytes_sent, total as u64);
-        if !blocks.is_empty() {
-            CoreStats::add(&counters.blocks_sent, blocks.len() as u64);
-            let payload: usize = blocks.iter().map(|(_, d)| d.len()).sum();
-            CoreStats::add(&counters.torrent_bytes[torrent.index], payload as u64);
+        if !batch.blocks.is_empty() {
+            CoreStats::add(&counters.blocks_sent, batch.blocks.len() as u64);
+            let payload: u64 = batch.blocks.iter().map(|b| u64::from(b.length)).sum();
+            CoreStats::add(&counters.torrent_bytes[torrent.index], payload);
             let now = Instant::now();
             let mut h = ctx.latency.borrow_mut();
-            for a in &arrivals {
+            for a in &batch.arrivals {
                 let us = now.duration_since(*a).as_micros() as u64;
                 let _ = h.record(us.max(1));
             }
         }
+    }
+}
+
+/// Takes what the connection has to send now into `batch`: its messages, then up to
+/// `blocks_per_write` blocks within the upload limit. Returns how long to wait when blocks are
+/// queued but the upload limit holds them back.
+fn fill_batch(
+    shared: &RefCell<PeerShared>,
+    torrent: &SeedTorrent,
+    ctx: &CoreContext,
+    batch: &mut Batch,
+) -> Result<Option<Duration>, PeerError> {
+    let counters = ctx.counters();
+    let mut guard = shared.borrow_mut();
+    let s = &mut *guard;
+    if s.closed {
+        return Err(PeerError::ClosedByEngine);
+    }
+    if torrent.is_stopped() {
+        return Err(PeerError::TorrentStopped);
+    }
+    let now = ctx.now();
+    while let Some(m) = s.conn.poll_message(now) {
+        if matches!(m, Message::RejectRequest(_)) {
+            CoreStats::add(&counters.rejected, 1);
+        }
+        m.encode(&mut s.control);
+    }
+    batch.blocks.clear();
+    batch.parts.clear();
+    batch.arrivals.clear();
+    let mut throttled = None;
+    let mut bucket = ctx.bucket.as_ref().map(|b| b.borrow_mut());
+    while batch.blocks.len() < ctx.config.blocks_per_write {
+        if let Some(b) = bucket.as_mut() {
+            let need = u64::from(BLOCK_SIZE);
+            if s.conn.queued_requests() > 0 && b.available(now) < need {
+                throttled = Some(b.wait_for(need, now));
+                break;
+            }
+        }
+        let Some(block) = s.conn.pop_request(now) else {
+            break;
+        };
+        let servable = match torrent.piece_state(block.piece) {
+            PieceState::Good => true,
+            PieceState::Unknown => {
+                let state = torrent.verify_piece(block.piece);
+                if state == PieceState::Bad {
+                    tracing::error!(
+                        "{}: piece {} fails its hash; it will not be served",
+                        torrent.torrent.name,
+                        block.piece
+                    );
+                }
+                state == PieceState::Good
+            }
+            PieceState::Bad => false,
+        };
+        if !servable {
+            CoreStats::add(&counters.bad_pieces, 1);
+            refuse(s, block, counters);
+            continue;
+        }
+        if !torrent.storage.block_parts(block, &mut batch.parts) {
+            tracing::warn!(?block, "{}: block not readable", torrent.torrent.name);
+            refuse(s, block, counters);
+            continue;
+        }
+        if let Some(b) = bucket.as_mut() {
+            let _ = b.try_take(u64::from(block.length), now);
+        }
+        s.up.record(u64::from(block.length), now);
+        while let Some((b, at)) = s.arrivals.pop_front() {
+            if b == block {
+                batch.arrivals.push(at);
+                break;
+            }
+        }
+        batch.blocks.push(block);
+    }
+    if !batch.blocks.is_empty() || !s.control.is_empty() {
+        send::gather(
+            &mut s.control,
+            &batch.blocks,
+            &batch.parts,
+            &mut batch.segments,
+        );
+    }
+    // Messages queued while taking blocks (a choke after a refused request) go after them.
+    if s.conn.pending_messages() > 0 {
+        let mut tail = BytesMut::with_capacity(64);
+        while let Some(m) = s.conn.poll_message(now) {
+            m.encode(&mut tail);
+        }
+        batch.segments.push(tail.freeze());
+    }
+    Ok(throttled)
+}
+
+/// Refuses a request we cannot serve (a bad piece, unreadable data): a `reject request` with
+/// Fast; without Fast the peer is choked (which drops its queue).
+fn refuse(s: &mut PeerShared, block: BlockRef, counters: &CoreStats) {
+    CoreStats::add(&counters.rejected, 1);
+    if s.conn.fast() {
+        Message::RejectRequest(block).encode(&mut s.control);
+    } else {
+        s.conn.choke();
     }
 }

@@ -6,26 +6,39 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::protocol::wire::{piece_header, PIECE_HEADER_LEN};
 use crate::swarm::BlockRef;
 
-/// Gathers one write: the pending control bytes first, then each block as its 13-byte header
-/// and its data. The headers share one small allocation; block data is not copied.
-pub fn gather(control: &mut BytesMut, blocks: &[(BlockRef, Bytes)]) -> Vec<Bytes> {
+/// Gathers one write into `segments` (cleared first): the pending control bytes, then each
+/// block as its 13-byte header followed by its data, given as `parts` in block order (one part
+/// per file extent, see [`MappedStorage::block_parts`](crate::storage::MappedStorage::block_parts);
+/// the parts of a block add up to its length). The headers share one small allocation; block
+/// data is not copied.
+pub fn gather(
+    control: &mut BytesMut,
+    blocks: &[BlockRef],
+    parts: &[Bytes],
+    segments: &mut Vec<Bytes>,
+) {
+    segments.clear();
     let control_len = control.len();
     control.reserve(blocks.len() * PIECE_HEADER_LEN);
-    for (b, data) in blocks {
-        control.put_slice(&piece_header(b.piece, b.offset, data.len() as u32));
+    for b in blocks {
+        control.put_slice(&piece_header(b.piece, b.offset, b.length));
     }
     let mut head = control.split().freeze();
-    let mut segments = Vec::with_capacity(1 + 2 * blocks.len());
     if control_len > 0 {
         segments.push(head.split_to(control_len));
     }
-    for (_, data) in blocks {
+    let mut parts = parts.iter();
+    for b in blocks {
         segments.push(head.split_to(PIECE_HEADER_LEN));
-        if !data.is_empty() {
-            segments.push(data.clone());
+        let mut left = b.length as usize;
+        while left > 0 {
+            let Some(p) = parts.next() else { break };
+            left = left.saturating_sub(p.len());
+            if !p.is_empty() {
+                segments.push(p.clone());
+            }
         }
     }
-    segments
 }
 
 /// Drops the first `written` bytes of `segments` after a partial write: whole segments are
@@ -70,7 +83,13 @@ mod tests {
         };
         let d1 = Bytes::from_static(b"hello");
         let d2 = Bytes::from_static(b"abc");
-        let segs = gather(&mut control, &[(b1, d1.clone()), (b2, d2.clone())]);
+        let mut segs = Vec::new();
+        gather(
+            &mut control,
+            &[b1, b2],
+            &[d1.clone(), d2.clone()],
+            &mut segs,
+        );
         assert_eq!(segs.len(), 5);
         assert!(control.is_empty());
         // The block data is the very same memory, not a copy.
@@ -96,9 +115,44 @@ mod tests {
             offset: 0,
             length: 2,
         };
-        let segs = gather(&mut control, &[(b, Bytes::from_static(b"xy"))]);
+        let mut segs = vec![Bytes::from_static(b"stale")];
+        gather(&mut control, &[b], &[Bytes::from_static(b"xy")], &mut segs);
         assert_eq!(segs.len(), 2);
         assert_eq!(segs[0].len(), PIECE_HEADER_LEN);
+    }
+
+    #[test]
+    fn a_block_spanning_files_is_sent_from_its_parts() {
+        let mut control = BytesMut::new();
+        let b1 = BlockRef {
+            piece: 0,
+            offset: 0,
+            length: 6,
+        };
+        let b2 = BlockRef {
+            piece: 0,
+            offset: 6,
+            length: 2,
+        };
+        let parts = [
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"f"),
+            Bytes::from_static(b"gh"),
+        ];
+        let mut segs = Vec::new();
+        gather(&mut control, &[b1, b2], &parts, &mut segs);
+        assert_eq!(segs.len(), 6);
+        let mut expected = BytesMut::new();
+        for (b, d) in [(b1, &b"abcdef"[..]), (b2, &b"gh"[..])] {
+            Message::Piece {
+                piece: b.piece,
+                offset: b.offset,
+                data: Bytes::copy_from_slice(d),
+            }
+            .encode(&mut expected);
+        }
+        assert_eq!(concat(&segs), expected.to_vec());
     }
 
     #[test]

@@ -20,8 +20,10 @@ pub struct CoreStats {
     pub accepted: AtomicU64,
     /// Peers dropped for misbehaviour (bad handshake, bad request, flood, stalled reader).
     pub dropped: AtomicU64,
-    /// Requests rejected (queue full, choked).
+    /// Requests rejected (queue full, choked, bad piece).
     pub rejected: AtomicU64,
+    /// Requests refused because their piece failed its hash (`--skip-check`).
+    pub bad_pieces: AtomicU64,
     /// Payload bytes sent, per torrent.
     pub torrent_bytes: Vec<AtomicU64>,
     /// Request arrival to block written, microseconds; published by the core.
@@ -37,6 +39,7 @@ impl CoreStats {
             accepted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            bad_pieces: AtomicU64::new(0),
             torrent_bytes: (0..torrents).map(|_| AtomicU64::new(0)).collect(),
             latency: Mutex::new(None),
         }
@@ -69,6 +72,8 @@ pub struct StatsSnapshot {
     pub dropped: u64,
     /// Requests rejected.
     pub rejected: u64,
+    /// Requests refused for a piece that failed its hash.
+    pub bad_pieces: u64,
     /// Payload bytes per torrent.
     pub torrent_bytes: Vec<u64>,
     /// Request-to-send latency (microseconds), merged over cores.
@@ -99,6 +104,7 @@ impl EngineStats {
             s.accepted += load(&c.accepted);
             s.dropped += load(&c.dropped);
             s.rejected += load(&c.rejected);
+            s.bad_pieces += load(&c.bad_pieces);
             if s.torrent_bytes.len() < c.torrent_bytes.len() {
                 s.torrent_bytes.resize(c.torrent_bytes.len(), 0);
             }
@@ -131,6 +137,12 @@ impl StatsSnapshot {
             self.bytes_sent,
             self.rejected
         );
+        if self.bad_pieces > 0 {
+            line.push_str(&format!(
+                ", refused {} requests of bad pieces",
+                self.bad_pieces
+            ));
+        }
         if let Some((prev, secs)) = since {
             if secs > 0.0 {
                 let rate = (self.bytes_sent.saturating_sub(prev.bytes_sent)) as f64 * 8.0 / secs;

@@ -1,17 +1,30 @@
 //! The torrents a seed serves, shared read-only by every core.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::metainfo::{InfoHash, Torrent};
-use crate::protocol::Message;
 use crate::storage::MappedStorage;
 use crate::swarm::{Bitfield, PieceGeometry};
 
-/// One torrent being seeded: its metadata, its verified, mapped data and the pre-encoded
-/// `bitfield` message every new peer gets.
+/// What is known of a piece's data (with `--skip-check`, pieces are hashed on first request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PieceState {
+    /// Not hashed yet: hash it before serving it.
+    Unknown,
+    /// Hashed and good: serve it.
+    Good,
+    /// Hashed and bad: never serve it.
+    Bad,
+}
+
+const UNKNOWN: u8 = 0;
+const GOOD: u8 = 1;
+const BAD: u8 = 2;
+
+/// One torrent being seeded: its metadata, its mapped data, what is known of each piece, and
+/// whether it was stopped (its files changed under the mapping).
 pub struct SeedTorrent {
     /// The metainfo.
     pub torrent: Torrent,
@@ -21,22 +34,33 @@ pub struct SeedTorrent {
     pub geometry: PieceGeometry,
     /// Index in the [`TorrentSet`] (for per-torrent statistics).
     pub index: usize,
-    bitfield_message: Bytes,
+    /// Every piece (what we announce: a seed has them all, bad ones are refused on request).
+    pub have: Bitfield,
+    /// Per piece, for a torrent not checked at start; `None` when every piece is known good.
+    pieces: Option<Box<[AtomicU8]>>,
+    stopped: AtomicBool,
+    stop_reason: OnceLock<String>,
 }
 
 impl SeedTorrent {
-    /// A complete torrent, ready to serve (the caller has checked the data).
-    pub fn new(torrent: Torrent, storage: MappedStorage, index: usize) -> Self {
+    /// A torrent ready to serve. `checked`: the caller hashed every piece and all are good;
+    /// otherwise each piece is hashed on its first request ([`SeedTorrent::piece_state`]).
+    pub fn new(torrent: Torrent, storage: MappedStorage, index: usize, checked: bool) -> Self {
         let geometry = torrent.geometry();
-        let full = Bitfield::full(geometry.piece_count());
-        let mut buf = BytesMut::new();
-        Message::Bitfield(Bytes::copy_from_slice(full.as_bytes())).encode(&mut buf);
+        let pieces = (!checked).then(|| {
+            (0..geometry.piece_count())
+                .map(|_| AtomicU8::new(UNKNOWN))
+                .collect()
+        });
         SeedTorrent {
+            have: Bitfield::full(geometry.piece_count()),
             torrent,
             storage,
             geometry,
             index,
-            bitfield_message: buf.freeze(),
+            pieces,
+            stopped: AtomicBool::new(false),
+            stop_reason: OnceLock::new(),
         }
     }
 
@@ -45,9 +69,76 @@ impl SeedTorrent {
         self.torrent.info_hash
     }
 
-    /// The encoded `bitfield` message with every piece set.
-    pub fn bitfield_message(&self) -> Bytes {
-        self.bitfield_message.clone()
+    /// What is known of `piece` (a relaxed atomic load; `Good` for a checked torrent).
+    pub fn piece_state(&self, piece: u32) -> PieceState {
+        let Some(p) = &self.pieces else {
+            return PieceState::Good;
+        };
+        match p.get(piece as usize).map(|a| a.load(Ordering::Relaxed)) {
+            Some(GOOD) => PieceState::Good,
+            Some(BAD) | None => PieceState::Bad,
+            Some(_) => PieceState::Unknown,
+        }
+    }
+
+    /// Hashes `piece` (with `pread`, which cannot fault on a truncated file) and records the
+    /// verdict. Two cores may hash the same piece at once; they agree.
+    pub fn verify_piece(&self, piece: u32) -> PieceState {
+        let Some(p) = &self.pieces else {
+            return PieceState::Good;
+        };
+        let Some(slot) = p.get(piece as usize) else {
+            return PieceState::Bad;
+        };
+        let good = self
+            .storage
+            .hash_piece_pread(piece)
+            .is_some_and(|h| &h == self.torrent.piece_hash(piece));
+        slot.store(if good { GOOD } else { BAD }, Ordering::Relaxed);
+        if good {
+            PieceState::Good
+        } else {
+            PieceState::Bad
+        }
+    }
+
+    /// Whether the torrent was stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Why the torrent was stopped.
+    pub fn stop_reason(&self) -> Option<&str> {
+        self.stop_reason.get().map(String::as_str)
+    }
+
+    /// Stops serving the torrent for good; returns true for the call that stopped it.
+    pub fn stop(&self, reason: String) -> bool {
+        let first = self.stop_reason.set(reason).is_ok();
+        self.stopped.store(true, Ordering::Relaxed);
+        first
+    }
+
+    /// Checks the files under the mapping ([`MappedStorage::check_files`]) and stops the
+    /// torrent if one changed. Returns true when it was stopped by this call.
+    pub fn check_files(&self) -> bool {
+        if self.is_stopped() {
+            return false;
+        }
+        match self.storage.check_files() {
+            Ok(()) => false,
+            Err(problem) => {
+                let first = self.stop(problem.to_string());
+                if first {
+                    tracing::error!(
+                        "{} ({}): stopped: {problem}",
+                        self.torrent.name,
+                        self.torrent.info_hash
+                    );
+                }
+                first
+            }
+        }
     }
 }
 
@@ -59,12 +150,12 @@ pub struct TorrentSet {
 }
 
 impl TorrentSet {
-    /// Builds the set; a second torrent with an info-hash already present is ignored and
-    /// returned in the error list.
-    pub fn new(list: Vec<(Torrent, MappedStorage)>) -> (TorrentSet, Vec<Torrent>) {
+    /// Builds the set from `(torrent, data, checked)`; a second torrent with an info-hash
+    /// already present is ignored and returned in the error list.
+    pub fn new(list: Vec<(Torrent, MappedStorage, bool)>) -> (TorrentSet, Vec<Torrent>) {
         let mut set = TorrentSet::default();
         let mut duplicates = Vec::new();
-        for (torrent, storage) in list {
+        for (torrent, storage, checked) in list {
             if set.by_hash.contains_key(&torrent.info_hash) {
                 duplicates.push(torrent);
                 continue;
@@ -72,7 +163,7 @@ impl TorrentSet {
             let index = set.torrents.len();
             set.by_hash.insert(torrent.info_hash, index);
             set.torrents
-                .push(Arc::new(SeedTorrent::new(torrent, storage, index)));
+                .push(Arc::new(SeedTorrent::new(torrent, storage, index, checked)));
         }
         (set, duplicates)
     }

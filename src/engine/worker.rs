@@ -1,19 +1,23 @@
 //! Worker threads: one `tokio-uring` runtime per core, each accepting on its own
 //! `SO_REUSEPORT` listener and running the connections it accepted until shutdown.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
+use super::choke::{PeerKey, TorrentCore};
 use super::stats::{CoreStats, EngineStats};
 use super::{peer, EngineConfig, TorrentSet};
-use crate::protocol::PeerId;
+use crate::swarm::{TokenBucket, BLOCK_SIZE};
+
+/// How often each core checks its choker rounds and stopped torrents.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 /// Tells every worker to stop: close the listeners and every connection.
 #[derive(Clone)]
@@ -47,17 +51,35 @@ pub(super) struct CoreContext {
     pub config: Arc<EngineConfig>,
     pub torrents: Arc<TorrentSet>,
     pub stats: Arc<EngineStats>,
-    pub peer_id: PeerId,
     pub listen_port: u16,
     /// Open connections over all cores (checked on accept only).
     pub open: Arc<AtomicUsize>,
     /// Request arrival to block written, microseconds.
     pub latency: RefCell<Histogram<u64>>,
+    /// The origin of this core's protocol clock.
+    pub epoch: Instant,
+    /// Per torrent (by index): this core's peers and choker.
+    pub torrent_cores: Vec<RefCell<TorrentCore>>,
+    /// This core's share of the upload limit.
+    pub bucket: Option<RefCell<TokenBucket>>,
+    next_key: Cell<PeerKey>,
 }
 
 impl CoreContext {
     pub fn counters(&self) -> &CoreStats {
         self.stats.core(self.core)
+    }
+
+    /// Now on this core's protocol clock.
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// A fresh peer key.
+    pub fn next_key(&self) -> PeerKey {
+        let k = self.next_key.get();
+        self.next_key.set(k + 1);
+        k
     }
 }
 
@@ -71,7 +93,6 @@ pub fn run(
 ) -> io::Result<()> {
     let config = Arc::new(config);
     let open = Arc::new(AtomicUsize::new(0));
-    let peer_id = PeerId::generate(&mut rand::thread_rng());
     let mut threads = Vec::new();
     for (core, listener) in listeners.into_iter().enumerate() {
         let listen_port = listener.local_addr()?.port();
@@ -86,15 +107,31 @@ pub fn run(
             .name(format!("seedbox-core-{core}"))
             .spawn(move || {
                 let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+                let slots = config.core_slots(core);
+                let torrent_cores = torrents
+                    .iter()
+                    .map(|_| RefCell::new(TorrentCore::new(slots)))
+                    .collect();
+                // A burst of 4 blocks per core: smooth, yet enough to batch writes.
+                let bucket = config.core_upload_rate().map(|rate| {
+                    RefCell::new(TokenBucket::new(
+                        rate,
+                        4 * u64::from(BLOCK_SIZE),
+                        Duration::ZERO,
+                    ))
+                });
                 let ctx = CoreContext {
                     core,
                     config,
                     torrents,
                     stats,
-                    peer_id,
                     listen_port,
                     open,
                     latency: RefCell::new(latency),
+                    epoch: Instant::now(),
+                    torrent_cores,
+                    bucket,
+                    next_key: Cell::new(0),
                 };
                 tokio_uring::start(core_main(listener, std::rc::Rc::new(ctx), stop))
             })?;
@@ -115,6 +152,7 @@ async fn core_main(
 ) {
     let listener = tokio_uring::net::TcpListener::from_std(listener);
     let publisher = tokio_uring::spawn(publish_latency(ctx.clone()));
+    let housekeeper = tokio_uring::spawn(housekeeping(ctx.clone()));
     loop {
         if *stop.borrow() {
             break;
@@ -146,7 +184,30 @@ async fn core_main(
         }
     }
     publisher.abort();
+    housekeeper.abort();
+    for tc in &ctx.torrent_cores {
+        tc.borrow_mut().close_all();
+    }
     publish_now(&ctx);
+}
+
+/// Choker rounds when due; the peers of stopped torrents are closed.
+async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tick.tick().await;
+        let now = ctx.now();
+        for (t, tc) in ctx.torrents.iter().zip(&ctx.torrent_cores) {
+            let mut tc = tc.borrow_mut();
+            if t.is_stopped() {
+                if tc.len() > 0 {
+                    tc.close_all();
+                }
+            } else {
+                tc.tick(now);
+            }
+        }
+    }
 }
 
 async fn publish_latency(ctx: std::rc::Rc<CoreContext>) {

@@ -61,8 +61,14 @@ impl AsRef<[u8]> for SharedMap {
 
 /// One file's data: a mapping of the bytes that exist, possibly fewer than expected.
 enum FileData {
-    /// Mapped: `bytes` views the whole mapping (`available` bytes).
-    Mapped { map: Arc<Mmap>, bytes: Bytes },
+    /// Mapped: `bytes` views the whole mapping (`available` bytes); `file` and `identity` are
+    /// kept to notice a file truncated, replaced or rewritten under the mapping.
+    Mapped {
+        map: Arc<Mmap>,
+        bytes: Bytes,
+        file: File,
+        identity: FileIdentity,
+    },
     /// Nothing to read (zero-length, missing or unreadable file).
     Nothing,
     /// A padding file: reads as zeros.
@@ -75,6 +81,28 @@ pub struct MappedStorage {
     data: Vec<FileData>,
     /// How many bytes of each file can be read (for verify of short files).
     available: Vec<u64>,
+}
+
+/// What identifies a file's content on disk at mapping time: device, inode, size and
+/// modification time (seconds and nanoseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
 }
 
 /// Zeros for padding files.
@@ -225,6 +253,128 @@ impl MappedStorage {
         Some(Bytes::from(out))
     }
 
+    /// Checks that every mapped file is still what was mapped: same size (a shorter file turns
+    /// reads of the mapping past its end into SIGBUS), same inode at the same path (not
+    /// replaced) and same modification time (not rewritten). Two `fstat`s and a `stat` per
+    /// file: cheap enough to run every second.
+    pub fn check_files(&self) -> Result<(), FileProblem> {
+        for (slot, d) in self.layout.files().iter().zip(&self.data) {
+            let FileData::Mapped { file, identity, .. } = d else {
+                continue;
+            };
+            let path = &slot.path;
+            let changed = |what: &str| FileProblem::Unreadable {
+                path: path.clone(),
+                reason: format!("{what} while being seeded"),
+            };
+            let now = file.metadata().map_err(|e| FileProblem::Unreadable {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            if now.len() != identity.len {
+                return Err(FileProblem::WrongSize {
+                    path: path.clone(),
+                    actual: now.len(),
+                    expected: identity.len,
+                });
+            }
+            if FileIdentity::of(&now).mtime != identity.mtime {
+                return Err(changed("modified"));
+            }
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(FileProblem::Missing { path: path.clone() })
+                }
+                Err(e) => {
+                    return Err(FileProblem::Unreadable {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+                Ok(m) => {
+                    let at_path = FileIdentity::of(&m);
+                    if (at_path.dev, at_path.ino) != (identity.dev, identity.ino) {
+                        return Err(changed("replaced"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the bytes of `block` to `out` as views of the mappings (one per file extent,
+    /// zeros for padding), never copying and never reading the mapping in user space: the
+    /// kernel copies them when they are sent, so a file truncated meanwhile makes the send fail
+    /// with `EFAULT` instead of raising SIGBUS. Returns false (leaving `out` as it was) when the
+    /// block is outside the torrent or not on disk.
+    pub fn block_parts(&self, block: BlockRef, out: &mut Vec<Bytes>) -> bool {
+        let g = self.layout.geometry();
+        if !g.is_valid_request(block, u32::MAX) {
+            return false;
+        }
+        let offset = g.piece_offset(block.piece) + u64::from(block.offset);
+        let before = out.len();
+        for e in self.layout.extents(offset, u64::from(block.length)) {
+            if e.file_offset + e.length > self.available[e.file] {
+                out.truncate(before);
+                return false;
+            }
+            match &self.data[e.file] {
+                FileData::Mapped { bytes, .. } => {
+                    let start = e.file_offset as usize;
+                    out.push(bytes.slice(start..start + e.length as usize));
+                }
+                FileData::Padding => {
+                    let mut left = e.length as usize;
+                    while left > 0 {
+                        let n = left.min(ZEROS.len());
+                        out.push(Bytes::from_static(&ZEROS[..n]));
+                        left -= n;
+                    }
+                }
+                FileData::Nothing => {
+                    out.truncate(before);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// SHA-1 of piece `piece` read with `pread` rather than through the mapping, so a file
+    /// truncated meanwhile gives `None` instead of SIGBUS. `None` also when part of the piece
+    /// is not on disk or cannot be read.
+    pub fn hash_piece_pread(&self, piece: u32) -> Option<[u8; 20]> {
+        use sha1::{Digest, Sha1};
+        use std::os::unix::fs::FileExt;
+        let mut hasher = Sha1::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        for e in self.layout.piece_extents(piece) {
+            match &self.data[e.file] {
+                FileData::Mapped { file, .. } => {
+                    let mut done = 0u64;
+                    while done < e.length {
+                        let n = (e.length - done).min(buf.len() as u64) as usize;
+                        file.read_exact_at(&mut buf[..n], e.file_offset + done)
+                            .ok()?;
+                        hasher.update(&buf[..n]);
+                        done += n as u64;
+                    }
+                }
+                FileData::Padding => {
+                    let mut left = e.length as usize;
+                    while left > 0 {
+                        let n = left.min(ZEROS.len());
+                        hasher.update(&ZEROS[..n]);
+                        left -= n;
+                    }
+                }
+                FileData::Nothing => return None,
+            }
+        }
+        Some(hasher.finalize().into())
+    }
+
     /// Hints the kernel that the files will be read front to back (verify, create).
     pub fn advise_sequential(&self) {
         for d in &self.data {
@@ -283,7 +433,17 @@ fn map_file(
     let map = unsafe { MmapOptions::new().len(avail as usize).map(&file) }.map_err(unreadable)?;
     let map = Arc::new(map);
     let bytes = Bytes::from_owner(SharedMap(map.clone()));
-    Ok((FileData::Mapped { map, bytes }, avail, problem))
+    let identity = FileIdentity::of(&meta);
+    Ok((
+        FileData::Mapped {
+            map,
+            bytes,
+            file,
+            identity,
+        },
+        avail,
+        problem,
+    ))
 }
 
 #[cfg(test)]
@@ -407,5 +567,72 @@ mod tests {
             })
             .unwrap();
         assert_eq!(&b[..], b"xy\0\0");
+    }
+
+    #[test]
+    fn block_parts_views_each_file_without_copying() {
+        let (_d, layout) = setup(&[Some(b"abcde"), Some(b"fgh")], &[5, 3], 4);
+        let s = MappedStorage::open(layout).unwrap();
+        let mut out = Vec::new();
+        // Piece 1 is bytes 4..8: "e" from the first file, "fgh" from the second.
+        let b = BlockRef {
+            piece: 1,
+            offset: 0,
+            length: 4,
+        };
+        assert!(s.block_parts(b, &mut out));
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0][..], b"e");
+        assert_eq!(&out[1][..], b"fgh");
+        let past = BlockRef {
+            piece: 2,
+            offset: 0,
+            length: 1,
+        };
+        assert!(!s.block_parts(past, &mut out));
+        assert_eq!(out.len(), 2, "nothing added on failure");
+    }
+
+    #[test]
+    fn pread_hash_matches_the_mapped_hash() {
+        let (_d, layout) = setup(&[Some(b"abcde"), Some(b"fgh")], &[5, 3], 4);
+        let s = MappedStorage::open(layout).unwrap();
+        for p in 0..2 {
+            assert_eq!(s.hash_piece_pread(p), s.hash_piece(p));
+            assert!(s.hash_piece_pread(p).is_some());
+        }
+    }
+
+    #[test]
+    fn check_files_notices_truncation_and_replacement() {
+        let (d, layout) = setup(&[Some(b"abcdefgh"), Some(b"ijkl")], &[8, 4], 4);
+        let s = MappedStorage::open(layout.clone()).unwrap();
+        assert_eq!(s.check_files(), Ok(()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.path().join("f0"))
+            .unwrap()
+            .set_len(2)
+            .unwrap();
+        assert!(matches!(
+            s.check_files(),
+            Err(FileProblem::WrongSize {
+                actual: 2,
+                expected: 8,
+                ..
+            })
+        ));
+        // Truncated: the pread hash fails instead of faulting.
+        assert_eq!(s.hash_piece_pread(1), None);
+
+        std::fs::write(d.path().join("f0"), b"abcdefgh").unwrap();
+        let s = MappedStorage::open(layout).unwrap();
+        assert_eq!(s.check_files(), Ok(()));
+        let f1 = d.path().join("f1");
+        let tmp = d.path().join("new");
+        std::fs::write(&tmp, b"IJKL").unwrap();
+        std::fs::rename(&tmp, &f1).unwrap();
+        let e = s.check_files().unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
     }
 }

@@ -9,6 +9,7 @@ mod geometry;
 mod picker;
 mod pipeline;
 mod rate;
+mod token_bucket;
 
 pub use bitfield::Bitfield;
 pub use choker::{
@@ -21,3 +22,4 @@ pub use pipeline::{
     pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN, REQUEST_QUEUE_TIME,
 };
 pub use rate::{RateMeter, RATE_WINDOW};
+pub use token_bucket::TokenBucket;

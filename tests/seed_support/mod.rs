@@ -25,10 +25,17 @@ impl Seed {
     /// Starts `seedbox seed ARGS --listen 127.0.0.1:0` and waits (at most 60 s) for it to
     /// print where it listens.
     pub fn start(args: &[&str], cwd: &Path) -> Seed {
+        let mut all = args.to_vec();
+        all.push("--no-tracker");
+        Seed::start_announcing(&all, cwd)
+    }
+
+    /// Like [`Seed::start`], but announcing to the torrents' trackers.
+    pub fn start_announcing(args: &[&str], cwd: &Path) -> Seed {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seedbox"))
             .arg("seed")
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--no-tracker"])
+            .args(["--listen", "127.0.0.1:0"])
             .current_dir(cwd)
             .env("SEEDBOX_LOG", "info")
             .stdout(Stdio::piped())
@@ -166,4 +173,187 @@ pub fn assert_same_file(a: &Path, b: &Path) {
         x.len(),
         y.len()
     );
+}
+
+impl Seed {
+    /// The info-hash of the `i`-th torrent printed in the banner.
+    pub fn info_hash(&self, i: usize) -> [u8; 20] {
+        let hex = self
+            .banner
+            .iter()
+            .filter_map(|l| l.strip_prefix("info-hash "))
+            .nth(i)
+            .unwrap_or_else(|| panic!("no info-hash #{i} in {:?}", self.banner));
+        let v = hex::decode(hex.trim()).expect("hex info-hash");
+        v.try_into().expect("20 bytes")
+    }
+
+    /// The seed's anonymous resident memory in KiB (heap and stacks, not the mapped files).
+    pub fn rss_anon_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("seed process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("RssAnon")
+    }
+
+    /// Panics if the seed process has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            let err = self
+                .stderr
+                .take()
+                .map(|t| t.join().unwrap_or_default())
+                .unwrap_or_default();
+            panic!("seedbox seed exited with {status}:\n{err}");
+        }
+    }
+}
+
+/// A hand-driven peer speaking raw BitTorrent over TCP, for hostile-peer tests.
+pub struct RawPeer {
+    pub stream: std::net::TcpStream,
+}
+
+/// Message ids used by the tests.
+pub mod msg {
+    pub const CHOKE: u8 = 0;
+    pub const UNCHOKE: u8 = 1;
+    pub const INTERESTED: u8 = 2;
+    pub const REQUEST: u8 = 6;
+    pub const PIECE: u8 = 7;
+    pub const REJECT: u8 = 16;
+}
+
+impl RawPeer {
+    /// Connects; with `recv_buf`, the receive buffer is set before connecting (small buffers
+    /// make a non-reading peer stall the sender sooner).
+    pub fn connect(addr: SocketAddr, recv_buf: Option<usize>) -> RawPeer {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        if let Some(n) = recv_buf {
+            socket.set_recv_buffer_size(n).unwrap();
+        }
+        socket.connect(&addr.into()).expect("connect to the seed");
+        let stream: std::net::TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawPeer { stream }
+    }
+
+    /// Connects and exchanges handshakes (panics if the seed does not answer with one).
+    pub fn handshake(addr: SocketAddr, info_hash: [u8; 20], fast: bool) -> RawPeer {
+        let mut p = RawPeer::connect(addr, None);
+        p.send_handshake(info_hash, fast);
+        let mut theirs = [0u8; 68];
+        std::io::Read::read_exact(&mut p.stream, &mut theirs).expect("the seed's handshake");
+        assert_eq!(&theirs[28..48], &info_hash);
+        p
+    }
+
+    /// Sends our handshake (Fast advertised when `fast`).
+    pub fn send_handshake(&mut self, info_hash: [u8; 20], fast: bool) {
+        let mut h = Vec::with_capacity(68);
+        h.push(19);
+        h.extend_from_slice(b"BitTorrent protocol");
+        let mut reserved = [0u8; 8];
+        if fast {
+            reserved[7] |= 0x04;
+        }
+        h.extend_from_slice(&reserved);
+        h.extend_from_slice(&info_hash);
+        h.extend_from_slice(b"-XX0000-rawtestpeer0");
+        self.write(&h);
+    }
+
+    /// Writes raw bytes (errors ignored: the seed may have hung up, which tests check).
+    pub fn write(&mut self, bytes: &[u8]) {
+        let _ = std::io::Write::write_all(&mut self.stream, bytes);
+    }
+
+    /// Encodes one message.
+    pub fn message(id: u8, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(5 + payload.len());
+        m.extend_from_slice(&(1 + payload.len() as u32).to_be_bytes());
+        m.push(id);
+        m.extend_from_slice(payload);
+        m
+    }
+
+    /// Encodes a request.
+    pub fn request(piece: u32, offset: u32, length: u32) -> Vec<u8> {
+        let mut p = Vec::with_capacity(12);
+        for v in [piece, offset, length] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        RawPeer::message(msg::REQUEST, &p)
+    }
+
+    /// Reads one message: `Some((id, payload))`, `None` for a keep-alive; `Err` when the
+    /// connection ends or nothing comes within 10 s.
+    pub fn read_message(&mut self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+        use std::io::Read;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body)?;
+        let id = body.remove(0);
+        Ok(Some((id, body)))
+    }
+
+    /// Reads until a message with `id`; returns its payload.
+    pub fn wait_for(&mut self, id: u8) -> Vec<u8> {
+        loop {
+            match self.read_message() {
+                Ok(Some((i, p))) if i == id => return p,
+                Ok(_) => continue,
+                Err(e) => panic!("connection ended waiting for message {id}: {e}"),
+            }
+        }
+    }
+
+    /// Sends `interested` and waits for `unchoke`.
+    pub fn get_unchoked(&mut self) {
+        self.write(&RawPeer::message(msg::INTERESTED, &[]));
+        self.wait_for(msg::UNCHOKE);
+    }
+
+    /// Reads and discards until the seed closes the connection; returns the bytes read, or
+    /// panics if it is still open after `limit`.
+    pub fn expect_closed(&mut self, limit: Duration) -> u64 {
+        use std::io::Read;
+        let start = std::time::Instant::now();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return total,
+                Ok(n) => total += n as u64,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return total,
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the seed kept the connection open for {limit:?} ({total} bytes read)"
+            );
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The HTTP and UDP tracker server: the I/O edge around the sans-IO [`Registry`], announce
+//! The HTTP and UDP tracker server: the I/O edge around the sans-IO [`Registry`](crate::tracker::Registry), announce
 //! and UDP codecs.
 //!
 //! Thread-per-core like the seed engine: one `tokio-uring` runtime per worker thread, each

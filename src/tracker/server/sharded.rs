@@ -1,6 +1,7 @@
 //! The swarm registry shared by every core: `N` independently locked [`Registry`] shards,
 //! chosen by info-hash, so announces for different swarms rarely contend for one lock.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -9,19 +10,26 @@ use crate::metainfo::InfoHash;
 use crate::tracker::announce::{AnnounceRequest, AnnounceResponse, ScrapeStats};
 use crate::tracker::registry::{Refusal, Registry, RegistryConfig};
 
-/// A registry split into shards by info-hash.
+/// A registry split into shards by info-hash. The whitelist is checked here, once, so the
+/// shards do not each hold a copy of it.
 #[derive(Debug)]
 pub struct ShardedRegistry {
     shards: Box<[Mutex<Registry>]>,
+    whitelist: Option<HashSet<InfoHash>>,
 }
 
 impl ShardedRegistry {
     /// `shards` registries (at least one), each with `config`.
     pub fn new(config: &RegistryConfig, shards: usize) -> Self {
+        let shard_config = RegistryConfig {
+            whitelist: None,
+            ..config.clone()
+        };
         ShardedRegistry {
             shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Registry::new(config.clone())))
+                .map(|_| Mutex::new(Registry::new(shard_config.clone())))
                 .collect(),
+            whitelist: config.whitelist.clone(),
         }
     }
 
@@ -49,6 +57,11 @@ impl ShardedRegistry {
         now: Duration,
         only_family: Option<bool>,
     ) -> Result<AnnounceResponse, Refusal> {
+        if let Some(w) = &self.whitelist {
+            if !w.contains(&req.info_hash) {
+                return Err(Refusal::NotWhitelisted(req.info_hash));
+            }
+        }
         let mut rng = rand::thread_rng();
         self.lock(self.index(&req.info_hash))
             .announce(req, addr, now, &mut rng, only_family)
@@ -130,5 +143,19 @@ mod tests {
             .sum();
         assert_eq!(expired, 20);
         assert_eq!(r.swarm_count(), 0);
+    }
+
+    #[test]
+    fn whitelist_is_checked_before_the_shards() {
+        let cfg = RegistryConfig {
+            whitelist: Some([InfoHash([1; 20])].into_iter().collect()),
+            ..RegistryConfig::default()
+        };
+        let r = ShardedRegistry::new(&cfg, 4);
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let e = r.announce(&req(2, 1), a, Duration::ZERO, None).unwrap_err();
+        assert_eq!(e, Refusal::NotWhitelisted(InfoHash([2; 20])));
+        assert!(r.announce(&req(1, 1), a, Duration::ZERO, None).is_ok());
+        assert_eq!(r.swarm_count(), 1);
     }
 }

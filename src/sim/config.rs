@@ -1,0 +1,371 @@
+//! What to simulate: the release, the origin, the peers, the arrivals and the protocol knobs.
+
+use std::time::Duration;
+
+use crate::swarm::{PieceGeometry, Strategy, BLOCK_SIZE};
+
+/// How the content is delivered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// BitTorrent: peers trade pieces with each other and with the origin seed.
+    Swarm,
+    /// A web server: every client fetches from the origin alone; clients never upload.
+    ClientServer,
+}
+
+/// Which choker every peer (and the origin, in swarm mode) runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChokerKind {
+    /// Tit-for-tat: `unchoke_slots` best reciprocators plus one optimistic unchoke.
+    Standard,
+    /// Every interested peer is unchoked (no incentive).
+    Unlimited,
+}
+
+/// The unit the simulated network moves: one transfer is one unit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitChoice {
+    /// Pick by size: blocks up to [`AUTO_MAX_BLOCKS`] blocks, then pieces up to
+    /// [`AUTO_MAX_UNITS`] pieces, then groups of whole pieces.
+    Auto,
+    /// 16 KiB blocks, as on the wire.
+    Block,
+    /// Whole pieces (or groups of pieces when there are more than [`AUTO_MAX_UNITS`]).
+    Piece,
+}
+
+/// Releases of at most this many 16 KiB blocks are simulated block by block.
+pub const AUTO_MAX_BLOCKS: u64 = 4096;
+/// At most this many units when simulating at piece granularity; more pieces are grouped.
+pub const AUTO_MAX_UNITS: u64 = 4096;
+
+/// A class of peers: its share of arrivals and its access link.
+#[derive(Clone, Copy, PartialEq, Debug, serde::Serialize)]
+pub struct PeerClass {
+    /// Relative weight among classes (need not sum to 1).
+    pub weight: f64,
+    /// Downlink, bytes per second.
+    pub down: u64,
+    /// Uplink, bytes per second.
+    pub up: u64,
+}
+
+/// One Poisson phase of the arrival schedule.
+#[derive(Clone, Copy, PartialEq, Debug, serde::Serialize)]
+pub struct Phase {
+    /// Mean arrivals per second.
+    pub per_second: f64,
+    /// How long the phase lasts.
+    #[serde(serialize_with = "ser_secs")]
+    pub duration: Duration,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Everything a simulation run depends on. The same config gives the same run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SimConfig {
+    /// Swarm or client-server.
+    pub mode: Mode,
+    /// Release size in bytes.
+    pub size: u64,
+    /// Piece length in bytes.
+    pub piece_length: u32,
+    /// The origin's uplink, bytes per second.
+    pub seed_up: u64,
+    /// Peer classes (at least one).
+    pub classes: Vec<PeerClass>,
+    /// Arrival schedule: Poisson phases one after another.
+    pub arrivals: Vec<Phase>,
+    /// How long a peer stays as a seed after completing (swarm mode).
+    #[serde(serialize_with = "ser_secs")]
+    pub linger: Duration,
+    /// Most connections a peer keeps (the origin accepts any number).
+    pub max_peers: u32,
+    /// Regular unchoke slots of the standard choker.
+    pub unchoke_slots: u32,
+    /// Piece picking strategy of every peer.
+    #[serde(serialize_with = "ser_strategy")]
+    pub picker: Strategy,
+    /// Choker of every peer and of the origin (swarm mode).
+    pub choker: ChokerKind,
+    /// Fraction of arrivals that never upload and leave as soon as they complete.
+    pub free_riders: f64,
+    /// Seed of the one random generator of the run.
+    pub rng_seed: u64,
+    /// Round-trip times of links are drawn uniformly between these two.
+    #[serde(serialize_with = "ser_rtt")]
+    pub rtt: (Duration, Duration),
+    /// Transfer unit.
+    pub unit: UnitChoice,
+    /// Stop this long after the last phase even if leechers remain (they count as unfinished).
+    #[serde(serialize_with = "ser_secs")]
+    pub drain: Duration,
+    /// Peers returned by the simulated tracker per announce.
+    pub numwant: u32,
+    /// Stop early once more than 5% of the expected arrivals have taken longer than this
+    /// (used by `plan` to reject an uplink quickly); `None` runs to the end.
+    #[serde(skip)]
+    pub abort_after: Option<Duration>,
+}
+
+fn ser_strategy<S: serde::Serializer>(st: &Strategy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(strategy_name(*st))
+}
+
+fn ser_rtt<S: serde::Serializer>(r: &(Duration, Duration), s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(2))?;
+    seq.serialize_element(&r.0.as_secs_f64())?;
+    seq.serialize_element(&r.1.as_secs_f64())?;
+    seq.end()
+}
+
+/// The command-line name of a picker strategy.
+pub fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::RarestFirst => "rarest",
+        Strategy::Sequential => "sequential",
+        Strategy::Random => "random",
+    }
+}
+
+impl Default for SimConfig {
+    /// The lecture's setting: a 1 MB file (10^6 bytes) in 256 KiB pieces from a 1 Mbit/s
+    /// origin, 6 arrivals a minute for an hour.
+    fn default() -> Self {
+        SimConfig {
+            mode: Mode::Swarm,
+            size: 1_000_000,
+            piece_length: 256 * 1024,
+            seed_up: 125_000,
+            classes: vec![PeerClass {
+                weight: 1.0,
+                down: 1_500_000 / 8,
+                up: 384_000 / 8,
+            }],
+            arrivals: vec![Phase {
+                per_second: 0.1,
+                duration: Duration::from_secs(3600),
+            }],
+            linger: Duration::ZERO,
+            max_peers: 50,
+            unchoke_slots: 4,
+            picker: Strategy::RarestFirst,
+            choker: ChokerKind::Standard,
+            free_riders: 0.0,
+            rng_seed: 1,
+            rtt: (Duration::from_millis(20), Duration::from_millis(140)),
+            unit: UnitChoice::Auto,
+            drain: Duration::from_secs(24 * 3600),
+            numwant: 50,
+            abort_after: None,
+        }
+    }
+}
+
+/// A configuration the simulator cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// A parameter out of range; the message names it.
+    #[error("invalid simulation parameter: {0}")]
+    Invalid(String),
+}
+
+/// The kind of transfer unit a run used.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitKind {
+    /// 16 KiB blocks of real pieces.
+    Block,
+    /// Whole pieces.
+    Piece,
+    /// Groups of consecutive whole pieces.
+    PieceGroup,
+}
+
+/// How the release is cut into transfer units, and the geometry the engine's sans-IO types
+/// see. At block granularity that is the real geometry. At piece (or coarser) granularity the
+/// picker and connections see one 16 KiB block per unit, and the network charges each unit
+/// its real size ([`Units::real_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Units {
+    /// Block, piece or group of pieces.
+    pub kind: UnitKind,
+    /// Bytes of a full unit.
+    pub unit_bytes: u64,
+    /// Number of units.
+    pub count: u64,
+    /// Geometry handed to the picker and connections.
+    pub geometry: PieceGeometry,
+    total: u64,
+}
+
+impl Units {
+    /// Chooses the unit for `cfg`.
+    pub fn for_config(cfg: &SimConfig) -> Result<Units, SimError> {
+        if cfg.size == 0 {
+            return Err(SimError::Invalid("size must be positive".into()));
+        }
+        if cfg.piece_length == 0 {
+            return Err(SimError::Invalid("piece length must be positive".into()));
+        }
+        let blocks = cfg.size.div_ceil(u64::from(BLOCK_SIZE));
+        let pieces = cfg.size.div_ceil(u64::from(cfg.piece_length));
+        let by_block = match cfg.unit {
+            UnitChoice::Block => true,
+            UnitChoice::Piece => false,
+            UnitChoice::Auto => blocks <= AUTO_MAX_BLOCKS,
+        };
+        if by_block {
+            if pieces > u64::from(u32::MAX) || blocks > 50_000_000 {
+                return Err(SimError::Invalid(format!(
+                    "{blocks} blocks is too many to simulate block by block"
+                )));
+            }
+            return Ok(Units {
+                kind: UnitKind::Block,
+                unit_bytes: u64::from(BLOCK_SIZE),
+                count: blocks,
+                geometry: PieceGeometry::new(cfg.piece_length, cfg.size),
+                total: cfg.size,
+            });
+        }
+        let group = pieces.div_ceil(AUTO_MAX_UNITS).max(1);
+        let unit_bytes = group * u64::from(cfg.piece_length);
+        let count = cfg.size.div_ceil(unit_bytes);
+        Ok(Units {
+            kind: if group == 1 {
+                UnitKind::Piece
+            } else {
+                UnitKind::PieceGroup
+            },
+            unit_bytes,
+            count,
+            geometry: PieceGeometry::new(BLOCK_SIZE, count * u64::from(BLOCK_SIZE)),
+            total: cfg.size,
+        })
+    }
+
+    /// Real bytes a transfer of `block` (in [`Units::geometry`]) stands for.
+    pub fn real_bytes(&self, block: crate::swarm::BlockRef) -> u64 {
+        match self.kind {
+            UnitKind::Block => u64::from(block.length),
+            _ => {
+                let start = u64::from(block.piece) * self.unit_bytes;
+                self.total.saturating_sub(start).min(self.unit_bytes)
+            }
+        }
+    }
+
+    /// One line for the output: "62 blocks of 16 KiB" or "1000 pieces of 4 MiB".
+    pub fn describe(&self) -> String {
+        let what = match self.kind {
+            UnitKind::Block => "blocks",
+            UnitKind::Piece => "pieces",
+            UnitKind::PieceGroup => "piece groups",
+        };
+        format!("{} {what} of {}", self.count, human_bytes(self.unit_bytes))
+    }
+}
+
+/// `16 KiB`, `4 MiB`, `1000000 B`.
+pub fn human_bytes(b: u64) -> String {
+    const K: u64 = 1024;
+    if b >= K * K * K && b % (K * K * K) == 0 {
+        format!("{} GiB", b / (K * K * K))
+    } else if b >= K * K && b % (K * K) == 0 {
+        format!("{} MiB", b / (K * K))
+    } else if b >= K && b % K == 0 {
+        format!("{} KiB", b / K)
+    } else {
+        format!("{b} B")
+    }
+}
+
+impl SimConfig {
+    /// Checks the parameters the simulator relies on.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: &str| Err(SimError::Invalid(m.to_owned()));
+        if self.classes.is_empty()
+            || self
+                .classes
+                .iter()
+                .any(|c| !c.weight.is_finite() || c.weight <= 0.0)
+        {
+            return bad("at least one peer class with a positive weight");
+        }
+        if self.classes.iter().any(|c| c.down == 0) {
+            return bad("peer downlinks must be positive");
+        }
+        if self.seed_up == 0 {
+            return bad("the origin uplink must be positive");
+        }
+        if self.arrivals.is_empty()
+            || self
+                .arrivals
+                .iter()
+                .any(|p| !p.per_second.is_finite() || p.per_second < 0.0)
+        {
+            return bad("the arrival schedule needs phases with non-negative rates");
+        }
+        if !(0.0..1.0).contains(&self.free_riders) {
+            return bad("free riders must be a fraction in [0, 1)");
+        }
+        if self.max_peers == 0 {
+            return bad("max peers must be at least 1");
+        }
+        if self.rtt.0 > self.rtt.1 {
+            return bad("rtt range is reversed");
+        }
+        Units::for_config(self).map(|_| ())
+    }
+
+    /// Expected number of arrivals over the schedule.
+    pub fn expected_arrivals(&self) -> f64 {
+        self.arrivals
+            .iter()
+            .map(|p| p.per_second * p.duration.as_secs_f64())
+            .sum()
+    }
+
+    /// Length of the arrival schedule.
+    pub fn schedule_length(&self) -> Duration {
+        self.arrivals.iter().map(|p| p.duration).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_choice() {
+        let mut c = SimConfig::default();
+        let u = Units::for_config(&c).unwrap();
+        assert_eq!(u.kind, UnitKind::Block);
+        assert_eq!(u.count, 62);
+        assert_eq!(u.geometry.piece_count(), 4);
+        c.size = 50 << 30;
+        c.piece_length = 4 << 20;
+        let u = Units::for_config(&c).unwrap();
+        assert_eq!(u.kind, UnitKind::PieceGroup);
+        assert_eq!(u.unit_bytes, 16 << 20);
+        assert_eq!(u.count, 3200);
+        assert_eq!(u.geometry.piece_count(), 3200);
+        let last = u.geometry.block(3199, 0);
+        assert_eq!(u.real_bytes(last), 16 << 20);
+        c.size = 1000 * (1 << 20) + 5;
+        c.piece_length = 1 << 20;
+        let u = Units::for_config(&c).unwrap();
+        assert_eq!(u.kind, UnitKind::Piece);
+        assert_eq!(u.count, 1001);
+        assert_eq!(u.real_bytes(u.geometry.block(1000, 0)), 5);
+        assert_eq!(u.describe(), "1001 pieces of 1 MiB");
+    }
+}

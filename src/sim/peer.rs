@@ -1,0 +1,92 @@
+//! Simulated peers and the connections between them.
+//!
+//! A peer holds the engine's own [`Picker`] and [`Choker`]; each end of a connection holds
+//! the engine's [`Connection`] state machine plus the [`RateMeter`]s and timestamps the
+//! leecher session keeps per peer (`engine/download/session.rs`).
+
+use std::time::Duration;
+
+use crate::protocol::Connection;
+use crate::swarm::{BlockRef, Choker, Picker, RateMeter};
+
+use super::event::Nanos;
+use super::network::FlowId;
+
+/// Index of a peer; 0 is the origin seed.
+pub type PeerIdx = u32;
+/// Index of a link slot.
+pub type LinkIdx = u32;
+
+/// The origin seed's index.
+pub const ORIGIN: PeerIdx = 0;
+
+/// One peer over its whole life (the heavy state is dropped when it leaves).
+pub struct Peer {
+    /// Arrival time.
+    pub arrival: Nanos,
+    /// When it had every piece.
+    pub finish: Option<Nanos>,
+    /// When it left.
+    pub left: Option<Nanos>,
+    /// Index of its peer class.
+    pub class: u16,
+    /// Never uploads; leaves on completion.
+    pub free_rider: bool,
+    /// One-way delay of its access link (a link's delay is the sum of both ends').
+    pub latency: Nanos,
+    /// Payload bytes uploaded.
+    pub bytes_up: u64,
+    /// Payload bytes received (duplicates included).
+    pub bytes_down: u64,
+    /// Protocol state while it is in the swarm.
+    pub live: Option<Box<Live>>,
+}
+
+/// The protocol state of a peer in the swarm.
+pub struct Live {
+    /// The engine's piece picker, keyed by remote peer index.
+    pub picker: Picker<PeerIdx>,
+    /// The engine's choker, keyed by remote peer index.
+    pub choker: Choker<PeerIdx>,
+    /// Its connections, in the order they were made.
+    pub links: Vec<LinkIdx>,
+    /// When it last asked the tracker for peers.
+    pub last_announce: Nanos,
+}
+
+/// One end of a connection: what a peer knows about the peer at the other end.
+pub struct End {
+    /// The peer at this end.
+    pub peer: PeerIdx,
+    /// The engine's connection state machine.
+    pub conn: Connection,
+    /// What this end uploads to the other.
+    pub up: RateMeter,
+    /// What this end receives from the other.
+    pub down: RateMeter,
+    /// When the handshake completed.
+    pub connected_at: Duration,
+    /// When a block last arrived from the other end.
+    pub last_block_at: Option<Duration>,
+    /// Smoothed request-to-block time (as the session keeps it, for pipeline depth).
+    pub rtt: Duration,
+    /// The flow sending this end's current unit, if any.
+    pub flow: Option<FlowId>,
+    /// The unit being sent.
+    pub sending: Option<BlockRef>,
+}
+
+/// A connection between two peers.
+pub struct Link {
+    /// One-way delay of every message.
+    pub one_way: Nanos,
+    /// The two ends; end `i` sends to end `1 - i`.
+    pub ends: [End; 2],
+}
+
+impl Link {
+    /// Which end belongs to `peer`.
+    pub fn side_of(&self, peer: PeerIdx) -> usize {
+        usize::from(self.ends[0].peer != peer)
+    }
+}

@@ -1,0 +1,1 @@
+//! Capacity planning by bisection over simulations (`seedbox plan`).

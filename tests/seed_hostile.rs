@@ -1,0 +1,222 @@
+//! Hostile peers against `seedbox seed`, each over raw TCP from the test: the seed drops (or
+//! refuses) the offender, its memory stays bounded, and a libtorrent leecher on the same seed
+//! process still downloads the file byte for byte afterwards.
+
+mod seed_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use seed_support::{assert_same_file, data, lt_leech, msg, RawPeer, Seed};
+
+/// 3 MiB in 16 KiB pieces (`seedbox create -l 16K`): 192 pieces.
+const LEN: usize = 3 << 20;
+const PIECES: u32 = 192;
+
+fn start(dir: &Path, extra: &[&str]) -> Seed {
+    std::fs::write(dir.join("f.bin"), data(LEN, 77)).unwrap();
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", "f.bin"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut args = vec!["f.bin.torrent", "--threads", "2", "--stats-every", "0"];
+    args.extend_from_slice(extra);
+    Seed::start(&args, dir)
+}
+
+/// A well-behaved peer still gets the whole file, and the seed lives.
+fn well_behaved_still_downloads(dir: &Path, seed: &mut Seed) {
+    seed.assert_alive();
+    let dl = dir.join("dl");
+    lt_leech(
+        &dir.join("f.bin.torrent"),
+        &dl,
+        seed.addr,
+        Duration::from_secs(60),
+    );
+    assert_same_file(&dir.join("f.bin"), &dl.join("f.bin"));
+    seed.assert_alive();
+}
+
+#[test]
+fn wrong_info_hash_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &[]);
+    let mut p = RawPeer::connect(seed.addr, None);
+    p.send_handshake([7u8; 20], true);
+    assert_eq!(
+        p.expect_closed(Duration::from_secs(10)),
+        0,
+        "no handshake back"
+    );
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+#[test]
+fn garbage_handshake_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &[]);
+    let mut p = RawPeer::connect(seed.addr, None);
+    p.write(&data(68, 5));
+    p.expect_closed(Duration::from_secs(10));
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+#[test]
+fn max_length_prefix_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &[]);
+    let before = seed.rss_anon_kib();
+    let mut p = RawPeer::handshake(seed.addr, seed.info_hash(0), true);
+    p.write(&[0xff, 0xff, 0xff, 0xff, 7]);
+    p.write(&[0u8; 4096]);
+    p.expect_closed(Duration::from_secs(10));
+    let after = seed.rss_anon_kib();
+    assert!(
+        after < before + 32 * 1024,
+        "RssAnon {before} -> {after} KiB"
+    );
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+#[test]
+fn request_past_the_end_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &[]);
+    let mut p = RawPeer::handshake(seed.addr, seed.info_hash(0), true);
+    p.get_unchoked();
+    p.write(&RawPeer::request(PIECES + 3, 0, 16384));
+    p.expect_closed(Duration::from_secs(10));
+    // Inside the last piece's index but past the end of the data.
+    let mut p = RawPeer::handshake(seed.addr, seed.info_hash(0), true);
+    p.get_unchoked();
+    p.write(&RawPeer::request(PIECES - 1, 16384, 16384));
+    p.expect_closed(Duration::from_secs(10));
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+#[test]
+fn one_mib_request_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &[]);
+    let mut p = RawPeer::handshake(seed.addr, seed.info_hash(0), false);
+    p.get_unchoked();
+    // A valid block first: it is served.
+    p.write(&RawPeer::request(0, 0, 16384));
+    let block = p.wait_for(msg::PIECE);
+    assert_eq!(&block[8..], &data(LEN, 77)[..16384]);
+    p.write(&RawPeer::request(0, 0, 1 << 20));
+    p.expect_closed(Duration::from_secs(10));
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+/// 100,000 requests (every block of the torrent over and over), without reading: more than
+/// the queue (`reqq`, 64 here) arrive at once, so the peer is dropped (without Fast: a queue
+/// overflow; with Fast: its rejects pile up unread); memory stays bounded.
+fn flood(fast: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &["--request-queue", "64"]);
+    let before = seed.rss_anon_kib();
+    let mut p = RawPeer::connect(seed.addr, Some(16 * 1024));
+    p.send_handshake(seed.info_hash(0), fast);
+    let mut theirs = [0u8; 68];
+    std::io::Read::read_exact(&mut p.stream, &mut theirs).unwrap();
+    p.get_unchoked();
+    let mut all = Vec::with_capacity(100_000 * 17);
+    for i in 0..100_000u32 {
+        all.extend_from_slice(&RawPeer::request(i % PIECES, 0, 16384));
+    }
+    p.stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    p.write(&all);
+    let read = p.expect_closed(Duration::from_secs(20));
+    // Served only what the socket buffers held before the peer was dropped.
+    assert!(read < 32 << 20, "{read} bytes served");
+    let after = seed.rss_anon_kib();
+    assert!(
+        after < before + 32 * 1024,
+        "RssAnon {before} -> {after} KiB"
+    );
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+#[test]
+fn request_flood_with_fast_is_bounded_and_dropped() {
+    flood(true);
+}
+
+#[test]
+fn request_flood_without_fast_is_bounded_and_dropped() {
+    flood(false);
+}
+
+#[test]
+fn stalled_reader_is_dropped_after_the_send_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(
+        dir.path(),
+        &["--send-timeout", "1s", "--request-queue", "2000"],
+    );
+    let mut p = RawPeer::connect(seed.addr, Some(16 * 1024));
+    p.send_handshake(seed.info_hash(0), false);
+    let mut theirs = [0u8; 68];
+    std::io::Read::read_exact(&mut p.stream, &mut theirs).unwrap();
+    p.get_unchoked();
+    // 2,000 blocks (31 MiB, ten times the file: blocks repeat), far more than the socket
+    // buffers hold; then the peer stops reading.
+    let mut all = Vec::new();
+    for i in 0..2000u32 {
+        all.extend_from_slice(&RawPeer::request(i % PIECES, 0, 16384));
+    }
+    p.write(&all);
+    std::thread::sleep(Duration::from_secs(5));
+    let read = p.expect_closed(Duration::from_secs(10));
+    assert!(
+        read < 2000 * 16384,
+        "{read} bytes: the seed did not give up on the stalled peer"
+    );
+    well_behaved_still_downloads(dir.path(), &mut seed);
+    let (_, err) = seed.terminate();
+    assert!(
+        err.contains("dropped 1") || err.contains("dropped 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn peer_disconnecting_mid_block_does_not_disturb() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &[]);
+    for _ in 0..20 {
+        let mut p = RawPeer::handshake(seed.addr, seed.info_hash(0), true);
+        p.get_unchoked();
+        let mut all = Vec::new();
+        for i in 0..100u32 {
+            all.extend_from_slice(&RawPeer::request(i, 0, 16384));
+        }
+        p.write(&all);
+        let mut part = [0u8; 1000];
+        std::io::Read::read_exact(&mut p.stream, &mut part).unwrap();
+        drop(p);
+    }
+    well_behaved_still_downloads(dir.path(), &mut seed);
+}
+
+#[test]
+fn many_idle_connections_time_out_and_do_not_block_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = start(dir.path(), &["--handshake-timeout", "2"]);
+    let idle: Vec<RawPeer> = (0..500)
+        .map(|_| RawPeer::connect(seed.addr, None))
+        .collect();
+    // Served while the idle ones are connected.
+    well_behaved_still_downloads(dir.path(), &mut seed);
+    for mut p in idle {
+        p.expect_closed(Duration::from_secs(10));
+    }
+    seed.assert_alive();
+}

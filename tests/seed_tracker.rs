@@ -1,0 +1,75 @@
+//! `seedbox seed` announcing through a real tracker (Debian's opentracker) to a second real
+//! client (aria2c), which can only find peers through a tracker.
+
+mod seed_support;
+mod support;
+
+use std::time::Duration;
+
+use seed_support::{assert_same_file, data, Seed};
+
+#[test]
+fn aria2c_downloads_from_seed_via_opentracker() {
+    support::require_binary("aria2c", "aria2");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.bin"), data(6_000_011, 41)).unwrap();
+    // The tracker must know the info-hash first (whitelist), so make the torrent with a
+    // placeholder port, read its info-hash, then remake it with the tracker's port: the
+    // announce URL is not in the info dictionary, so the info-hash does not change.
+    let port = support::free_port();
+    let url = format!("http://127.0.0.1:{port}/announce");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-a", &url, "r.bin"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("info-hash"))
+        .expect("info-hash printed")
+        .trim()
+        .to_string();
+    let tracker = support::Opentracker::start(std::slice::from_ref(&hash));
+    let url = tracker.http_url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-f", "-a", &url, "r.bin"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&hash));
+    let seed = Seed::start_announcing(&["r.bin.torrent", "--threads", "2"], dir.path());
+    let dl = dir.path().join("dl");
+    std::fs::create_dir_all(&dl).unwrap();
+    let child = std::process::Command::new("aria2c")
+        .arg("--dir")
+        .arg(&dl)
+        .args([
+            "--seed-time=0",
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+            "--bt-tracker-interval=1",
+            "--summary-interval=0",
+            "--console-log-level=warn",
+        ])
+        .arg(format!("--listen-port={}", support::free_port()))
+        .arg(dir.path().join("r.bin.torrent"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run aria2c");
+    let out = support::wait_with_timeout(child, Duration::from_secs(90));
+    assert!(
+        out.status.success(),
+        "aria2c failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_file(&dir.path().join("r.bin"), &dl.join("r.bin"));
+    let (_, err) = seed.terminate();
+    assert!(err.contains("announced"), "{err}");
+}

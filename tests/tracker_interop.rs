@@ -1,0 +1,155 @@
+//! Real clients find each other only through `seedbox tracker` (no DHT, no LPD, no PEX, no
+//! direct connect): a libtorrent seed and an aria2 leecher over HTTP, a transmission seed and
+//! a libtorrent leecher over UDP; the download must be byte-exact.
+
+mod support;
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use support::*;
+
+/// A `seedbox tracker` process on loopback, killed on drop.
+struct Tracker {
+    child: std::process::Child,
+    http: String,
+    udp: String,
+}
+
+impl Tracker {
+    fn start() -> Tracker {
+        let mut child = seedbox()
+            .args(["tracker", "--listen", "127.0.0.1:0", "--interval", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = |prefix: &str| {
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+            l.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}"))
+                .to_owned()
+        };
+        let http = line("HTTP ");
+        let udp = line("UDP ");
+        Tracker { child, http, udp }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn libtorrent_seed_and_aria2_meet_through_seedbox_tracker_http() {
+    require_binary("aria2c", "aria2");
+    let tracker = Tracker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let seed_dir = dir_in(dir.path(), "seed");
+    write_tree(&seed_dir, &[("release.bin", 3_000_017)]);
+    let t = dir.path().join("release.torrent");
+    let o = run(&[
+        "create",
+        seed_dir.join("release.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-l",
+        "64K",
+        "--no-date",
+        "-q",
+        "--announce",
+        &tracker.http,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _seed = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        seed_dir.to_str().unwrap(),
+        "--mode",
+        "seed",
+        "--tracker",
+    ]);
+    let out = dir_in(dir.path(), "aria2");
+    let child = std::process::Command::new("aria2c")
+        .arg(format!("--dir={}", out.display()))
+        .args([
+            "--seed-time=0",
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+            "--disable-ipv6=true",
+            "--file-allocation=none",
+            "--summary-interval=0",
+            "--console-log-level=warn",
+        ])
+        .arg(format!("--listen-port={}", free_port()))
+        .arg(&t)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_with_timeout(child, Duration::from_secs(120));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "aria2c: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let want = std::fs::read(seed_dir.join("release.bin")).unwrap();
+    let got = std::fs::read(out.join("release.bin")).unwrap();
+    assert!(got == want, "aria2's download differs from the seed's data");
+}
+
+/// aria2 speaks UDP trackers only with DHT on, so over UDP the second client is transmission
+/// (the seed) and libtorrent downloads.
+#[test]
+fn transmission_seed_and_libtorrent_meet_through_seedbox_tracker_udp() {
+    let tracker = Tracker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let seed_dir = dir_in(dir.path(), "seed");
+    write_tree(&seed_dir, &[("release.bin", 3_000_017)]);
+    let t = dir.path().join("release.torrent");
+    let o = run(&[
+        "create",
+        seed_dir.join("release.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-l",
+        "64K",
+        "--no-date",
+        "-q",
+        "--announce",
+        &tracker.udp,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _seed = Transmission::seed(&t, &seed_dir);
+    let out = dir_in(dir.path(), "lt");
+    let mut leech = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        out.to_str().unwrap(),
+        "--mode",
+        "leech",
+        "--tracker",
+    ]);
+    assert!(
+        leech.wait_for("DONE", Duration::from_secs(120)).is_some(),
+        "libtorrent did not finish downloading from transmission"
+    );
+    let want = std::fs::read(seed_dir.join("release.bin")).unwrap();
+    let got = std::fs::read(out.join("release.bin")).unwrap();
+    assert!(
+        got == want,
+        "libtorrent's download differs from the seed's data"
+    );
+}
