@@ -69,7 +69,8 @@ def main():
         procs.append(tracker)
         torrent = os.path.join(work, "release.torrent")
         subprocess.run([sb, "create", data, "-o", torrent, "--announce",
-                        f"http://127.0.0.1:{tport}/announce", "--no-date", "-q"], check=True)
+                        f"http://127.0.0.1:{tport}/announce", "--no-date", "-q"], check=True,
+                       stdout=subprocess.DEVNULL)
         sport = free_port()
         seed = subprocess.Popen(
             [sb, "seed", torrent, "--data", src, "--listen", f"127.0.0.1:{sport}",
