@@ -173,7 +173,9 @@ fn stalled_reader_is_dropped_after_the_send_timeout() {
         all.extend_from_slice(&RawPeer::request(i % PIECES, 0, 16384));
     }
     p.write(&all);
-    std::thread::sleep(Duration::from_secs(5));
+    // Reading would un-stall the writer: leave the seed ample time (8 send timeouts) to give
+    // up first, even on a loaded machine.
+    std::thread::sleep(Duration::from_secs(8));
     let read = p.expect_closed(Duration::from_secs(10));
     assert!(
         read < 2000 * 16384,
@@ -219,4 +221,18 @@ fn many_idle_connections_time_out_and_do_not_block_others() {
         p.expect_closed(Duration::from_secs(10));
     }
     seed.assert_alive();
+}
+
+#[test]
+fn max_upload_rate_holds_the_seed_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 MiB at 1 MB/s (two cores, 0.5 MB/s each, bursts of 64 KiB): at least 2.5 s.
+    let mut seed = start(dir.path(), &["--max-upload-rate", "1MB/s"]);
+    let started = std::time::Instant::now();
+    well_behaved_still_downloads(dir.path(), &mut seed);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "3 MiB came in {took:?} despite a 1 MB/s limit"
+    );
 }

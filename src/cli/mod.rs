@@ -108,8 +108,3 @@ fn init_logging(filter: Option<&str>) {
         .with_target(false)
         .try_init();
 }
-
-/// An error for a command whose implementation has not landed yet.
-fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`seedbox {command}` is not implemented yet")
-}

@@ -1,14 +1,197 @@
-//! `seedbox plan`.
+//! `seedbox plan`: size the origin uplink (and seedbox cores) for a release by bisection
+//! over simulations, with swarming and with client-server delivery.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
+use super::sim::{
+    parse_schedule_arg, simulate, ChokerArg, ModeArg, PickerArg, Schedule, SimArgs, UnitArg,
+};
+use super::units::{parse_duration, parse_rate, parse_size};
+use crate::sim::plan::smallest_uplink;
+
 /// Arguments of `seedbox plan`.
 #[derive(Debug, Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// Release size in bytes (`1000000`, `1MB`, `50GiB`).
+    #[arg(long, value_parser = parse_size)]
+    pub size: u64,
+    /// Arrivals: Poisson phases, e.g. `6/min for 1h, 120/min for 1h`.
+    #[arg(long, value_parser = parse_schedule_arg)]
+    pub arrivals: Schedule,
+    /// Every peer's uplink.
+    #[arg(long, value_parser = parse_rate)]
+    pub peer_up: u64,
+    /// Every peer's downlink.
+    #[arg(long, value_parser = parse_rate)]
+    pub peer_down: u64,
+    /// The 95th percentile download time to stay under, in every phase.
+    #[arg(long, value_parser = parse_duration)]
+    pub target_p95: Duration,
+    /// How long peers seed after completing.
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    pub linger: Duration,
+    /// Seed throughput of one seedbox core (default: read from bench-results/).
+    #[arg(long, value_parser = parse_rate)]
+    pub per_core: Option<u64>,
+    /// Piece length in bytes.
+    #[arg(long, value_parser = parse_size, default_value = "262144")]
+    pub piece_length: u64,
+    /// Seed of the random generator.
+    #[arg(long, default_value_t = 1)]
+    pub rng_seed: u64,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn mbit(bytes_per_s: u64) -> f64 {
+    bytes_per_s as f64 * 8.0 / 1e6
+}
+
+/// Looks for a line `per core: 2.5 Gbit/s` (any rate `parse_rate` reads) in
+/// `bench-results/*.md`, as the seed throughput benchmark records it.
+fn per_core_from_bench_results() -> Option<(u64, String)> {
+    let dir = Path::new("bench-results");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    files.sort();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines() {
+            let lower = line.to_ascii_lowercase();
+            if let Some(i) = lower.find("per core:") {
+                let rest = line[i + "per core:".len()..].trim();
+                let word: String = rest.split_whitespace().take(2).collect();
+                if let Ok(r) = parse_rate(&word) {
+                    return Some((r, f.display().to_string()));
+                }
+            }
+        }
+    }
+    None
+}
 
 /// Runs `seedbox plan`.
-pub fn run(_args: PlanArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("plan")
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let schedule_text: Vec<String> = args
+        .arrivals
+        .0
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/min for {}s",
+                p.per_second * 60.0,
+                p.duration.as_secs_f64()
+            )
+        })
+        .collect();
+    let schedule_text = schedule_text.join(", ");
+    let base_args = |mode: ModeArg| SimArgs {
+        mode,
+        size: args.size,
+        piece_length: args.piece_length,
+        seed_up: 125_000,
+        peer_up: args.peer_up,
+        peer_down: args.peer_down,
+        peer_class: Vec::new(),
+        arrivals: args.arrivals.clone(),
+        linger: args.linger,
+        max_peers: 50,
+        unchoke_slots: 4,
+        picker: PickerArg::Rarest,
+        choker: ChokerArg::Standard,
+        free_riders: 0.0,
+        rng_seed: args.rng_seed,
+        rtt: (Duration::from_millis(20), Duration::from_millis(140)),
+        unit: UnitArg::Auto,
+    };
+    let mut rows = Vec::new();
+    for (name, mode, flag) in [
+        ("swarm", ModeArg::Swarm, "swarm"),
+        ("client-server", ModeArg::ClientServer, "client-server"),
+    ] {
+        let cfg = base_args(mode).config()?;
+        let mut n = 0;
+        let sized = smallest_uplink(&cfg, args.target_p95, &mut |c| {
+            n += 1;
+            let label = format!("{name} #{n} at {:.3} Mbit/s", mbit(c.seed_up));
+            simulate(c, args.quiet, &label)
+                .map_err(|e| crate::sim::SimError::Invalid(e.to_string()))
+        })?;
+        let worst_p95 = sized
+            .report
+            .phases
+            .iter()
+            .filter_map(|p| p.p95_s)
+            .fold(0.0, f64::max);
+        let cmd = format!(
+            "seedbox sim --mode {flag} --size {} --piece-length {} --seed-up {}bit \
+             --peer-up {}bit --peer-down {}bit --arrivals '{}' --linger {}s --rng-seed {}",
+            args.size,
+            args.piece_length,
+            sized.uplink * 8,
+            args.peer_up * 8,
+            args.peer_down * 8,
+            schedule_text,
+            args.linger.as_secs_f64(),
+            args.rng_seed
+        );
+        rows.push((name, sized, worst_p95, cmd));
+    }
+    let per_core = match args.per_core {
+        Some(r) => Some((r, "--per-core".to_owned())),
+        None => per_core_from_bench_results(),
+    };
+    println!(
+        "plan: {} bytes, arrivals {}, peers {:.3}/{:.3} Mbit/s down/up, linger {} s, \
+         target p95 {} s in every phase",
+        args.size,
+        schedule_text,
+        mbit(args.peer_down),
+        mbit(args.peer_up),
+        args.linger.as_secs_f64(),
+        args.target_p95.as_secs_f64()
+    );
+    println!(
+        "{:<14} {:>16} {:>12} {:>12} {:>6} {:>6}",
+        "delivery", "origin Mbit/s", "worst p95 s", "origin GB", "cores", "runs"
+    );
+    for (name, s, p95, _) in &rows {
+        let cores = per_core
+            .as_ref()
+            .map(|(r, _)| format!("{}", s.uplink.div_ceil((*r).max(1))))
+            .unwrap_or_else(|| "n/a".to_owned());
+        println!(
+            "{:<14} {:>16.3} {:>12.1} {:>12.3} {:>6} {:>6}",
+            name,
+            mbit(s.uplink),
+            p95,
+            s.report.total.origin_bytes as f64 / 1e9,
+            cores,
+            s.runs
+        );
+    }
+    match &per_core {
+        Some((r, from)) => println!(
+            "cores: origin uplink / {:.3} Mbit/s per core ({from})",
+            mbit(*r)
+        ),
+        None => println!(
+            "cores: n/a (no `per core:` throughput in bench-results/*.md; pass --per-core RATE)"
+        ),
+    }
+    println!("reproduce:");
+    for (_, _, _, cmd) in &rows {
+        println!("  {cmd}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

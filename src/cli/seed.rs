@@ -52,8 +52,9 @@ pub struct SeedArgs {
     /// a piece that fails is never served (its requests are rejected, or the peer choked).
     #[arg(long)]
     pub skip_check: bool,
-    /// Upload limit over all torrents (e.g. `100Mbit`, `20MB/s`), a token bucket per core,
-    /// each core getting an equal share.
+    /// Upload limit over all torrents (e.g. `100Mbit`, `20MB/s`): a token bucket per core
+    /// (no lock between cores), each core getting an equal share, so one peer, which lives
+    /// on one core, gets at most RATE / threads.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
     /// Seconds a new connection has to send its handshake.

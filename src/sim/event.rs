@@ -29,24 +29,21 @@ pub fn secs(t: Nanos) -> f64 {
     t as f64 / SECOND as f64
 }
 
-struct Entry<E> {
+/// A heap entry: 24 bytes whatever the event, so sifting stays cheap; the event itself
+/// waits in a slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
     at: Nanos,
     seq: u64,
-    event: E,
+    slot: u32,
 }
 
-impl<E> PartialEq for Entry<E> {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl<E> Eq for Entry<E> {}
-impl<E> PartialOrd for Entry<E> {
+impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<E> Ord for Entry<E> {
+impl Ord for Key {
     /// Reversed, so the max-heap pops the earliest (then first scheduled) event.
     fn cmp(&self, other: &Self) -> Ordering {
         other.at.cmp(&self.at).then(other.seq.cmp(&self.seq))
@@ -55,7 +52,9 @@ impl<E> Ord for Entry<E> {
 
 /// A priority queue of events on the virtual clock.
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
+    heap: BinaryHeap<Key>,
+    slots: Vec<Option<E>>,
+    free: Vec<u32>,
     seq: u64,
     now: Nanos,
 }
@@ -64,6 +63,8 @@ impl<E> Default for EventQueue<E> {
     fn default() -> Self {
         EventQueue {
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             now: 0,
         }
@@ -80,18 +81,30 @@ impl<E> EventQueue<E> {
     pub fn push(&mut self, at: Nanos, event: E) {
         let at = at.max(self.now);
         self.seq += 1;
-        self.heap.push(Entry {
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(event);
+                s
+            }
+            None => {
+                self.slots.push(Some(event));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.heap.push(Key {
             at,
             seq: self.seq,
-            event,
+            slot,
         });
     }
 
     /// Takes the earliest event and advances the clock to it.
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
-        let e = self.heap.pop()?;
-        self.now = e.at;
-        Some((e.at, e.event))
+        let k = self.heap.pop()?;
+        self.now = k.at;
+        let event = self.slots[k.slot as usize].take().expect("queued event");
+        self.free.push(k.slot);
+        Some((k.at, event))
     }
 
     /// Events waiting.

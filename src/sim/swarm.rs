@@ -95,7 +95,12 @@ pub fn run_with_progress(
 struct Sim<'a> {
     cfg: &'a SimConfig,
     units: Units,
+    /// Protocol randomness: first pieces, rarest-first ties, optimistic unchokes, tracker
+    /// lists.
     rng: ChaCha8Rng,
+    /// Who arrives when, in which class, free rider or not, with which delay: a stream of its
+    /// own, so runs that differ only in capacities see the same arrivals.
+    arrival_rng: ChaCha8Rng,
     now: Nanos,
     queue: EventQueue<Ev>,
     net: Network,
@@ -149,6 +154,7 @@ impl<'a> Sim<'a> {
             cfg,
             units,
             rng: ChaCha8Rng::seed_from_u64(0),
+            arrival_rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed ^ 0x5eed_b0c5_a771_7a15),
             now: 0,
             queue: EventQueue::default(),
             net: Network::default(),
@@ -299,7 +305,7 @@ impl<'a> Sim<'a> {
     }
 
     fn schedule_next_arrival(&mut self) {
-        match self.arrivals.next(&mut self.rng) {
+        match self.arrivals.next(&mut self.arrival_rng) {
             Some(t) => self.queue.push(t, Ev::Arrival),
             None => self.arrivals_done = true,
         }
@@ -310,7 +316,7 @@ impl<'a> Sim<'a> {
     fn arrival(&mut self) {
         let cfg = self.cfg;
         let total: f64 = cfg.classes.iter().map(|c| c.weight).sum();
-        let mut x = self.rng.gen::<f64>() * total;
+        let mut x = self.arrival_rng.gen::<f64>() * total;
         let mut class = cfg.classes.len() - 1;
         for (i, c) in cfg.classes.iter().enumerate() {
             if x < c.weight {
@@ -319,10 +325,10 @@ impl<'a> Sim<'a> {
             }
             x -= c.weight;
         }
-        let free_rider = cfg.mode == Mode::Swarm && self.rng.gen::<f64>() < cfg.free_riders;
+        let free_rider = cfg.mode == Mode::Swarm && self.arrival_rng.gen::<f64>() < cfg.free_riders;
         let (lo, hi) = (nanos(cfg.rtt.0) / 4, nanos(cfg.rtt.1) / 4);
         let latency = if hi > lo {
-            self.rng.gen_range(lo..=hi)
+            self.arrival_rng.gen_range(lo..=hi)
         } else {
             lo
         };
