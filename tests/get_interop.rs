@@ -353,3 +353,73 @@ fn downloads_from_an_http_url_of_the_torrent_with_mapped_writes() {
     assert!(err.contains("404"), "{err}");
     assert!(!out2.join("release").exists());
 }
+
+#[test]
+fn max_upload_rate_holds_back_what_a_lingering_get_serves() {
+    let (dir, t) = multi_file_release();
+    let seed = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        dir.path().join("seed").to_str().unwrap(),
+        "--mode",
+        "seed",
+    ]);
+    // seedbox get fetches from the libtorrent seed, then lingers, serving at most 100 kB/s.
+    let port = free_port();
+    let out = dir.path().join("out");
+    let getter = seedbox()
+        .args([
+            "get",
+            t.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--peer",
+            &format!("127.0.0.1:{}", seed.port),
+            "--linger",
+            "60s",
+            "--max-upload-rate",
+            "100kB/s",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _getter = Kill(getter);
+    // A libtorrent leecher that knows only the get (the libtorrent seed stays up for the get,
+    // but nobody tells the leecher about it: no tracker, no PEX).
+    let leech_dir = dir_in(dir.path(), "leech");
+    let mut leech = LtPeer::start(&[
+        "--torrent",
+        t.to_str().unwrap(),
+        "--save",
+        leech_dir.to_str().unwrap(),
+        "--mode",
+        "leech",
+        "--connect",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let done = leech
+        .wait_for("DONE", Duration::from_secs(90))
+        .expect("the leecher did not finish");
+    let seconds: f64 = done[5..].trim().parse().unwrap();
+    assert_same_tree(&dir.path().join("seed/release"), &leech_dir.join("release"));
+    // 351,009 bytes at 100 kB/s, less a 64 KiB burst: at least 2.8 s (unlimited: well under 1 s).
+    let total: usize = MULTI_FILES.iter().map(|(_, n)| n).sum();
+    let floor = (total as f64 - 65_536.0) / 100_000.0;
+    assert!(
+        seconds >= floor * 0.95,
+        "{seconds} s < {floor} s: the limit did not hold"
+    );
+    drop(seed);
+}

@@ -15,8 +15,8 @@ use crate::metainfo::Torrent;
 use crate::protocol::{Connection, Event, Message, PeerId, Violation};
 use crate::storage::{MappedStorage, WritableStorage};
 use crate::swarm::{
-    pipeline_depth, BlockRef, Choker, PeerSnapshot, Picker, PieceGeometry, RateMeter,
-    REQUEST_QUEUE_TIME,
+    pipeline_depth, BlockRef, Choker, PeerSnapshot, Picker, PieceGeometry, RateMeter, TokenBucket,
+    BLOCK_SIZE, REQUEST_QUEUE_TIME,
 };
 
 /// A peer's key inside one download.
@@ -131,8 +131,9 @@ pub struct Session {
     pub completed_at: Option<Duration>,
     /// A fatal error (a failed write): the download stops with it.
     pub fatal: Option<String>,
-    /// Upload limit in bytes per second, if any.
-    pub max_upload_rate: Option<u64>,
+    /// The upload limit's token bucket (a burst of 4 blocks, as the seed engine's cores), so
+    /// the limit holds from the first second and over any window.
+    upload_bucket: Option<TokenBucket>,
     /// Whole-session upload meter (for the limit and the progress bar).
     pub up_total: RateMeter,
     /// Whole-session download meter.
@@ -174,7 +175,8 @@ impl Session {
             started: Instant::now(),
             completed_at: None,
             fatal: None,
-            max_upload_rate,
+            upload_bucket: max_upload_rate
+                .map(|rate| TokenBucket::new(rate, 4 * u64::from(BLOCK_SIZE), Duration::ZERO)),
             up_total: RateMeter::new(Duration::ZERO),
             down_total: RateMeter::new(Duration::ZERO),
         }
@@ -527,9 +529,6 @@ impl Session {
         max: usize,
     ) -> bool {
         let now = self.now();
-        let limited = self
-            .max_upload_rate
-            .is_some_and(|limit| self.up_total.rate(now) >= limit);
         let Some(p) = self.peers.get_mut(&key) else {
             return false;
         };
@@ -539,8 +538,15 @@ impl Session {
         while let Some(m) = p.conn.poll_message(now) {
             m.encode(control);
         }
-        if !limited {
+        {
             while blocks.len() < max {
+                // Blocks are at most BLOCK_SIZE: send one only when a whole block's worth of
+                // tokens is there, so the taking below never fails.
+                if let Some(bucket) = self.upload_bucket.as_mut() {
+                    if bucket.available(now) < u64::from(BLOCK_SIZE) {
+                        break;
+                    }
+                }
                 let Some(b) = p.conn.pop_request(now) else {
                     break;
                 };
@@ -551,6 +557,9 @@ impl Session {
                     continue;
                 };
                 let len = data.len() as u64;
+                if let Some(bucket) = self.upload_bucket.as_mut() {
+                    bucket.try_take(len, now);
+                }
                 p.up.record(len, now);
                 self.up_total.record(len, now);
                 self.totals.uploaded += len;

@@ -1,0 +1,133 @@
+"""A real swarm of `seedbox get` processes on loopback, for comparison with `seedbox sim`.
+
+One `seedbox seed` origin with an upload limit, `seedbox tracker`, and PEERS leechers started
+EVERY seconds apart, each with an upload limit, lingering LINGER seconds after completing.
+Prints one JSON object: the parameters, every leecher's download time (seconds from its start
+to the moment it had verified the whole torrent), their median and p95.
+
+Usage: /usr/bin/python3 benches/sim_vs_real.py --seedbox target/release/seedbox [options]
+(benches/sim-vs-real.sh runs it beside the simulator and writes the comparison.)
+"""
+import argparse, json, os, socket, subprocess, sys, tempfile, time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for_line(proc, prefix, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line
+    raise SystemExit(f"{prefix!r} never printed")
+
+
+def percentile(values, q):
+    v = sorted(values)
+    if not v:
+        return None
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seedbox", required=True)
+    p.add_argument("--size-mib", type=int, default=32)
+    p.add_argument("--peers", type=int, default=30)
+    p.add_argument("--every", type=float, default=2.0, help="seconds between arrivals")
+    p.add_argument("--seed-up", default="32Mbit")
+    p.add_argument("--peer-up", default="16Mbit")
+    p.add_argument("--linger", type=int, default=60, help="seconds each leecher seeds after")
+    p.add_argument("--unchoke-slots", type=int, default=4)
+    p.add_argument("--interval", type=int, default=10, help="tracker announce interval, s")
+    p.add_argument("--timeout", type=int, default=900)
+    a = p.parse_args()
+    sb = os.path.abspath(a.seedbox)
+    work = tempfile.mkdtemp(prefix="sim-vs-real-")
+    procs = []
+    try:
+        src = os.path.join(work, "origin")
+        os.makedirs(src)
+        data = os.path.join(src, "release.bin")
+        with open(data, "wb") as f:
+            f.write(os.urandom(a.size_mib << 20))
+        tport = free_port()
+        tracker = subprocess.Popen(
+            [sb, "tracker", "--listen", f"127.0.0.1:{tport}", "--no-udp",
+             "--interval", str(a.interval), "--min-interval", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(tracker)
+        torrent = os.path.join(work, "release.torrent")
+        subprocess.run([sb, "create", data, "-o", torrent, "--announce",
+                        f"http://127.0.0.1:{tport}/announce", "--no-date", "-q"], check=True,
+                       stdout=subprocess.DEVNULL)
+        sport = free_port()
+        seed = subprocess.Popen(
+            [sb, "seed", torrent, "--data", src, "--listen", f"127.0.0.1:{sport}",
+             "--threads", "1", "--max-upload-rate", a.seed_up,
+             "--unchoke-slots", str(a.unchoke_slots)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(seed)
+        wait_for_line(seed, "listening")
+        time.sleep(1)
+        leechers = []
+        t0 = time.time()
+        for i in range(a.peers):
+            target = t0 + i * a.every
+            time.sleep(max(0.0, target - time.time()))
+            out = os.path.join(work, f"peer{i}")
+            cmd = [sb, "get", torrent, "-o", out, "--listen", "127.0.0.1:0",
+                   "--peer", f"127.0.0.1:{sport}", "--max-upload-rate", a.peer_up,
+                   "--unchoke-slots", str(a.unchoke_slots),
+                   "--linger", f"{a.linger}s", "--json", "--quiet"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    text=True)
+            procs.append(proc)
+            leechers.append((i, time.time() - t0, out, proc))
+        # Each leecher reports its time to a verified whole file when it exits (after linger).
+        deadline = time.time() + a.timeout
+        results = []
+        for i, started, out, proc in leechers:
+            try:
+                stdout, _ = proc.communicate(timeout=max(1, deadline - time.time()))
+                report = json.loads(stdout)
+                results.append({"peer": i, "arrival_s": round(started, 3),
+                                "download_s": report.get("seconds_to_complete"),
+                                "uploaded": report.get("uploaded"),
+                                "downloaded": report.get("downloaded")})
+            except Exception as e:  # a leecher that never finished is reported as such
+                results.append({"peer": i, "arrival_s": round(started, 3), "download_s": None,
+                                "error": str(e)})
+        times = [r["download_s"] for r in results if r["download_s"] is not None]
+        print(json.dumps({
+            "params": vars(a) | {"seedbox": a.seedbox},
+            "completed": len(times),
+            "p50_s": percentile(times, 0.5),
+            "p95_s": percentile(times, 0.95),
+            "mean_s": sum(times) / len(times) if times else None,
+            "peers": results,
+        }, indent=1))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except Exception:
+                proc.kill()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
