@@ -73,3 +73,74 @@ fn aria2c_downloads_from_seed_via_opentracker() {
     let (_, err) = seed.terminate();
     assert!(err.contains("announced"), "{err}");
 }
+
+/// `seedbox seed FILE` alone is a swarm: it creates the torrent announcing to its embedded
+/// tracker, serves the .torrent on the tracker's web pages, and peers that know nothing but
+/// that URL (seedbox get) or the torrent's announce (libtorrent) find the seed and download.
+#[test]
+fn seed_of_a_file_is_a_swarm_with_its_own_tracker_and_web_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.bin"), data(3_000_017, 43)).unwrap();
+    let port = support::free_port();
+    let seed = Seed::start_announcing(
+        &["r.bin", "--tracker-listen", &format!("127.0.0.1:{port}")],
+        dir.path(),
+    );
+    let announce = format!("http://127.0.0.1:{port}/announce");
+    assert!(
+        seed.banner
+            .iter()
+            .any(|l| l == &format!("tracker   {announce}")),
+        "{:?}",
+        seed.banner
+    );
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["show", "--json", "r.bin.torrent"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&announce));
+
+    // seedbox get, given only the torrent's URL on the tracker's pages.
+    let url = format!("http://127.0.0.1:{port}/torrents/r.bin.torrent");
+    let out = dir.path().join("got");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args([
+            "get",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--linger",
+            "0",
+            "--json",
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = support::wait_with_timeout(child, Duration::from_secs(90));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_file(&dir.path().join("r.bin"), &out.join("r.bin"));
+
+    // libtorrent, announcing to the torrent's tracker.
+    let lt = dir.path().join("lt");
+    std::fs::create_dir_all(&lt).unwrap();
+    let mut leech = support::LtPeer::start(&[
+        "--torrent",
+        dir.path().join("r.bin.torrent").to_str().unwrap(),
+        "--save",
+        lt.to_str().unwrap(),
+        "--mode",
+        "leech",
+        "--tracker",
+    ]);
+    assert!(
+        leech.wait_for("DONE", Duration::from_secs(90)).is_some(),
+        "libtorrent did not finish through the embedded tracker"
+    );
+    assert_same_file(&dir.path().join("r.bin"), &lt.join("r.bin"));
+    let (status, err) = seed.terminate();
+    assert!(status.success(), "{err}");
+}

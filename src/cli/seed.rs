@@ -15,6 +15,7 @@ use crate::metainfo::{self, CreateOptions, Torrent};
 use crate::protocol::PeerId;
 use crate::storage::{self, MappedStorage};
 use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
+use crate::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
 
 /// How often the files of every torrent are checked for truncation or replacement.
 const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -45,9 +46,18 @@ pub struct SeedArgs {
     /// Maximum peer connections in total.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_peers: usize,
-    /// Do not announce to the torrents' trackers.
+    /// Do not announce to the torrents' trackers, and do not run the embedded tracker.
     #[arg(long)]
     pub no_tracker: bool,
+    /// Where the embedded tracker listens (HTTP announce, scrape and the `/torrents/` pages on
+    /// TCP, BEP 15 on UDP, same port). It runs when seed creates a torrent (a file or folder
+    /// target), which then announces to it, or when this flag is given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub tracker_listen: Option<SocketAddr>,
+    /// Host (name or address) written in the announce URL of created torrents (default: the
+    /// tracker's listen address, or this machine's outbound address when it listens on all).
+    #[arg(long, value_name = "HOST")]
+    pub tracker_host: Option<String>,
     /// Skip the full check at start; each piece is hashed on its first request instead, and
     /// a piece that fails is never served (its requests are rejected, or the peer choked).
     #[arg(long)]
@@ -103,10 +113,37 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .threads
         .unwrap_or_else(storage::available_threads)
         .max(1);
+    let creates = args.targets.iter().any(|t| !is_torrent_file(t));
+    let tracker = if !args.no_tracker && (creates || args.tracker_listen.is_some()) {
+        Some(start_embedded_tracker(
+            args.tracker_listen.unwrap_or(DEFAULT_TRACKER_LISTEN),
+            args.tracker_host.as_deref(),
+            threads,
+        )?)
+    } else {
+        None
+    };
     let mut loaded = Vec::new();
     for target in &args.targets {
-        let (torrent, dir) = load_target(target, &args.data, threads)?;
+        let announce = tracker.as_ref().map(|(_, url)| url.clone());
+        let (torrent, dir, bytes) = load_target(target, &args.data, threads, announce)?;
+        if let Some((handle, _)) = &tracker {
+            if let Err(e) = handle.add_torrent_file(&torrent.name, bytes, torrent.info_hash) {
+                tracing::warn!("cannot list {} on the tracker's pages: {e}", torrent.name);
+            }
+        }
         loaded.push((torrent, dir));
+    }
+    if let Some((handle, url)) = &tracker {
+        println!("tracker   {url}");
+        if let Some(a) = handle.http_addr() {
+            let host = url
+                .strip_prefix("http://")
+                .and_then(|r| r.split('/').next())
+                .map(str::to_owned)
+                .unwrap_or_else(|| a.to_string());
+            println!("torrents  http://{host}/torrents/");
+        }
     }
     let mut serving = Vec::new();
     let mut refused = 0;
@@ -244,6 +281,9 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         }
         a.shutdown();
     }
+    if let Some((handle, _)) = tracker {
+        handle.stop();
+    }
     let stopped = set.iter().filter(|t| t.is_stopped()).count();
     Ok(if refused > 0 || stopped > 0 {
         ExitCode::from(super::EXIT_FAILURE)
@@ -252,20 +292,88 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Loads a `.torrent` target, or creates the torrent of a file or folder beside it. Returns
-/// the torrent and the folder its content lives under.
-fn load_target(target: &Path, data: &Path, threads: usize) -> anyhow::Result<(Torrent, PathBuf)> {
-    let is_torrent = target.is_file()
+/// Where the embedded tracker listens unless `--tracker-listen` says otherwise.
+const DEFAULT_TRACKER_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 6969);
+
+/// Whether `target` is a `.torrent` file (else a file or folder to share).
+fn is_torrent_file(target: &Path) -> bool {
+    target.is_file()
         && target
             .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("torrent"));
-    if is_torrent {
+            .is_some_and(|e| e.eq_ignore_ascii_case("torrent"))
+}
+
+/// Starts the embedded tracker (HTTP and UDP on `listen`'s port); returns its handle and the
+/// announce URL to write into created torrents.
+fn start_embedded_tracker(
+    listen: SocketAddr,
+    host: Option<&str>,
+    threads: usize,
+) -> anyhow::Result<(TrackerHandle, String)> {
+    let config = TrackerConfig {
+        http: Some(listen),
+        udp: Some(listen),
+        threads: threads.min(2),
+        ..TrackerConfig::default()
+    };
+    let handle = TrackerServer::start(config).with_context(|| {
+        format!("cannot start the embedded tracker on {listen} (choose another with --tracker-listen, or --no-tracker)")
+    })?;
+    let bound = handle
+        .http_addr()
+        .context("the embedded tracker has no HTTP address")?;
+    let host = match host {
+        Some(h) => h.to_owned(),
+        None => announce_host(bound.ip()).to_string(),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("http://{host}:{}/announce", bound.port());
+    Ok((handle, url))
+}
+
+/// The address peers should reach a tracker listening on `ip` at: `ip` itself unless it is
+/// unspecified; then the address this machine sends from towards the outside (found by
+/// connecting a UDP socket, which sends nothing), or loopback when there is no route.
+fn announce_host(ip: std::net::IpAddr) -> std::net::IpAddr {
+    if !ip.is_unspecified() {
+        return ip;
+    }
+    let outbound = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip());
+    match outbound {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    }
+}
+
+/// Loads a `.torrent` target, or creates the torrent of a file or folder beside it (announcing
+/// to `announce`, when given). Returns the torrent, the folder its content lives under and the
+/// torrent file's bytes.
+fn load_target(
+    target: &Path,
+    data: &Path,
+    threads: usize,
+    announce: Option<String>,
+) -> anyhow::Result<(Torrent, PathBuf, Vec<u8>)> {
+    if is_torrent_file(target) {
         let torrent = Torrent::load(target)?;
-        return Ok((torrent, data.to_path_buf()));
+        let bytes =
+            std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
+        return Ok((torrent, data.to_path_buf(), bytes));
     }
     let scan = metainfo::scan(target)?;
     let options = CreateOptions {
         threads,
+        trackers: announce.into_iter().collect(),
         ..CreateOptions::default()
     };
     let (bytes, torrent) = metainfo::create(&scan, &options, &Default::default())?;
@@ -276,7 +384,7 @@ fn load_target(target: &Path, data: &Path, threads: usize) -> anyhow::Result<(To
     let out = parent.join(format!("{}.torrent", scan.name));
     super::create::write_atomically(&out, &bytes)?;
     println!("created   {}", out.display());
-    Ok((torrent, parent))
+    Ok((torrent, parent, bytes))
 }
 
 /// The start-up check: every file present with its size and every piece good.

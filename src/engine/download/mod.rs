@@ -242,6 +242,19 @@ async fn drive(
     let total = config.torrent.total_length;
     let tracker = (!config.trackers.is_empty()).then(|| {
         let s = session.borrow();
+        // The first announce must carry the real `left` (what the recheck left to fetch): a
+        // tracker that sends no seeds to seeds would otherwise take us for a seed and answer
+        // without the peers we need.
+        let have_bytes: u64 = s
+            .picker
+            .have()
+            .ones()
+            .map(|p| u64::from(s.geometry.piece_size(p)))
+            .sum();
+        let stats = AnnounceStats::default();
+        stats
+            .left
+            .store(total - have_bytes, std::sync::atomic::Ordering::Relaxed);
         TrackerClient::spawn(
             config.trackers.clone(),
             Identity {
@@ -249,7 +262,7 @@ async fn drive(
                 peer_id: s.peer_id,
                 port: listen_port,
             },
-            Arc::new(AnnounceStats::default()),
+            Arc::new(stats),
         )
     });
     let result = run_loop(
