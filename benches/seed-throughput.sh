@@ -101,6 +101,11 @@ for c in sorted({r["conns"] for r in rows}):
     s, l = med("seedbox", c, "gbit"), med("libtorrent", c, "gbit")
     sc, lc = med("seedbox", c, "cpu_s_per_gib"), med("libtorrent", c, "cpu_s_per_gib")
     print(f"| {c} | {s:.2f} | {l:.2f} | {s/l if l else float('nan'):.2f} | {s/ceil:.2f} | {sc:.3f} | {lc:.3f} | {sc/lc if lc else float('nan'):.2f} | {med('seedbox', c, 'rss_mib'):.0f} | {med('libtorrent', c, 'rss_mib'):.0f} | {med('seedbox', c, 'anon_mib'):.0f} | {med('libtorrent', c, 'anon_mib'):.0f} |")
+import os
+if 64 in {r["conns"] for r in rows}:
+    print()
+    print(f"Capacity figure for `seedbox plan`: per core: {med('seedbox', 64, 'gbit') / os.cpu_count():.2f} Gbit/s "
+          f"(seedbox at 64 connections over nproc cores, the load generator sharing them).")
 PYEOF
 {
   echo "# Seed throughput: seedbox seed vs libtorrent high_performance_seed"
