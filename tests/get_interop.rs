@@ -221,7 +221,22 @@ fn killed_halfway_resumes_without_refetching_verified_pieces() {
         .args(["--peer", &format!("127.0.0.1:{}", seed.port)])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Kill once a good part of the file is on disk (at least 16 whole pieces equal to the
+    // source), rather than after a fixed time that a loaded machine may not honour.
+    let source = std::fs::read(seed_dir.join("big.bin")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let on_disk = std::fs::read(out.join("big.bin")).unwrap_or_default();
+        let good = on_disk
+            .chunks(64 << 10)
+            .zip(source.chunks(64 << 10))
+            .filter(|(a, b)| a == b)
+            .count();
+        if good >= 16 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let (code, report, err) = get(
