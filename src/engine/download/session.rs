@@ -538,36 +538,34 @@ impl Session {
         while let Some(m) = p.conn.poll_message(now) {
             m.encode(control);
         }
-        {
-            while blocks.len() < max {
-                // Blocks are at most BLOCK_SIZE: send one only when a whole block's worth of
-                // tokens is there, so the taking below never fails.
-                if let Some(bucket) = self.upload_bucket.as_mut() {
-                    if bucket.available(now) < u64::from(BLOCK_SIZE) {
-                        break;
-                    }
-                }
-                let Some(b) = p.conn.pop_request(now) else {
+        while blocks.len() < max {
+            // Blocks are at most BLOCK_SIZE: send one only when a whole block's worth of
+            // tokens is there, so the taking below never fails.
+            if let Some(bucket) = self.upload_bucket.as_mut() {
+                if bucket.available(now) < u64::from(BLOCK_SIZE) {
                     break;
-                };
-                if !self.picker.have().has(b.piece) {
-                    continue;
                 }
-                let Some(data) = self.reader.block(b) else {
-                    continue;
-                };
-                let len = data.len() as u64;
-                if let Some(bucket) = self.upload_bucket.as_mut() {
-                    bucket.try_take(len, now);
-                }
-                p.up.record(len, now);
-                self.up_total.record(len, now);
-                self.totals.uploaded += len;
-                if self.completed_at.is_none() {
-                    self.totals.uploaded_while_leeching += len;
-                }
-                blocks.push((b, data));
             }
+            let Some(b) = p.conn.pop_request(now) else {
+                break;
+            };
+            if !self.picker.have().has(b.piece) {
+                continue;
+            }
+            let Some(data) = self.reader.block(b) else {
+                continue;
+            };
+            let len = data.len() as u64;
+            if let Some(bucket) = self.upload_bucket.as_mut() {
+                bucket.try_take(len, now);
+            }
+            p.up.record(len, now);
+            self.up_total.record(len, now);
+            self.totals.uploaded += len;
+            if self.completed_at.is_none() {
+                self.totals.uploaded_while_leeching += len;
+            }
+            blocks.push((b, data));
         }
         true
     }
