@@ -726,6 +726,29 @@ impl Connection {
         &self.outstanding
     }
 
+    /// For a `piece` message answering one of our outstanding requests, the time since that
+    /// request was made (a request-to-block sample for pipeline sizing); call it before
+    /// [`Connection::on_message`], which retires the request.
+    pub fn request_age(&self, msg: &Message, now: Duration) -> Option<Duration> {
+        let Message::Piece {
+            piece,
+            offset,
+            data,
+        } = msg
+        else {
+            return None;
+        };
+        let block = BlockRef {
+            piece: *piece,
+            offset: *offset,
+            length: data.len() as u32,
+        };
+        self.outstanding
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map(|(_, sent)| now.saturating_sub(*sent))
+    }
+
     /// Blocks received that we had not requested (or had cancelled), dropped.
     pub fn unexpected_blocks(&self) -> u64 {
         self.unexpected_blocks

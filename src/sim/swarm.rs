@@ -725,21 +725,8 @@ impl<'a> Sim<'a> {
             return;
         };
         let p = end.peer;
-        if let Message::Piece {
-            piece,
-            offset,
-            ref data,
-        } = msg
-        {
-            let block = BlockRef {
-                piece,
-                offset,
-                length: data.len() as u32,
-            };
-            if let Some((_, sent)) = end.conn.outstanding().iter().find(|(b, _)| *b == block) {
-                let sample = now.saturating_sub(*sent);
-                end.rtt = (end.rtt * 7 + sample) / 8;
-            }
+        if let Some(sample) = end.conn.request_age(&msg, now) {
+            end.rtt = (end.rtt * 7 + sample) / 8;
         }
         let event = match end.conn.on_message(msg, live.picker.have(), now) {
             Ok(e) => e,

@@ -245,12 +245,7 @@ async fn drive(
         // The first announce must carry the real `left` (what the recheck left to fetch): a
         // tracker that sends no seeds to seeds would otherwise take us for a seed and answer
         // without the peers we need.
-        let have_bytes: u64 = s
-            .picker
-            .have()
-            .ones()
-            .map(|p| u64::from(s.geometry.piece_size(p)))
-            .sum();
+        let have_bytes = s.verified_bytes();
         let stats = AnnounceStats::default();
         stats
             .left
@@ -334,12 +329,7 @@ async fn run_loop(
         let mut s = session.borrow_mut();
         s.tick();
         let now = s.now();
-        let have_bytes: u64 = s
-            .picker
-            .have()
-            .ones()
-            .map(|p| u64::from(s.geometry.piece_size(p)))
-            .sum();
+        let have_bytes = s.verified_bytes();
         if let Some(t) = tracker {
             t.stats.uploaded.store(s.totals.uploaded, Ordering::Relaxed);
             t.stats

@@ -252,21 +252,8 @@ impl Session {
             return Err(DropReason::Closing);
         }
         // Request-to-block time, for pipeline sizing.
-        if let Message::Piece {
-            piece,
-            offset,
-            ref data,
-        } = msg
-        {
-            let block = BlockRef {
-                piece,
-                offset,
-                length: data.len() as u32,
-            };
-            if let Some((_, sent)) = peer.conn.outstanding().iter().find(|(b, _)| *b == block) {
-                let sample = now.saturating_sub(*sent);
-                peer.rtt = (peer.rtt * 7 + sample) / 8;
-            }
+        if let Some(sample) = peer.conn.request_age(&msg, now) {
+            peer.rtt = (peer.rtt * 7 + sample) / 8;
         }
         let event = peer.conn.on_message(msg, self.picker.have(), now)?;
         match event {
@@ -415,6 +402,15 @@ impl Session {
             p.conn.set_interested(interested);
             p.wake.notify_one();
         }
+    }
+
+    /// Bytes of the pieces verified so far.
+    pub fn verified_bytes(&self) -> u64 {
+        self.picker
+            .have()
+            .ones()
+            .map(|p| u64::from(self.geometry.piece_size(p)))
+            .sum()
     }
 
     /// Tops up the requests outstanding at peer `key`.
