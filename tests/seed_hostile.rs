@@ -14,7 +14,12 @@ const LEN: usize = 3 << 20;
 const PIECES: u32 = 192;
 
 fn start(dir: &Path, extra: &[&str]) -> Seed {
-    std::fs::write(dir.join("f.bin"), data(LEN, 77)).unwrap();
+    start_sized(dir, LEN, extra)
+}
+
+/// [`start`] with a file of `len` bytes (still 16 KiB pieces).
+fn start_sized(dir: &Path, len: usize, extra: &[&str]) -> Seed {
+    std::fs::write(dir.join("f.bin"), data(len, 77)).unwrap();
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
         .args(["create", "-q", "-l", "16K", "f.bin"])
         .current_dir(dir)
@@ -157,20 +162,29 @@ fn request_flood_without_fast_is_bounded_and_dropped() {
 #[test]
 fn stalled_reader_is_dropped_after_the_send_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut seed = start(
+    // Distinct blocks (the seed serves a duplicate of a queued request once), 24 MiB in all:
+    // far more than the socket buffers hold (tcp_wmem's maximum is 4 MiB here); then the peer
+    // stops reading.
+    const STALL_LEN: usize = 24 << 20;
+    let blocks = (STALL_LEN / 16384) as u32;
+    let mut seed = start_sized(
         dir.path(),
-        &["--send-timeout", "1s", "--request-queue", "2000"],
+        STALL_LEN,
+        &[
+            "--send-timeout",
+            "1s",
+            "--request-queue",
+            &blocks.to_string(),
+        ],
     );
     let mut p = RawPeer::connect(seed.addr, Some(16 * 1024));
     p.send_handshake(seed.info_hash(0), false);
     let mut theirs = [0u8; 68];
     std::io::Read::read_exact(&mut p.stream, &mut theirs).unwrap();
     p.get_unchoked();
-    // 2,000 blocks (31 MiB, ten times the file: blocks repeat), far more than the socket
-    // buffers hold; then the peer stops reading.
     let mut all = Vec::new();
-    for i in 0..2000u32 {
-        all.extend_from_slice(&RawPeer::request(i % PIECES, 0, 16384));
+    for i in 0..blocks {
+        all.extend_from_slice(&RawPeer::request(i, 0, 16384));
     }
     p.write(&all);
     // Reading would un-stall the writer: leave the seed ample time (8 send timeouts) to give
@@ -178,7 +192,7 @@ fn stalled_reader_is_dropped_after_the_send_timeout() {
     std::thread::sleep(Duration::from_secs(8));
     let read = p.expect_closed(Duration::from_secs(10));
     assert!(
-        read < 2000 * 16384,
+        read < STALL_LEN as u64,
         "{read} bytes: the seed did not give up on the stalled peer"
     );
     well_behaved_still_downloads(dir.path(), &mut seed);
