@@ -9,23 +9,8 @@ fn bench_load_measures_a_libtorrent_seed() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &[("data.bin", 4 << 20)]);
     let t = dir.path().join("data.torrent");
-    let o = run(&[
-        "create",
-        dir.path().join("data.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(o.status.success());
-    let _seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        dir.path().to_str().unwrap(),
-        "--mode",
-        "seed",
-        "--high-performance-seed",
-    ]);
+    create(&dir.path().join("data.bin"), &t, &[]);
+    let _seed = LtPeer::seed(&t, &dir.path(), &["--high-performance-seed"]);
     let addr = format!("127.0.0.1:{}", _seed.port);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let o = run(&[

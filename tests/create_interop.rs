@@ -47,19 +47,19 @@ fn show_json(torrent: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn create(target: &Path, out: &Path) {
-    let o = run(&[
-        "create",
-        target.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--piece-length",
-        "32768",
-        "--no-date",
-        "--announce",
-        "http://127.0.0.1:1/announce",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+/// A torrent of `target` with this file's fixed options (32 KiB pieces, no date).
+fn create_32k(target: &Path, out: &Path) {
+    create(
+        target,
+        out,
+        &[
+            "--piece-length",
+            "32768",
+            "--no-date",
+            "--announce",
+            "http://127.0.0.1:1/announce",
+        ],
+    );
 }
 
 fn assert_libtorrent_agrees(torrent: &Path, save: &Path) {
@@ -79,7 +79,7 @@ fn single_file_torrent_matches_libtorrent() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &[("one.iso", 1_234_567)]);
     let t = dir.path().join("one.torrent");
-    create(&dir.path().join("one.iso"), &t);
+    create_32k(&dir.path().join("one.iso"), &t);
     assert_libtorrent_agrees(&t, dir.path());
 }
 
@@ -88,7 +88,7 @@ fn multi_file_torrent_matches_libtorrent() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), MULTI_FILES);
     let t = dir.path().join("release.torrent");
-    create(&dir.path().join("release"), &t);
+    create_32k(&dir.path().join("release"), &t);
     let json = show_json(&t);
     let paths: Vec<&str> = json["files"]
         .as_array()
@@ -146,14 +146,15 @@ fn verify_accepts_torrents_made_by_libtorrent_v1_and_hybrid() {
     }
 }
 
-#[test]
-fn verify_accepts_torrents_made_by_mktorrent() {
-    require_binary("mktorrent", "mktorrent");
+/// `seedbox verify` accepts a torrent of MULTI_FILES that another tool made
+/// (`TOOL ARGS... OUT SRC`).
+fn verify_accepts_torrent_made_by(tool: &str, package: &str, args: &[&str]) {
+    require_binary(tool, package);
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), MULTI_FILES);
-    let t = dir.path().join("mk.torrent");
-    let o = Command::new("mktorrent")
-        .args(["-l", "15", "-a", "http://127.0.0.1:1/announce", "-o"])
+    let t = dir.path().join("other.torrent");
+    let o = Command::new(tool)
+        .args(args)
         .arg(&t)
         .arg(dir.path().join("release"))
         .output()
@@ -163,19 +164,21 @@ fn verify_accepts_torrents_made_by_mktorrent() {
 }
 
 #[test]
+fn verify_accepts_torrents_made_by_mktorrent() {
+    verify_accepts_torrent_made_by(
+        "mktorrent",
+        "mktorrent",
+        &["-l", "15", "-a", "http://127.0.0.1:1/announce", "-o"],
+    );
+}
+
+#[test]
 fn verify_accepts_torrents_made_by_transmission_create() {
-    require_binary("transmission-create", "transmission-cli");
-    let dir = tempfile::tempdir().unwrap();
-    write_tree(dir.path(), MULTI_FILES);
-    let t = dir.path().join("tr.torrent");
-    let o = Command::new("transmission-create")
-        .args(["-s", "32", "-o"])
-        .arg(&t)
-        .arg(dir.path().join("release"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    verify_ok(&t, dir.path());
+    verify_accepts_torrent_made_by(
+        "transmission-create",
+        "transmission-cli",
+        &["-s", "32", "-o"],
+    );
 }
 
 #[test]
@@ -183,7 +186,7 @@ fn one_flipped_byte_is_reported_in_the_right_piece_and_file() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), MULTI_FILES);
     let t = dir.path().join("release.torrent");
-    create(&dir.path().join("release"), &t);
+    create_32k(&dir.path().join("release"), &t);
     // big.bin starts at 51_007; byte 200_000 of it is at content offset 251_007, piece 7,
     // which lies wholly inside big.bin (229_376..262_144).
     let big = dir.path().join("release/big.bin");

@@ -18,16 +18,7 @@ fn multi_file_release() -> (tempfile::TempDir, PathBuf) {
     let seed = dir_in(dir.path(), "seed");
     write_tree(&seed, MULTI_FILES);
     let t = dir.path().join("release.torrent");
-    let o = run(&[
-        "create",
-        seed.join("release").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-l",
-        "32K",
-        "-q",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    create(&seed.join("release"), &t, &["-l", "32K"]);
     (dir, t)
 }
 
@@ -78,14 +69,7 @@ fn assert_same_tree(a: &Path, b: &Path) {
 #[test]
 fn downloads_multi_file_from_a_libtorrent_seed() {
     let (dir, t) = multi_file_release();
-    let seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        dir.path().join("seed").to_str().unwrap(),
-        "--mode",
-        "seed",
-    ]);
+    let seed = LtPeer::seed(&t, &dir.path().join("seed"), &[]);
     let out = dir.path().join("out");
     let (code, report, err) = get(
         &t,
@@ -122,61 +106,35 @@ fn content_of(dir: &Path) -> Vec<u8> {
     all
 }
 
-#[test]
-fn corrupt_blocks_are_refetched_and_the_sender_banned_on_the_second_offence() {
+/// `seedbox get` fetches the multi-file release from a misbehaving fake seed and a good
+/// libtorrent seed together; returns its report after checking the result is byte-exact.
+fn get_beside(misbehaviour: Misbehaviour) -> serde_json::Value {
     let (dir, t) = multi_file_release();
     let torrent = seedbox::metainfo::Torrent::load(&t).unwrap();
-    let evil = FakeSeed::start(
-        &torrent,
-        content_of(&dir.path().join("seed")),
-        Misbehaviour::CorruptEveryPiece,
-    );
-    let good = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        dir.path().join("seed").to_str().unwrap(),
-        "--mode",
-        "seed",
-    ]);
+    let bad = FakeSeed::start(&torrent, content_of(&dir.path().join("seed")), misbehaviour);
+    let good = LtPeer::seed(&t, &dir.path().join("seed"), &[]);
     let out = dir.path().join("out");
     let peers = [
-        format!("127.0.0.1:{}", evil.port),
+        format!("127.0.0.1:{}", bad.port),
         format!("127.0.0.1:{}", good.port),
     ];
     let (code, report, err) = get(&t, &out, &peers, &["--linger", "0"]);
     assert_eq!(code, Some(0), "{err}");
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+    report
+}
+
+#[test]
+fn corrupt_blocks_are_refetched_and_the_sender_banned_on_the_second_offence() {
+    let report = get_beside(Misbehaviour::CorruptEveryPiece);
     assert!(report["hash_failures"].as_u64().unwrap() >= 2, "{report}");
     assert_eq!(report["banned"], 1, "{report}");
-    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
 }
 
 #[test]
 fn a_peer_disconnecting_mid_block_costs_nothing() {
-    let (dir, t) = multi_file_release();
-    let torrent = seedbox::metainfo::Torrent::load(&t).unwrap();
-    let flaky = FakeSeed::start(
-        &torrent,
-        content_of(&dir.path().join("seed")),
-        Misbehaviour::DisconnectMidBlock { blocks: 3 },
-    );
-    let good = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        dir.path().join("seed").to_str().unwrap(),
-        "--mode",
-        "seed",
-    ]);
-    let out = dir.path().join("out");
-    let peers = [
-        format!("127.0.0.1:{}", flaky.port),
-        format!("127.0.0.1:{}", good.port),
-    ];
-    let (code, report, err) = get(&t, &out, &peers, &["--linger", "0"]);
-    assert_eq!(code, Some(0), "{err}");
+    let report = get_beside(Misbehaviour::DisconnectMidBlock { blocks: 3 });
     assert_eq!(report["hash_failures"], 0, "{report}");
-    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
 }
 
 #[test]
@@ -185,28 +143,9 @@ fn killed_halfway_resumes_without_refetching_verified_pieces() {
     let seed_dir = dir_in(dir.path(), "seed");
     write_tree(&seed_dir, &[("big.bin", 8 << 20)]);
     let t = dir.path().join("big.torrent");
-    assert!(run(&[
-        "create",
-        seed_dir.join("big.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-l",
-        "64K",
-        "-q"
-    ])
-    .status
-    .success());
+    create(&seed_dir.join("big.bin"), &t, &["-l", "64K"]);
     // A seed limited to 2 MiB/s: the 8 MiB download takes about 4 s.
-    let seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        seed_dir.to_str().unwrap(),
-        "--mode",
-        "seed",
-        "--upload-limit",
-        "2097152",
-    ]);
+    let seed = LtPeer::seed(&t, &seed_dir, &["--upload-limit", "2097152"]);
     let out = dir.path().join("out");
     let mut child = seedbox()
         .args([
@@ -249,10 +188,7 @@ fn killed_halfway_resumes_without_refetching_verified_pieces() {
     let resumed = report["resumed_pieces"].as_u64().unwrap();
     assert!(resumed > 0 && resumed < 128, "{report}");
     assert!(report["downloaded"].as_u64().unwrap() < 8 << 20, "{report}");
-    assert_eq!(
-        std::fs::read(out.join("big.bin")).unwrap(),
-        std::fs::read(seed_dir.join("big.bin")).unwrap()
-    );
+    assert_same_file(&seed_dir.join("big.bin"), &out.join("big.bin"));
 }
 
 #[test]
@@ -261,15 +197,7 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_reported_complete() {
     let seed_dir = dir_in(dir.path(), "seed");
     write_tree(&seed_dir, &[("big.bin", 4 << 20)]);
     let t = dir.path().join("big.torrent");
-    assert!(run(&[
-        "create",
-        seed_dir.join("big.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-q"
-    ])
-    .status
-    .success());
+    create(&seed_dir.join("big.bin"), &t, &[]);
     let small = dir_in(dir.path(), "small");
     let _mount = TmpfsMount::new(&small, "1m");
     let (code, report, err) = get(&t, &small, &["127.0.0.1:9".into()], &["--linger", "0"]);
@@ -339,14 +267,7 @@ fn serve_http(path: &'static str, body: Vec<u8>) -> String {
 #[test]
 fn downloads_from_an_http_url_of_the_torrent_with_mapped_writes() {
     let (dir, t) = multi_file_release();
-    let seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        dir.path().join("seed").to_str().unwrap(),
-        "--mode",
-        "seed",
-    ]);
+    let seed = LtPeer::seed(&t, &dir.path().join("seed"), &[]);
     let base = serve_http("/torrents/release.torrent", std::fs::read(&t).unwrap());
     let url = PathBuf::from(format!("{base}/torrents/release.torrent"));
     let out = dir.path().join("out");
@@ -372,14 +293,7 @@ fn downloads_from_an_http_url_of_the_torrent_with_mapped_writes() {
 #[test]
 fn max_upload_rate_holds_back_what_a_lingering_get_serves() {
     let (dir, t) = multi_file_release();
-    let seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        dir.path().join("seed").to_str().unwrap(),
-        "--mode",
-        "seed",
-    ]);
+    let seed = LtPeer::seed(&t, &dir.path().join("seed"), &[]);
     // seedbox get fetches from the libtorrent seed, then lingers, serving at most 100 kB/s.
     let port = free_port();
     let out = dir.path().join("out");
@@ -414,16 +328,7 @@ fn max_upload_rate_holds_back_what_a_lingering_get_serves() {
     // A libtorrent leecher that knows only the get (the libtorrent seed stays up for the get,
     // but nobody tells the leecher about it: no tracker, no PEX).
     let leech_dir = dir_in(dir.path(), "leech");
-    let mut leech = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        leech_dir.to_str().unwrap(),
-        "--mode",
-        "leech",
-        "--connect",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    let mut leech = LtPeer::leech(&t, &leech_dir, &["--connect", &format!("127.0.0.1:{port}")]);
     let done = leech
         .wait_for("DONE", Duration::from_secs(90))
         .expect("the leecher did not finish");

@@ -127,15 +127,7 @@ fn seed_of_a_file_is_a_swarm_with_its_own_tracker_and_web_page() {
     // libtorrent, announcing to the torrent's tracker.
     let lt = dir.path().join("lt");
     std::fs::create_dir_all(&lt).unwrap();
-    let mut leech = support::LtPeer::start(&[
-        "--torrent",
-        dir.path().join("r.bin.torrent").to_str().unwrap(),
-        "--save",
-        lt.to_str().unwrap(),
-        "--mode",
-        "leech",
-        "--tracker",
-    ]);
+    let mut leech = support::LtPeer::leech(&dir.path().join("r.bin.torrent"), &lt, &["--tracker"]);
     assert!(
         leech.wait_for("DONE", Duration::from_secs(90)).is_some(),
         "libtorrent did not finish through the embedded tracker"

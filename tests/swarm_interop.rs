@@ -14,51 +14,27 @@ fn swarm_through(tracker_url: impl Fn(&Opentracker) -> String) {
     write_tree(&seed_dir, &[("release.bin", 8 << 20)]);
     let t = dir.path().join("release.torrent");
     // Create once to learn the info-hash (announce URLs are outside the info dictionary).
-    let o = run(&[
-        "create",
-        seed_dir.join("release.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-l",
-        "64K",
-        "--no-date",
-        "-q",
-    ]);
-    assert!(o.status.success());
-    let hash = {
-        let o = run(&["show", "--json", t.to_str().unwrap()]);
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["info_hash"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    create(
+        &seed_dir.join("release.bin"),
+        &t,
+        &["-l", "64K", "--no-date"],
+    );
+    let hash = info_hash_hex(&t);
     let tracker = Opentracker::start(std::slice::from_ref(&hash));
-    let o = run(&[
-        "create",
-        seed_dir.join("release.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-l",
-        "64K",
-        "--no-date",
-        "-q",
-        "-f",
-        "--announce",
-        &tracker_url(&tracker),
-    ]);
-    assert!(o.status.success());
+    create(
+        &seed_dir.join("release.bin"),
+        &t,
+        &[
+            "-l",
+            "64K",
+            "--no-date",
+            "-f",
+            "--announce",
+            &tracker_url(&tracker),
+        ],
+    );
     // A slow seed (1 MiB/s), so leechers must trade among themselves.
-    let _seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        seed_dir.to_str().unwrap(),
-        "--mode",
-        "seed",
-        "--tracker",
-        "--upload-limit",
-        "1048576",
-    ]);
+    let _seed = LtPeer::seed(&t, &seed_dir, &["--tracker", "--upload-limit", "1048576"]);
     let mut getters = Vec::new();
     for i in 0..3 {
         let out = dir.path().join(format!("get{i}"));
@@ -80,16 +56,7 @@ fn swarm_through(tracker_url: impl Fn(&Opentracker) -> String) {
         std::thread::sleep(Duration::from_millis(300));
     }
     let lt_out = dir_in(dir.path(), "lt");
-    let mut lt_leech = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        lt_out.to_str().unwrap(),
-        "--mode",
-        "leech",
-        "--tracker",
-        "--stay",
-    ]);
+    let mut lt_leech = LtPeer::leech(&t, &lt_out, &["--tracker", "--stay"]);
     let want = std::fs::read(seed_dir.join("release.bin")).unwrap();
     for (i, (out, child)) in getters.into_iter().enumerate() {
         let o = wait_with_timeout(child, Duration::from_secs(120));

@@ -5,6 +5,7 @@
 mod support;
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use support::*;
@@ -46,36 +47,27 @@ impl Drop for Tracker {
     }
 }
 
-#[test]
-fn libtorrent_seed_and_aria2_meet_through_seedbox_tracker_http() {
-    require_binary("aria2c", "aria2");
-    let tracker = Tracker::start();
+/// A 3 MB release announcing to `url` in a fresh folder: (folder, its content's folder, the
+/// torrent).
+fn release_announcing(url: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let seed_dir = dir_in(dir.path(), "seed");
     write_tree(&seed_dir, &[("release.bin", 3_000_017)]);
     let t = dir.path().join("release.torrent");
-    let o = run(&[
-        "create",
-        seed_dir.join("release.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-l",
-        "64K",
-        "--no-date",
-        "-q",
-        "--announce",
-        &tracker.http,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let _seed = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        seed_dir.to_str().unwrap(),
-        "--mode",
-        "seed",
-        "--tracker",
-    ]);
+    create(
+        &seed_dir.join("release.bin"),
+        &t,
+        &["-l", "64K", "--no-date", "--announce", url],
+    );
+    (dir, seed_dir, t)
+}
+
+#[test]
+fn libtorrent_seed_and_aria2_meet_through_seedbox_tracker_http() {
+    require_binary("aria2c", "aria2");
+    let tracker = Tracker::start();
+    let (dir, seed_dir, t) = release_announcing(&tracker.http);
+    let _seed = LtPeer::seed(&t, &seed_dir, &["--tracker"]);
     let out = dir_in(dir.path(), "aria2");
     let child = std::process::Command::new("aria2c")
         .arg(format!("--dir={}", out.display()))
@@ -104,9 +96,7 @@ fn libtorrent_seed_and_aria2_meet_through_seedbox_tracker_http() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let want = std::fs::read(seed_dir.join("release.bin")).unwrap();
-    let got = std::fs::read(out.join("release.bin")).unwrap();
-    assert!(got == want, "aria2's download differs from the seed's data");
+    assert_same_file(&seed_dir.join("release.bin"), &out.join("release.bin"));
 }
 
 /// aria2 speaks UDP trackers only with DHT on, so over UDP the second client is transmission
@@ -114,42 +104,10 @@ fn libtorrent_seed_and_aria2_meet_through_seedbox_tracker_http() {
 #[test]
 fn transmission_seed_and_libtorrent_meet_through_seedbox_tracker_udp() {
     let tracker = Tracker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let seed_dir = dir_in(dir.path(), "seed");
-    write_tree(&seed_dir, &[("release.bin", 3_000_017)]);
-    let t = dir.path().join("release.torrent");
-    let o = run(&[
-        "create",
-        seed_dir.join("release.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-l",
-        "64K",
-        "--no-date",
-        "-q",
-        "--announce",
-        &tracker.udp,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (dir, seed_dir, t) = release_announcing(&tracker.udp);
     let _seed = Transmission::seed(&t, &seed_dir);
     let out = dir_in(dir.path(), "lt");
-    let mut leech = LtPeer::start(&[
-        "--torrent",
-        t.to_str().unwrap(),
-        "--save",
-        out.to_str().unwrap(),
-        "--mode",
-        "leech",
-        "--tracker",
-    ]);
-    assert!(
-        leech.wait_for("DONE", Duration::from_secs(120)).is_some(),
-        "libtorrent did not finish downloading from transmission"
-    );
-    let want = std::fs::read(seed_dir.join("release.bin")).unwrap();
-    let got = std::fs::read(out.join("release.bin")).unwrap();
-    assert!(
-        got == want,
-        "libtorrent's download differs from the seed's data"
-    );
+    let mut leech = LtPeer::leech(&t, &out, &["--tracker"]);
+    leech.wait_done(Duration::from_secs(120), "from transmission");
+    assert_same_file(&seed_dir.join("release.bin"), &out.join("release.bin"));
 }

@@ -60,6 +60,44 @@ pub fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// Runs `seedbox create SRC -o OUT -q ARGS...`; panics with its stderr when it fails.
+pub fn create(src: &Path, out: &Path, args: &[&str]) {
+    let o = seedbox()
+        .arg("create")
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("run seedbox create");
+    assert!(
+        o.status.success(),
+        "seedbox create: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The info-hash of `torrent` in hex, as `seedbox show --json` reports it.
+pub fn info_hash_hex(torrent: &Path) -> String {
+    let o = seedbox()
+        .args(["show", "--json"])
+        .arg(torrent)
+        .output()
+        .expect("run seedbox show");
+    serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("show --json")["info_hash"]
+        .as_str()
+        .expect("an info_hash")
+        .to_owned()
+}
+
+/// Panics unless the files `want` and `got` hold the same bytes.
+pub fn assert_same_file(want: &Path, got: &Path) {
+    let w = std::fs::read(want).unwrap_or_else(|e| panic!("{}: {e}", want.display()));
+    let g = std::fs::read(got).unwrap_or_else(|e| panic!("{}: {e}", got.display()));
+    assert!(w == g, "{} differs from {}", got.display(), want.display());
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -142,6 +180,39 @@ impl LtPeer {
             .expect("libtorrent peer did not start listening");
         peer.port = line[7..].trim().parse().unwrap();
         peer
+    }
+
+    /// A libtorrent seed of `torrent` whose content is in `save`; `extra` adds lt_peer.py
+    /// flags (`--tracker`, `--upload-limit N`, ...).
+    pub fn seed(torrent: &Path, save: &Path, extra: &[&str]) -> LtPeer {
+        LtPeer::with_mode("seed", torrent, save, extra)
+    }
+
+    /// A libtorrent leecher of `torrent` into `save`; `extra` as for [`LtPeer::seed`].
+    pub fn leech(torrent: &Path, save: &Path, extra: &[&str]) -> LtPeer {
+        LtPeer::with_mode("leech", torrent, save, extra)
+    }
+
+    fn with_mode(mode: &str, torrent: &Path, save: &Path, extra: &[&str]) -> LtPeer {
+        let mut args = vec![
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--save",
+            save.to_str().unwrap(),
+            "--mode",
+            mode,
+        ];
+        args.extend_from_slice(extra);
+        LtPeer::start(&args)
+    }
+
+    /// Waits up to `timeout` for the leecher's DONE line and returns the seconds it took;
+    /// panics with `what` when it does not come.
+    pub fn wait_done(&mut self, timeout: std::time::Duration, what: &str) -> f64 {
+        let line = self
+            .wait_for("DONE", timeout)
+            .unwrap_or_else(|| panic!("{what}: the libtorrent leecher did not finish"));
+        line[5..].trim().parse().unwrap_or(0.0)
     }
 
     /// Waits up to `timeout` for a line starting with `prefix`; returns it.
