@@ -384,6 +384,26 @@ impl MappedStorage {
         }
     }
 
+    /// Asks for transparent huge pages on every mapping (`madvise(MADV_HUGEPAGE)`). Whether the
+    /// kernel backs page-cache files with them depends on its build and the filesystem (see
+    /// `tuning.md`); the advice itself is harmless. Returns the mappings advised and the first
+    /// error.
+    pub fn advise_huge_pages(&self) -> (usize, Option<std::io::Error>) {
+        let mut advised = 0;
+        let mut first_error = None;
+        for d in &self.data {
+            if let FileData::Mapped { map, .. } = d {
+                match map.advise(Advice::HugePage) {
+                    Ok(()) => advised += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        (advised, first_error)
+    }
+
     /// Hints the kernel that piece `piece` will be read soon (a request for a cold piece).
     pub fn advise_will_need(&self, piece: u32) {
         for e in self.layout.piece_extents(piece) {
