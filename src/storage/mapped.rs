@@ -404,6 +404,22 @@ impl MappedStorage {
         (advised, first_error)
     }
 
+    /// Maps piece `piece`'s pages into the page tables now (`MADV_POPULATE_READ`, reading
+    /// from disk what is not cached), so that whoever reads the piece next takes no page
+    /// faults. Errors (an old kernel, a file shrunk under the mapping) are ignored: the reader
+    /// then faults as usual and sees the problem itself.
+    pub fn populate(&self, piece: u32) {
+        for e in self.layout.piece_extents(piece) {
+            if let FileData::Mapped { map, .. } = &self.data[e.file] {
+                let _ = map.advise_range(
+                    Advice::PopulateRead,
+                    e.file_offset as usize,
+                    e.length as usize,
+                );
+            }
+        }
+    }
+
     /// Hints the kernel that piece `piece` will be read soon (a request for a cold piece).
     pub fn advise_will_need(&self, piece: u32) {
         for e in self.layout.piece_extents(piece) {
