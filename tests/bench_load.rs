@@ -10,7 +10,7 @@ fn bench_load_measures_a_libtorrent_seed() {
     write_tree(dir.path(), &[("data.bin", 4 << 20)]);
     let t = dir.path().join("data.torrent");
     create(&dir.path().join("data.bin"), &t, &[]);
-    let _seed = LtPeer::seed(&t, &dir.path(), &["--high-performance-seed"]);
+    let _seed = LtPeer::seed(&t, dir.path(), &["--high-performance-seed"]);
     let addr = format!("127.0.0.1:{}", _seed.port);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let o = run(&[
