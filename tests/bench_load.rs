@@ -12,7 +12,6 @@ fn bench_load_measures_a_libtorrent_seed() {
     create(&dir.path().join("data.bin"), &t, &[]);
     let _seed = LtPeer::seed(&t, dir.path(), &["--high-performance-seed"]);
     let addr = format!("127.0.0.1:{}", _seed.port);
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let o = run(&[
         "bench",
         "load",

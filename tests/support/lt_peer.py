@@ -6,9 +6,10 @@ Prints one line per event on stdout, flushed:
   PROGRESS <fraction> <down B/s> <up B/s> <peers>   about every second
   DONE <seconds>                when the torrent is complete (leech mode)
   ERROR <message>               on a torrent error
+In seed mode LISTEN comes only once the session answers a handshake for the torrent.
 It runs until killed (seed mode) or, in leech mode, exits after DONE unless --stay.
 """
-import argparse, sys, time
+import argparse, os, socket, sys, time
 import libtorrent as lt
 
 p = argparse.ArgumentParser()
@@ -61,6 +62,30 @@ ready = (lt.torrent_status.states.seeding, lt.torrent_status.states.downloading,
          lt.torrent_status.states.finished)
 while (ses.listen_port() == 0 or h.status().state not in ready) and time.time() < deadline:
     time.sleep(0.05)
+
+
+def answers_handshake(port, info_hash):
+    """True once the session answers a BitTorrent handshake for the torrent on `port`.
+    libtorrent reports `seeding` and a listen port a moment before it accepts peers for the
+    torrent (it reset connections for about half a second after that here)."""
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=1) as s:
+            s.sendall(b'\x13BitTorrent protocol' + bytes(8) + info_hash + os.urandom(20))
+            got = b''
+            while len(got) < 48:
+                chunk = s.recv(68)
+                if not chunk:
+                    return False
+                got += chunk
+            return got[28:48] == info_hash
+    except OSError:
+        return False
+
+
+if a.mode == 'seed':
+    info_hash = bytes.fromhex(str(params.ti.info_hashes().v1))
+    while not answers_handshake(ses.listen_port(), info_hash) and time.time() < deadline:
+        time.sleep(0.1)
 print('LISTEN %d' % ses.listen_port(), flush=True)
 for peer in a.connect:
     host, port = peer.rsplit(':', 1)
