@@ -222,17 +222,113 @@ fn peer_disconnecting_mid_block_does_not_disturb() {
     well_behaved_still_downloads(dir.path(), &mut seed);
 }
 
+/// Idle connections in the hostile-peer test: half never send a handshake, half send one and
+/// then nothing.
+const IDLE: usize = 2000;
+
+/// Raises this process's soft descriptor limit to at least `want` (up to the hard limit);
+/// panics if the hard limit is lower.
+fn raise_own_nofile_limit(want: u64) {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        assert!(
+            lim.rlim_max >= want,
+            "this test needs {want} descriptors; the hard limit is {}",
+            lim.rlim_max
+        );
+        if lim.rlim_cur < want {
+            lim.rlim_cur = lim.rlim_max;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+}
+
+/// The soft `Max open files` of a process.
+fn nofile_soft_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// Sockets a process holds open.
+fn open_sockets(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 #[test]
 fn many_idle_connections_time_out_and_do_not_block_others() {
     let dir = tempfile::tempdir().unwrap();
-    let mut seed = start(dir.path(), &["--handshake-timeout", "2"]);
-    let idle: Vec<RawPeer> = (0..500)
-        .map(|_| RawPeer::connect(seed.addr, None))
+    let mut seed = start(
+        dir.path(),
+        &["--handshake-timeout", "8", "--idle-timeout", "10"],
+    );
+    // The seed raises its own limit (it inherits ours, which may be 1024); ours after it.
+    let pid = seed.child.id();
+    let seed_limit = nofile_soft_limit(pid);
+    assert!(
+        seed_limit > IDLE as u64 + 100,
+        "the seed's descriptor limit is {seed_limit}"
+    );
+    raise_own_nofile_limit(IDLE as u64 + 200);
+    let before = seed.rss_anon_kib();
+    let info_hash = seed.info_hash(0);
+    let idle: Vec<RawPeer> = (0..IDLE)
+        .map(|i| {
+            if i % 2 == 0 {
+                RawPeer::connect(seed.addr, None)
+            } else {
+                RawPeer::handshake(seed.addr, info_hash, true)
+            }
+        })
         .collect();
+    // Every one accepted and held by the seed before the well-behaved peer starts.
+    let start = std::time::Instant::now();
+    loop {
+        let held = open_sockets(pid);
+        if held >= IDLE {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the seed holds {held} sockets, not the {IDLE} idle connections"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held = seed.rss_anon_kib();
+    eprintln!(
+        "{IDLE} idle connections held after {:?}: RssAnon {before} -> {held} KiB",
+        start.elapsed()
+    );
     // Served while the idle ones are connected.
     well_behaved_still_downloads(dir.path(), &mut seed);
+    // Each closed by the seed (handshake or idle timeout), none left open.
     for mut p in idle {
-        p.expect_closed(Duration::from_secs(10));
+        p.expect_closed(Duration::from_secs(30));
+    }
+    // Bounded: 16 KiB of receive buffer and some state per connection, well under 32 KiB.
+    assert!(
+        held < before + (IDLE as u64) * 32,
+        "RssAnon {before} KiB -> {held} KiB with {IDLE} idle connections"
+    );
+    let start = std::time::Instant::now();
+    while open_sockets(pid) > 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the seed still holds {} sockets",
+            open_sockets(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     seed.assert_alive();
 }

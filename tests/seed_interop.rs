@@ -32,6 +32,40 @@ fn libtorrent_downloads_a_single_file_created_by_seed() {
     assert!(err.contains("bytes served"), "{err}");
 }
 
+/// The tuning knobs on together (a small send buffer, TCP_NOTSENT_LOWAT, pinned workers, huge
+/// page advice): the seed still serves the file byte for byte, and says it pinned and advised.
+#[test]
+fn every_tuning_knob_on_still_serves_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tuned.bin"), data(6_000_011, 9)).unwrap();
+    let seed = Seed::start(
+        &[
+            "tuned.bin",
+            "--threads",
+            "2",
+            "--send-buffer",
+            "64KiB",
+            "--notsent-lowat",
+            "16KiB",
+            "--pin-cores",
+            "--huge-pages",
+        ],
+        dir.path(),
+    );
+    let dl = dir.path().join("dl");
+    lt_leech(
+        &dir.path().join("tuned.bin.torrent"),
+        &dl,
+        seed.addr,
+        Duration::from_secs(60),
+    );
+    assert_same_file(&dir.path().join("tuned.bin"), &dl.join("tuned.bin"));
+    let (status, err) = seed.terminate();
+    assert!(status.success(), "exit {status}: {err}");
+    assert!(err.contains("core 0 pinned to CPU"), "{err}");
+    assert!(err.contains("advised MADV_HUGEPAGE"), "{err}");
+}
+
 fn write_tree(root: &Path) {
     // Files share pieces (the auto piece length is 256 KiB), one is empty, one is nested.
     let files: [(&str, usize); 5] = [

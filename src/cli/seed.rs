@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use super::units::{parse_duration, parse_rate};
+use super::units::{parse_duration, parse_rate, parse_size};
 use crate::engine::{self, EngineConfig, EngineStats, Shutdown, TorrentSet};
 use crate::metainfo::{self, CreateOptions, Torrent};
 use crate::protocol::PeerId;
@@ -80,6 +80,22 @@ pub struct SeedArgs {
     /// Requests queued per peer (advertised as `reqq`); more are rejected.
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub request_queue: u32,
+    /// SO_SNDBUF of every peer socket (e.g. `256KiB`, `4MiB`); the kernel doubles it and caps
+    /// it at net.core.wmem_max, and a set size turns off its send-buffer autotuning
+    /// (default: autotuning, up to net.ipv4.tcp_wmem's maximum).
+    #[arg(long, value_name = "BYTES", value_parser = parse_socket_bytes)]
+    pub send_buffer: Option<u32>,
+    /// TCP_NOTSENT_LOWAT of every peer socket (e.g. `128KiB`): how many bytes may wait unsent
+    /// in the socket before it stops accepting more (default: net.ipv4.tcp_notsent_lowat).
+    #[arg(long, value_name = "BYTES", value_parser = parse_socket_bytes)]
+    pub notsent_lowat: Option<u32>,
+    /// Pin each worker thread to one CPU (thread i to the i-th CPU this process may use).
+    #[arg(long)]
+    pub pin_cores: bool,
+    /// Ask for transparent huge pages on the torrents' mappings (madvise MADV_HUGEPAGE);
+    /// see tuning.md for whether the kernel honours it for page-cache files.
+    #[arg(long)]
+    pub huge_pages: bool,
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
@@ -92,6 +108,15 @@ pub enum Slots {
     Limited(u32),
     /// Every interested peer.
     Unlimited,
+}
+
+/// A socket option size: a size (`parse_size`) from 1 byte to 2 GiB - 1 (a C `int`).
+fn parse_socket_bytes(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if n == 0 || n > i32::MAX as u64 {
+        return Err(format!("`{s}`: expected 1 byte to 2GiB"));
+    }
+    Ok(n as u32)
 }
 
 fn parse_slots(s: &str) -> Result<Slots, String> {
@@ -169,6 +194,18 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
             d.name, d.info_hash
         );
     }
+    if args.huge_pages {
+        for t in set.iter() {
+            let (advised, error) = t.storage.advise_huge_pages();
+            match error {
+                None => tracing::info!(
+                    "{}: {advised} mappings advised MADV_HUGEPAGE",
+                    t.torrent.name
+                ),
+                Some(e) => tracing::warn!("{}: madvise(MADV_HUGEPAGE) failed: {e}", t.torrent.name),
+            }
+        }
+    }
     let listeners = engine::bind_reuseport(args.listen, threads)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listeners[0].local_addr()?;
@@ -198,6 +235,9 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         send_timeout: args.send_timeout,
         request_queue: args.request_queue.max(1),
         max_upload_rate: args.max_upload_rate,
+        send_buffer: args.send_buffer.map(|b| b as usize),
+        notsent_lowat: args.notsent_lowat,
+        pin_cores: args.pin_cores,
         peer_id,
         ..EngineConfig::default()
     };
@@ -492,5 +532,43 @@ mod tests {
         assert_eq!(parse_slots("4"), Ok(Slots::Limited(4)));
         assert_eq!(parse_slots("unlimited"), Ok(Slots::Unlimited));
         assert!(parse_slots("many").unwrap_err().contains("many"));
+    }
+
+    #[test]
+    fn socket_sizes_parse_within_a_c_int() {
+        assert_eq!(parse_socket_bytes("256KiB"), Ok(256 * 1024));
+        assert_eq!(parse_socket_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_socket_bytes("16384"), Ok(16384));
+        assert!(parse_socket_bytes("0").is_err());
+        assert!(parse_socket_bytes("2GiB").is_err());
+        assert!(parse_socket_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn knob_flags_reach_the_arguments() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            seed: SeedArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "seed",
+            "x.torrent",
+            "--send-buffer",
+            "1MiB",
+            "--notsent-lowat",
+            "128KiB",
+            "--pin-cores",
+            "--huge-pages",
+        ])
+        .unwrap();
+        assert_eq!(cli.seed.send_buffer, Some(1 << 20));
+        assert_eq!(cli.seed.notsent_lowat, Some(128 << 10));
+        assert!(cli.seed.pin_cores && cli.seed.huge_pages);
+        let cli = Cli::try_parse_from(["seed", "x.torrent"]).unwrap();
+        assert_eq!(cli.seed.send_buffer, None);
+        assert_eq!(cli.seed.notsent_lowat, None);
+        assert!(!cli.seed.pin_cores && !cli.seed.huge_pages);
     }
 }

@@ -29,6 +29,13 @@ pub struct EngineConfig {
     pub send_timeout: Duration,
     /// Upload limit in bytes per second over all cores (each core gets an equal share).
     pub max_upload_rate: Option<u64>,
+    /// `SO_SNDBUF` of accepted sockets in bytes (`None`: the kernel's autotuning).
+    pub send_buffer: Option<usize>,
+    /// `TCP_NOTSENT_LOWAT` of accepted sockets in bytes (`None`: the system default,
+    /// `net.ipv4.tcp_notsent_lowat`).
+    pub notsent_lowat: Option<u32>,
+    /// Pin worker thread `i` to the `i`-th CPU the process may run on.
+    pub pin_cores: bool,
     /// Our peer id.
     pub peer_id: PeerId,
 }
@@ -46,6 +53,9 @@ impl Default for EngineConfig {
             keepalive_interval: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
             max_upload_rate: None,
+            send_buffer: None,
+            notsent_lowat: None,
+            pin_cores: false,
             peer_id: PeerId::generate(&mut rand::thread_rng()),
         }
     }

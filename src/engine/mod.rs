@@ -16,6 +16,7 @@ mod peer;
 pub mod send;
 pub mod stats;
 pub mod torrents;
+pub mod tune;
 pub mod worker;
 
 pub use config::EngineConfig;

@@ -79,6 +79,10 @@ pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext
     let counters = ctx.counters();
     CoreStats::add(&counters.peers, 1);
     let _ = stream.set_nodelay(true);
+    if let Err(e) = super::tune::tune_socket(std::os::fd::AsRawFd::as_raw_fd(&stream), &ctx.config)
+    {
+        tracing::debug!(%addr, "socket options not applied: {e}");
+    }
     let stream = Rc::new(stream);
     let result = serve_inner(&stream, addr, ctx).await;
     // Always: a receive still in flight (a dropped read future) holds the descriptor open

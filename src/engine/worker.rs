@@ -93,6 +93,11 @@ pub fn run(
 ) -> io::Result<()> {
     let config = Arc::new(config);
     let open = Arc::new(AtomicUsize::new(0));
+    let cpus = if config.pin_cores {
+        super::tune::allowed_cpus()?
+    } else {
+        Vec::new()
+    };
     let mut threads = Vec::new();
     for (core, listener) in listeners.into_iter().enumerate() {
         let listen_port = listener.local_addr()?.port();
@@ -103,9 +108,16 @@ pub fn run(
             open.clone(),
         );
         let stop = shutdown.subscribe();
+        let cpu = super::tune::cpu_for_core(&cpus, core);
         let handle = std::thread::Builder::new()
             .name(format!("seedbox-core-{core}"))
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    match super::tune::pin_current_thread(cpu) {
+                        Ok(()) => tracing::info!("core {core} pinned to CPU {cpu}"),
+                        Err(e) => tracing::warn!("cannot pin core {core} to CPU {cpu}: {e}"),
+                    }
+                }
                 let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
                 let slots = config.core_slots(core);
                 let torrent_cores = torrents

@@ -384,6 +384,42 @@ impl MappedStorage {
         }
     }
 
+    /// Asks for transparent huge pages on every mapping (`madvise(MADV_HUGEPAGE)`). Whether the
+    /// kernel backs page-cache files with them depends on its build and the filesystem (see
+    /// `tuning.md`); the advice itself is harmless. Returns the mappings advised and the first
+    /// error.
+    pub fn advise_huge_pages(&self) -> (usize, Option<std::io::Error>) {
+        let mut advised = 0;
+        let mut first_error = None;
+        for d in &self.data {
+            if let FileData::Mapped { map, .. } = d {
+                match map.advise(Advice::HugePage) {
+                    Ok(()) => advised += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        (advised, first_error)
+    }
+
+    /// Maps piece `piece`'s pages into the page tables now (`MADV_POPULATE_READ`, reading
+    /// from disk what is not cached), so that whoever reads the piece next takes no page
+    /// faults. Errors (an old kernel, a file shrunk under the mapping) are ignored: the reader
+    /// then faults as usual and sees the problem itself.
+    pub fn populate(&self, piece: u32) {
+        for e in self.layout.piece_extents(piece) {
+            if let FileData::Mapped { map, .. } = &self.data[e.file] {
+                let _ = map.advise_range(
+                    Advice::PopulateRead,
+                    e.file_offset as usize,
+                    e.length as usize,
+                );
+            }
+        }
+    }
+
     /// Hints the kernel that piece `piece` will be read soon (a request for a cold piece).
     pub fn advise_will_need(&self, piece: u32) {
         for e in self.layout.piece_extents(piece) {
