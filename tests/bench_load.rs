@@ -54,3 +54,71 @@ fn bench_load_measures_a_libtorrent_seed() {
     assert!(r["latency_us"]["count"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["timeline_gbit_per_s"].as_array().unwrap().len(), 2, "{r}");
 }
+
+/// A seed advertising `reqq` 16 (`seedbox seed --request-queue 16`) under `--queue 64`: the
+/// load keeps 16 in flight and says so, instead of flooding the seed and being dropped.
+#[test]
+fn bench_load_keeps_to_the_seeds_reqq() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("data.bin", 4 << 20)]);
+    let t = dir.path().join("data.torrent");
+    let o = run(&[
+        "create",
+        dir.path().join("data.bin").to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success());
+    let mut seed = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["seed", t.to_str().unwrap(), "--data"])
+        .arg(dir.path())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-tracker",
+            "--unchoke-slots",
+            "unlimited",
+            "--request-queue",
+            "16",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = {
+        use std::io::BufRead;
+        let out = std::io::BufReader::new(seed.stdout.take().unwrap());
+        out.lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening ").map(|a| a.trim().to_owned()))
+            .expect("the seed prints where it listens")
+    };
+    let o = run(&[
+        "bench",
+        "load",
+        &addr,
+        "--torrent",
+        t.to_str().unwrap(),
+        "--conns",
+        "4",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--queue",
+        "64",
+        "--source-ips",
+        "127.0.0.2-127.0.0.5",
+        "--json",
+    ]);
+    let _ = seed.kill();
+    let _ = seed.wait();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["connected"], 4, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["queue_capped_conns"], 4, "{r}");
+    assert_eq!(r["queue_capped_to"], 16, "{r}");
+    assert!(r["payload_bytes"].as_u64().unwrap() > 1 << 20, "{r}");
+}

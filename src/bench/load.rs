@@ -1,7 +1,9 @@
 //! `seedbox bench load`: synthetic leechers that keep a seed busy and measure what it serves.
 //!
 //! Each connection handshakes, declares interest, keeps `queue` requests in flight for random
-//! blocks across the whole torrent and throws the data away. Connections are spread over one
+//! blocks across the whole torrent and throws the data away. A seed that advertises a smaller
+//! request queue (`reqq` in its BEP 10 extension handshake) gets that many instead: more would
+//! be refused, or taken as a request flood. Connections are spread over one
 //! `tokio-uring` runtime per worker thread, like the seed server. Throughput is measured on the
 //! wall clock over the measurement window (after a warm-up), from counters sampled once a
 //! second: never a sum of per-connection averages.
@@ -17,6 +19,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 
 use crate::metainfo::InfoHash;
+use crate::protocol::extension::{ExtendedHandshake, EXTENDED_HANDSHAKE_ID};
 use crate::protocol::wire::{Handshake, Message, MessageDecoder};
 use crate::protocol::PeerId;
 use crate::swarm::{BlockRef, PieceGeometry, BLOCK_SIZE};
@@ -53,6 +56,19 @@ struct WorkerCounters {
     blocks: AtomicU64,
     connected: AtomicU64,
     errors: AtomicU64,
+    /// Connections whose queue the seed's `reqq` capped.
+    capped: AtomicU64,
+    /// The smallest `reqq` below `queue` seen (`u64::MAX`: none).
+    min_reqq: AtomicU64,
+}
+
+impl WorkerCounters {
+    fn new() -> Self {
+        WorkerCounters {
+            min_reqq: AtomicU64::new(u64::MAX),
+            ..WorkerCounters::default()
+        }
+    }
 }
 
 /// What a run measured.
@@ -62,8 +78,12 @@ pub struct LoadReport {
     pub conns: usize,
     /// Connections that completed the handshake.
     pub connected: u64,
-    /// Requests in flight per connection.
+    /// Requests in flight per connection asked for (`--queue`).
     pub queue: usize,
+    /// Connections that kept fewer in flight because the seed advertised a smaller `reqq`.
+    pub queue_capped_conns: u64,
+    /// The smallest such `reqq` (what those connections kept in flight), if any.
+    pub queue_capped_to: Option<u64>,
     /// Measurement window in seconds (wall clock).
     pub seconds: f64,
     /// Payload bytes received in the window.
@@ -101,7 +121,7 @@ pub fn run_load(config: &LoadConfig) -> std::io::Result<LoadReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<WorkerCounters>> = (0..threads)
-        .map(|_| Arc::new(WorkerCounters::default()))
+        .map(|_| Arc::new(WorkerCounters::new()))
         .collect();
     let mut workers = Vec::new();
     for t in 0..threads {
@@ -148,6 +168,12 @@ pub fn run_load(config: &LoadConfig) -> std::io::Result<LoadReport> {
         conns: config.conns,
         connected: sum(&|c| c.connected.load(Ordering::Relaxed)),
         queue: config.queue,
+        queue_capped_conns: sum(&|c| c.capped.load(Ordering::Relaxed)),
+        queue_capped_to: counters
+            .iter()
+            .map(|c| c.min_reqq.load(Ordering::Relaxed))
+            .min()
+            .filter(|&m| m != u64::MAX),
         seconds,
         payload_bytes: bytes,
         gbit_per_s: bytes as f64 * 8.0 / seconds / 1e9,
@@ -263,6 +289,8 @@ async fn connection(
     let mut inflight: std::collections::HashMap<BlockRef, Instant> =
         std::collections::HashMap::with_capacity(config.queue * 2);
     let mut unchoked = false;
+    // Requests kept in flight: --queue, or the seed's reqq when smaller.
+    let mut queue = config.queue;
     let pieces = config.geometry.piece_count();
     let mut requests = BytesMut::new();
     loop {
@@ -294,10 +322,20 @@ async fn connection(
                 Event::Rejected(block) => {
                     inflight.remove(&block);
                 }
+                Event::Reqq(reqq) => {
+                    let capped = effective_queue(config.queue, reqq);
+                    if capped < config.queue && queue == config.queue {
+                        counters.capped.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .min_reqq
+                            .fetch_min(capped as u64, Ordering::Relaxed);
+                    }
+                    queue = capped;
+                }
             }
         }
         if unchoked && pieces > 0 {
-            while inflight.len() < config.queue {
+            while inflight.len() < queue {
                 let piece = rng.gen_range(0..pieces);
                 let index = rng.gen_range(0..config.geometry.block_count(piece));
                 let block = config.geometry.block(piece, index);
@@ -327,6 +365,13 @@ enum Event {
     Unchoke,
     Choke,
     Rejected(BlockRef),
+    /// The seed's extension handshake advertised this request queue depth.
+    Reqq(u32),
+}
+
+/// Requests to keep in flight: `queue`, capped by the seed's advertised `reqq` (at least 1).
+fn effective_queue(queue: usize, reqq: u32) -> usize {
+    queue.min(reqq.max(1) as usize)
 }
 
 /// A stream parser that skips piece payloads without copying them.
@@ -400,8 +445,43 @@ impl StreamReader {
                 Some(Message::Unchoke) => events.push(Event::Unchoke),
                 Some(Message::Choke) => events.push(Event::Choke),
                 Some(Message::RejectRequest(b)) => events.push(Event::Rejected(b)),
+                Some(Message::Extended { id, payload }) if id == EXTENDED_HANDSHAKE_ID => {
+                    // An unreadable handshake leaves the queue as asked.
+                    if let Some(reqq) = ExtendedHandshake::parse(&payload).ok().and_then(|h| h.reqq)
+                    {
+                        events.push(Event::Reqq(reqq));
+                    }
+                }
                 Some(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_reqq_caps_the_queue() {
+        assert_eq!(effective_queue(64, 16), 16);
+        assert_eq!(effective_queue(64, 500), 64);
+        assert_eq!(effective_queue(64, 0), 1);
+    }
+
+    #[test]
+    fn the_extension_handshake_yields_reqq() {
+        let mut bytes = BytesMut::new();
+        Message::Extended {
+            id: EXTENDED_HANDSHAKE_ID,
+            payload: ExtendedHandshake::seedbox(16, None, None).encode().into(),
+        }
+        .encode(&mut bytes);
+        Message::Unchoke.encode(&mut bytes);
+        let mut reader = StreamReader::new(10);
+        reader.feed(&bytes);
+        let mut events = Vec::new();
+        reader.drain(&mut events).unwrap();
+        assert!(matches!(events[..], [Event::Reqq(16), Event::Unchoke]));
     }
 }

@@ -156,6 +156,12 @@ fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
             "request-to-block latency: p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
             l.p50, l.p99, l.p999, l.max, l.count
         );
+        if let Some(to) = report.queue_capped_to {
+            println!(
+                "queue capped: {} connections kept {to} requests in flight (the seed's reqq), not {}",
+                report.queue_capped_conns, report.queue
+            );
+        }
         println!("errors: {}", report.errors);
         let timeline: Vec<String> = report
             .timeline_gbit_per_s
