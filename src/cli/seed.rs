@@ -80,6 +80,10 @@ pub struct SeedArgs {
     /// Requests queued per peer (advertised as `reqq`); more are rejected.
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub request_queue: u32,
+    /// Send writes larger than BYTES with io_uring's zero-copy `SENDMSG_ZC` instead of
+    /// `writev` (0: every write). Off by default: see bench-results/send-zc.md.
+    #[arg(long, value_name = "BYTES")]
+    pub send_zc_threshold: Option<usize>,
     /// SO_SNDBUF of every peer socket (e.g. `256KiB`, `4MiB`); the kernel doubles it and caps
     /// it at net.core.wmem_max, and a set size turns off its send-buffer autotuning
     /// (default: autotuning, up to net.ipv4.tcp_wmem's maximum).
@@ -235,6 +239,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         send_timeout: args.send_timeout,
         request_queue: args.request_queue.max(1),
         max_upload_rate: args.max_upload_rate,
+        send_zc_threshold: args.send_zc_threshold,
         send_buffer: args.send_buffer.map(|b| b as usize),
         notsent_lowat: args.notsent_lowat,
         pin_cores: args.pin_cores,

@@ -29,6 +29,9 @@ pub struct EngineConfig {
     pub send_timeout: Duration,
     /// Upload limit in bytes per second over all cores (each core gets an equal share).
     pub max_upload_rate: Option<u64>,
+    /// Writes of more than this many bytes go out with `IORING_OP_SENDMSG_ZC` (zero-copy,
+    /// see [`zerocopy`](super::zerocopy)); `None`: every write is a `writev`.
+    pub send_zc_threshold: Option<usize>,
     /// `SO_SNDBUF` of accepted sockets in bytes (`None`: the kernel's autotuning).
     pub send_buffer: Option<usize>,
     /// `TCP_NOTSENT_LOWAT` of accepted sockets in bytes (`None`: the system default,
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             keepalive_interval: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
             max_upload_rate: None,
+            send_zc_threshold: None,
             send_buffer: None,
             notsent_lowat: None,
             pin_cores: false,

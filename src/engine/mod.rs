@@ -18,6 +18,7 @@ pub mod stats;
 pub mod torrents;
 pub mod tune;
 pub mod worker;
+pub mod zerocopy;
 
 pub use config::EngineConfig;
 pub use listen::{bind_reuseport, raise_nofile_limit};

@@ -332,6 +332,12 @@ async fn write_loop(
 ) -> Result<(), PeerError> {
     let counters = ctx.counters();
     let max = ctx.config.blocks_per_write;
+    let zero_copy = ctx
+        .zero_copy
+        .as_ref()
+        .zip(ctx.config.send_zc_threshold)
+        .map(|(ring, threshold)| send::ZeroCopy { ring, threshold });
+    let zero_copy = zero_copy.as_ref();
     let mut batch = Batch {
         blocks: Vec::with_capacity(max),
         parts: Vec::with_capacity(max),
@@ -352,9 +358,10 @@ async fn write_loop(
         while left > 0 {
             let timeout = ctx.config.send_timeout;
             let segments = std::mem::take(&mut batch.segments);
-            let (result, written) = tokio::time::timeout(timeout, stream.writev(segments))
-                .await
-                .map_err(|_| PeerError::SendTimeout(timeout))?;
+            let (result, written) =
+                tokio::time::timeout(timeout, send::write(stream, zero_copy, segments))
+                    .await
+                    .map_err(|_| PeerError::SendTimeout(timeout))?;
             batch.segments = written;
             let n = match result {
                 Ok(n) => n,

@@ -1,7 +1,14 @@
 //! Building vectored writes: control messages and `piece` messages whose payloads are `Bytes`
 //! views of the memory map, gathered into one `writev` without copying a block.
 
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_uring::net::TcpStream;
+
+use super::zerocopy::ZeroCopyRing;
 
 use crate::protocol::wire::{piece_header, PIECE_HEADER_LEN};
 use crate::swarm::BlockRef;
@@ -38,6 +45,30 @@ pub fn gather(
                 segments.push(p.clone());
             }
         }
+    }
+}
+
+/// Zero-copy sends for writes of more than `threshold` bytes.
+pub struct ZeroCopy<'a> {
+    /// The core's ring.
+    pub ring: &'a Rc<ZeroCopyRing>,
+    /// Writes larger than this go zero-copy.
+    pub threshold: usize,
+}
+
+/// Writes `segments` in order (one `writev`, or one zero-copy `SENDMSG_ZC` when `zero_copy`
+/// is given and they hold more than its threshold). Returns the bytes written (possibly
+/// fewer than all) and the segments.
+pub async fn write(
+    stream: &TcpStream,
+    zero_copy: Option<&ZeroCopy<'_>>,
+    segments: Vec<Bytes>,
+) -> (io::Result<usize>, Vec<Bytes>) {
+    match zero_copy {
+        Some(z) if segments.iter().map(Bytes::len).sum::<usize>() > z.threshold => {
+            z.ring.send(stream.as_raw_fd(), segments).await
+        }
+        _ => stream.writev(segments).await,
     }
 }
 

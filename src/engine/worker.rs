@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::choke::{PeerKey, TorrentCore};
 use super::stats::{CoreStats, EngineStats};
+use super::zerocopy::ZeroCopyRing;
 use super::{peer, EngineConfig, TorrentSet};
 use crate::swarm::{TokenBucket, BLOCK_SIZE};
 
@@ -62,6 +63,8 @@ pub(super) struct CoreContext {
     pub torrent_cores: Vec<RefCell<TorrentCore>>,
     /// This core's share of the upload limit.
     pub bucket: Option<RefCell<TokenBucket>>,
+    /// This core's ring for zero-copy sends (with `send_zc_threshold`).
+    pub zero_copy: Option<std::rc::Rc<ZeroCopyRing>>,
     next_key: Cell<PeerKey>,
 }
 
@@ -132,6 +135,16 @@ pub fn run(
                         Duration::ZERO,
                     ))
                 });
+                let zero_copy = match config.send_zc_threshold {
+                    Some(_) => match ZeroCopyRing::new() {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::warn!("no zero-copy sends on core {core}: {e}");
+                            None
+                        }
+                    },
+                    None => None,
+                };
                 let ctx = CoreContext {
                     core,
                     config,
@@ -143,6 +156,7 @@ pub fn run(
                     epoch: Instant::now(),
                     torrent_cores,
                     bucket,
+                    zero_copy,
                     next_key: Cell::new(0),
                 };
                 tokio_uring::start(core_main(listener, std::rc::Rc::new(ctx), stop))
@@ -165,6 +179,13 @@ async fn core_main(
     let listener = tokio_uring::net::TcpListener::from_std(listener);
     let publisher = tokio_uring::spawn(publish_latency(ctx.clone()));
     let housekeeper = tokio_uring::spawn(housekeeping(ctx.clone()));
+    let reaper = ctx.zero_copy.clone().map(|ring| {
+        tokio_uring::spawn(async move {
+            if let Err(e) = ring.reap().await {
+                tracing::error!("zero-copy completions: {e}");
+            }
+        })
+    });
     loop {
         if *stop.borrow() {
             break;
@@ -199,6 +220,23 @@ async fn core_main(
     housekeeper.abort();
     for tc in &ctx.torrent_cores {
         tc.borrow_mut().close_all();
+    }
+    if let (Some(ring), Some(reaper)) = (&ctx.zero_copy, reaper) {
+        // Let the closed connections' sends finish (their notifications free the buffers).
+        for _ in 0..100 {
+            if ring.in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reaper.abort();
+        let c = ring.counts();
+        tracing::info!(
+            core = ctx.core,
+            "zero-copy sends: {} notified, {} of them copied by the kernel",
+            c.notified,
+            c.copied
+        );
     }
     publish_now(&ctx);
 }
