@@ -113,6 +113,22 @@ impl Bitfield {
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len).filter(move |&p| self.has(p))
     }
+
+    /// The bitfield as 64-bit words, `len.div_ceil(64)` of them: piece `p` is bit
+    /// `63 - p % 64` of word `p / 64` (the wire layout read big-endian), spare bits zero.
+    /// For whole-set operations a word at a time.
+    pub fn words(&self) -> impl Iterator<Item = u64> + '_ {
+        let whole = self.bytes.chunks_exact(8);
+        let rest = whole.remainder();
+        let last = (!rest.is_empty()).then(|| {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            u64::from_be_bytes(w)
+        });
+        whole
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .chain(last)
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +146,19 @@ mod tests {
         assert_eq!(b.count(), 2);
         assert!(b.unset(0));
         assert_eq!(b.ones().collect::<Vec<_>>(), vec![9]);
+    }
+
+    #[test]
+    fn words_put_piece_zero_in_the_top_bit() {
+        let mut b = Bitfield::new(130);
+        for p in [0, 63, 64, 129] {
+            b.set(p);
+        }
+        let w: Vec<u64> = b.words().collect();
+        assert_eq!(w, vec![1 << 63 | 1, 1 << 63, 1 << 62]);
+        assert_eq!(Bitfield::new(0).words().count(), 0);
+        let full: Vec<u64> = Bitfield::full(70).words().collect();
+        assert_eq!(full, vec![u64::MAX, 0b111111 << 58]);
     }
 
     #[test]

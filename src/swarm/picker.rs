@@ -14,6 +14,14 @@
 //! Rarest first never sorts: pieces live in availability buckets updated in O(1) per change
 //! (see `availability.rs`). Peers that have everything ("seeds") are counted apart, which
 //! leaves the order untouched and makes `have all` O(1).
+//!
+//! Choosing a new piece never scans piece by piece: the picker keeps a word bitmap of the
+//! pieces that cannot be started (had, or already partial), so the pieces a peer could give us
+//! are `peer_has & !blocked`, 64 at a time. A peer with nothing to start costs O(pieces / 64)
+//! (the common case in a flash crowd, asked again on every block received); rarest first walks
+//! the buckets only while that is cheaper than looking at each candidate's availability, and
+//! otherwise takes the least available candidate directly (both give a piece of the lowest
+//! availability the peer can serve, ties broken at random).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -131,12 +139,20 @@ pub struct Picker<K> {
     seeds: u32,
     peers: HashMap<K, PeerEntry>,
     partials: Vec<Partial<K>>,
+    /// How many of `partials` have open blocks (often none when pieces are one block each, so
+    /// picking need not walk every outstanding request).
+    open_partials: usize,
     /// Per piece: index into `partials`, or `NO_SLOT`.
     slot: Vec<u32>,
     /// Blocks of pieces we lack that are neither requested nor received.
     unrequested: u64,
     /// Sequential strategy: every piece below it is had or started.
     seq_cursor: u32,
+    /// Pieces that cannot be started: had or partial. Piece `p` is bit `63 - p % 64` of word
+    /// `p / 64`, as in [`Bitfield::words`].
+    blocked: Vec<u64>,
+    /// Reused buffer for the tied rarest candidates.
+    ties: Vec<u32>,
 }
 
 impl<K: Copy + Eq + Hash> Picker<K> {
@@ -159,9 +175,12 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             seeds: 0,
             peers: HashMap::new(),
             partials: Vec::new(),
+            open_partials: 0,
             slot: vec![NO_SLOT; n as usize],
             unrequested,
             seq_cursor: 0,
+            blocked: vec![0; (n as usize).div_ceil(64)],
+            ties: Vec::new(),
         }
     }
 
@@ -207,9 +226,8 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     pub fn is_interesting(&self, peer_has: &Bitfield) -> bool {
         peer_has.len() == self.have.len()
             && peer_has
-                .as_bytes()
-                .iter()
-                .zip(self.have.as_bytes())
+                .words()
+                .zip(self.have.words())
                 .any(|(p, h)| p & !h != 0)
     }
 
@@ -286,6 +304,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         }
         for i in 0..self.partials.len() {
             let part = &mut self.partials[i];
+            let was_open = part.open > 0;
             let mut released = 0;
             let mut idx = 0;
             while idx < part.blocks.len() {
@@ -303,6 +322,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 idx += 1;
             }
             part.extra.retain(|&(_, k)| k != peer);
+            if !was_open && part.open > 0 {
+                self.open_partials += 1;
+            }
             self.unrequested += released;
         }
     }
@@ -325,6 +347,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             } else {
                 part.blocks[idx as usize] = Block::Open;
                 part.open += 1;
+                if part.open == 1 {
+                    self.open_partials += 1;
+                }
                 self.unrequested += 1;
             }
         }
@@ -378,6 +403,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             }
             Block::Open => {
                 part.open -= 1;
+                if part.open == 0 {
+                    self.open_partials -= 1;
+                }
                 self.unrequested -= 1;
             }
             Block::Requested(first) => {
@@ -410,7 +438,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             return slot as usize;
         }
         let blocks = self.geometry.block_count(piece);
+        self.set_blocked(piece, true);
         self.slot[piece as usize] = self.partials.len() as u32;
+        self.open_partials += 1;
         self.partials.push(Partial {
             piece,
             blocks: vec![Block::Open; blocks as usize],
@@ -427,7 +457,13 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             return None;
         }
         self.slot[piece as usize] = NO_SLOT;
+        if !self.have.has(piece) {
+            self.set_blocked(piece, false);
+        }
         let part = self.partials.swap_remove(slot as usize);
+        if part.open > 0 {
+            self.open_partials -= 1;
+        }
         if let Some(moved) = self.partials.get(slot as usize) {
             self.slot[moved.piece as usize] = slot;
         }
@@ -439,6 +475,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         if piece >= self.geometry.piece_count() || !self.have.set(piece) {
             return;
         }
+        self.set_blocked(piece, true);
         let open = match self.drop_partial(piece) {
             Some(part) => u64::from(part.open),
             None => u64::from(self.geometry.block_count(piece)),
@@ -500,13 +537,21 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             return;
         }
         let target = out.len() + max_blocks;
-        // 1. Finish partial pieces.
+        // 1. Finish partial pieces (none become open meanwhile: stop after the last open one).
+        let open = self.open_partials;
+        let mut seen = 0;
         for i in 0..self.partials.len() {
             if out.len() >= target {
                 return;
             }
-            if self.partials[i].open > 0 && peer_has.has(self.partials[i].piece) {
-                self.request_open(i, peer, target, out);
+            if seen == open {
+                break;
+            }
+            if self.partials[i].open > 0 {
+                seen += 1;
+                if peer_has.has(self.partials[i].piece) {
+                    self.request_open(i, peer, target, out);
+                }
             }
         }
         // 2. Start new pieces.
@@ -525,6 +570,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
 
     fn request_open(&mut self, slot: usize, peer: K, target: usize, out: &mut Vec<BlockRef>) {
         let part = &mut self.partials[slot];
+        let was_open = part.open > 0;
         for (idx, b) in part.blocks.iter_mut().enumerate() {
             if out.len() >= target || part.open == 0 {
                 break;
@@ -536,30 +582,60 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 out.push(self.geometry.block(part.piece, idx as u32));
             }
         }
+        if was_open && part.open == 0 {
+            self.open_partials -= 1;
+        }
+    }
+
+    fn set_blocked(&mut self, piece: u32, blocked: bool) {
+        let bit = 1u64 << (63 - piece % 64);
+        let w = &mut self.blocked[(piece / 64) as usize];
+        if blocked {
+            *w |= bit;
+        } else {
+            *w &= !bit;
+        }
+    }
+
+    fn is_blocked(&self, piece: u32) -> bool {
+        self.blocked[(piece / 64) as usize] & (1u64 << (63 - piece % 64)) != 0
     }
 
     /// Whether `piece` may be started for a peer with `peer_has`.
     fn startable(&self, piece: u32, peer_has: &Bitfield) -> bool {
-        self.slot[piece as usize] == NO_SLOT && !self.have.has(piece) && peer_has.has(piece)
+        !self.is_blocked(piece) && peer_has.has(piece)
+    }
+
+    /// The pieces a peer with `peer_has` could start, as words (see `blocked`).
+    fn candidates<'a>(&'a self, peer_has: &'a Bitfield) -> impl Iterator<Item = u64> + 'a {
+        peer_has
+            .words()
+            .zip(&self.blocked)
+            .map(|(has, blocked)| has & !blocked)
     }
 
     fn next_new_piece<R: Rng + ?Sized>(&mut self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
+        let count: u32 = self.candidates(peer_has).map(u64::count_ones).sum();
+        if count == 0 {
+            return None;
+        }
         match self.config.strategy {
             Strategy::Sequential => {
                 let n = self.geometry.piece_count();
-                while self.seq_cursor < n
-                    && (self.have.has(self.seq_cursor)
-                        || self.slot[self.seq_cursor as usize] != NO_SLOT)
-                {
+                while self.seq_cursor < n && self.is_blocked(self.seq_cursor) {
                     self.seq_cursor += 1;
                 }
-                (self.seq_cursor..n).find(|&p| self.startable(p, peer_has))
+                self.first_candidate_from(peer_has, self.seq_cursor)
             }
-            Strategy::Random => self.random_piece(peer_has, rng),
+            Strategy::Random => self.nth_candidate(peer_has, rng.gen_range(0..count)),
             Strategy::RarestFirst if self.have.count() < self.config.random_first => {
-                self.random_piece(peer_has, rng)
+                self.nth_candidate(peer_has, rng.gen_range(0..count))
             }
             Strategy::RarestFirst => {
+                // Walking the buckets finds a candidate in a few probes when the peer has many
+                // of the rarest pieces (a seed); give up once it has cost as much as looking
+                // at every candidate would.
+                let mut budget = count as usize + self.blocked.len();
                 for a in 0..self.avail.buckets() {
                     let bucket = self.avail.bucket(a);
                     if bucket.is_empty() {
@@ -567,12 +643,14 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                     }
                     let start = rng.gen_range(0..bucket.len());
                     let (tail, head) = (&bucket[start..], &bucket[..start]);
-                    if let Some(&p) = tail
-                        .iter()
-                        .chain(head)
-                        .find(|&&p| self.startable(p, peer_has))
-                    {
-                        return Some(p);
+                    for &p in tail.iter().chain(head) {
+                        if self.startable(p, peer_has) {
+                            return Some(p);
+                        }
+                        budget -= 1;
+                        if budget == 0 {
+                            return self.rarest_candidate(peer_has, rng);
+                        }
                     }
                 }
                 None
@@ -580,17 +658,69 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         }
     }
 
-    /// A uniformly random startable piece: a random start, then the next one in index order.
-    /// (Slightly favours pieces after long runs of unstartable ones; fine for a start.)
-    fn random_piece<R: Rng + ?Sized>(&self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
-        let n = self.geometry.piece_count();
-        if n == 0 {
-            return None;
+    /// Calls `f` with every piece a peer with `peer_has` could start, in index order.
+    fn for_each_candidate(&self, peer_has: &Bitfield, mut f: impl FnMut(u32)) {
+        for (i, mut w) in self.candidates(peer_has).enumerate() {
+            while w != 0 {
+                let z = w.leading_zeros();
+                f(i as u32 * 64 + z);
+                w &= !(1u64 << (63 - z));
+            }
         }
-        let start = rng.gen_range(0..n);
-        (start..n)
-            .chain(0..start)
-            .find(|&p| self.startable(p, peer_has))
+    }
+
+    /// A startable piece of the lowest availability, ties broken uniformly at random.
+    fn rarest_candidate<R: Rng + ?Sized>(
+        &mut self,
+        peer_has: &Bitfield,
+        rng: &mut R,
+    ) -> Option<u32> {
+        let mut ties = std::mem::take(&mut self.ties);
+        ties.clear();
+        let mut least = u32::MAX;
+        self.for_each_candidate(peer_has, |p| {
+            let c = self.avail.count(p);
+            if c < least {
+                least = c;
+                ties.clear();
+            }
+            if c == least {
+                ties.push(p);
+            }
+        });
+        let got = (!ties.is_empty()).then(|| ties[rng.gen_range(0..ties.len())]);
+        self.ties = ties;
+        got
+    }
+
+    /// The `k`-th startable piece in index order (uniformly random for a random `k`).
+    fn nth_candidate(&self, peer_has: &Bitfield, mut k: u32) -> Option<u32> {
+        for (i, mut w) in self.candidates(peer_has).enumerate() {
+            let ones = w.count_ones();
+            if k >= ones {
+                k -= ones;
+                continue;
+            }
+            for _ in 0..k {
+                w &= !(1u64 << (63 - w.leading_zeros()));
+            }
+            return Some(i as u32 * 64 + w.leading_zeros());
+        }
+        None
+    }
+
+    /// The first startable piece at or after `from`.
+    fn first_candidate_from(&self, peer_has: &Bitfield, from: u32) -> Option<u32> {
+        let skip = (from / 64) as usize;
+        self.candidates(peer_has)
+            .enumerate()
+            .skip(skip)
+            .find_map(|(i, mut w)| {
+                if i == skip {
+                    w &= u64::MAX >> (from % 64);
+                }
+                (w != 0).then(|| i as u32 * 64 + w.leading_zeros())
+            })
     }
 
     fn pick_end_game(
@@ -1047,5 +1177,157 @@ mod tests {
         p.peer_left(50, &evens_and_one);
         assert_eq!(p.availability(77_777), 0);
         assert_eq!(p.availability(2), 20);
+    }
+
+    /// Brute force: the pieces a peer with `has` could start.
+    fn startable_brute(p: &Picker<u32>, has: &Bitfield) -> Vec<u32> {
+        (0..p.geometry().piece_count())
+            .filter(|&x| has.has(x) && !p.have().has(x) && p.slot[x as usize] == NO_SLOT)
+            .collect()
+    }
+
+    #[test]
+    fn new_pieces_match_a_brute_force_choice() {
+        // Random swarms of random sizes (word boundaries included), random operations; every
+        // new piece chosen must be startable and, for rarest first, of the least availability
+        // among the startable ones; sequential takes the lowest; nothing only when none is.
+        for seed in 0..60u64 {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            let n = [1, 63, 64, 65, 130, 300][seed as usize % 6];
+            let strategy = [
+                Strategy::RarestFirst,
+                Strategy::Sequential,
+                Strategy::Random,
+            ][(seed / 6) as usize % 3];
+            let mut p = picker(n, strategy, 2);
+            let mut peers: Vec<Bitfield> = Vec::new();
+            for k in 0..8u32 {
+                let density = r.gen_range(0.0..1.0);
+                let mut b = Bitfield::new(n);
+                (0..n).filter(|_| r.gen_bool(density)).for_each(|x| {
+                    b.set(x);
+                });
+                p.peer_bitfield(k, &b).unwrap();
+                peers.push(b);
+            }
+            for _ in 0..400 {
+                let k = r.gen_range(0..peers.len());
+                let has = peers[k].clone();
+                match r.gen_range(0..12) {
+                    0..=3 => {
+                        let before = startable_brute(&p, &has);
+                        let random_phase = p.have().count() < 2;
+                        let got = p.next_new_piece(&has, &mut r);
+                        let Some(x) = got else {
+                            assert!(before.is_empty(), "seed {seed}: none of {before:?}");
+                            continue;
+                        };
+                        assert!(before.contains(&x), "seed {seed}: {x} not startable");
+                        match strategy {
+                            Strategy::Sequential => assert_eq!(x, before[0]),
+                            Strategy::RarestFirst if !random_phase => {
+                                let least = before.iter().map(|&y| p.availability(y)).min();
+                                assert_eq!(Some(p.availability(x)), least, "seed {seed}");
+                            }
+                            _ => {}
+                        }
+                        let slot = p.partial_slot(x);
+                        let mut out = Vec::new();
+                        p.request_open(slot, k as u32, 4, &mut out);
+                    }
+                    4 | 5 => {
+                        for b in p.pick(k as u32, &has, r.gen_range(1..6), &mut r) {
+                            assert!(has.has(b.piece) && !p.have().has(b.piece));
+                        }
+                    }
+                    10 => {
+                        // A request is rejected, or the peer leaves and comes back.
+                        let requested: Vec<BlockRef> = p
+                            .partials
+                            .iter()
+                            .flat_map(|part| {
+                                let piece = part.piece;
+                                part.blocks.iter().enumerate().filter_map(move |(i, b)| {
+                                    matches!(b, Block::Requested(who) if *who == k as u32)
+                                        .then_some((piece, i as u32))
+                                })
+                            })
+                            .map(|(piece, i)| p.geometry().block(piece, i))
+                            .collect();
+                        if let Some(&b) = requested.first() {
+                            p.request_rejected(b, k as u32);
+                        }
+                    }
+                    11 => {
+                        p.peer_left(k as u32, &peers[k]);
+                        p.peer_bitfield(k as u32, &peers[k]).unwrap();
+                    }
+                    6 | 7 => {
+                        // A partial piece completes (or fails its check now and then).
+                        if let Some(part) = p.partials.first() {
+                            let piece = part.piece;
+                            if r.gen_range(0..5) == 0 {
+                                p.piece_failed(piece);
+                            } else {
+                                complete(&mut p, piece, 0);
+                            }
+                        }
+                    }
+                    _ => {
+                        let x = r.gen_range(0..n);
+                        if peers[k].set(x) {
+                            p.peer_have(k as u32, x).unwrap();
+                        }
+                    }
+                }
+                let open = p.partials.iter().filter(|x| x.open > 0).count();
+                assert_eq!(p.open_partials, open, "seed {seed}");
+                for x in 0..n {
+                    let partial = p.slot[x as usize] != NO_SLOT;
+                    assert_eq!(p.is_blocked(x), p.have().has(x) || partial, "piece {x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_new_pieces_are_uniform() {
+        // Pieces 0..=3 startable, then a long run of pieces the peer lacks, then piece 100: a
+        // random start followed by a scan would choose piece 100 most of the time.
+        let mut p = picker(101, Strategy::Random, 0);
+        let has = bits(101, &[0, 1, 2, 3, 100]);
+        p.peer_bitfield(1, &has).unwrap();
+        let mut counts = [0u32; 101];
+        let mut r = rng();
+        for _ in 0..5000 {
+            counts[p.next_new_piece(&has, &mut r).unwrap() as usize] += 1;
+        }
+        for x in [0, 1, 2, 3, 100] {
+            assert!((800..1200).contains(&counts[x]), "piece {x}: {}", counts[x]);
+        }
+    }
+
+    #[test]
+    fn rarest_falls_back_from_buckets_to_candidates() {
+        // The peer has one piece, the most common: walking the buckets would have to pass every
+        // rarer piece; the candidate bitmap finds it, and finds nothing once it is started.
+        let n = 1000;
+        let mut p = picker(n, Strategy::RarestFirst, 0);
+        let mut r = rng();
+        p.peer_bitfield(
+            1,
+            &bits(n, &(0..n).filter(|&x| x != 500).collect::<Vec<_>>()),
+        )
+        .unwrap();
+        p.peer_bitfield(2, &bits(n, &[500])).unwrap();
+        p.peer_have(3, 500).unwrap();
+        let has = bits(n, &[500]);
+        assert_eq!(pieces_of(&p.pick(2, &has, 4, &mut r)), vec![500]);
+        assert!(p.pick(2, &has, 4, &mut r).is_empty());
+        assert_eq!(p.next_new_piece(&has, &mut r), None);
+        // A seed still gets one of the rarest pieces.
+        let got = pieces_of(&p.pick(4, &Bitfield::full(n), 4, &mut r));
+        assert_eq!(got.len(), 1);
+        assert_eq!(p.availability(got[0]), 1);
     }
 }
