@@ -4,8 +4,14 @@ mod support;
 
 use support::*;
 
+/// Both tests drive a seed flat out on the 2-core CI machine; run alongside, the libtorrent
+/// seed's 4 connections sometimes never completed a handshake (2 of 7 runs, cause not found),
+/// so they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn bench_load_measures_a_libtorrent_seed() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &[("data.bin", 4 << 20)]);
     let t = dir.path().join("data.torrent");
@@ -43,6 +49,7 @@ fn bench_load_measures_a_libtorrent_seed() {
 /// load keeps 16 in flight and says so, instead of flooding the seed and being dropped.
 #[test]
 fn bench_load_keeps_to_the_seeds_reqq() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &[("data.bin", 4 << 20)]);
     let t = dir.path().join("data.torrent");

@@ -13,6 +13,7 @@ fn phase(per_minute: f64, hours: f64) -> Phase {
     Phase {
         per_second: per_minute / 60.0,
         duration: Duration::from_secs_f64(hours * 3600.0),
+        fixed: false,
     }
 }
 

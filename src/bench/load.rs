@@ -286,6 +286,9 @@ async fn connection(
     }
     counters.connected.fetch_add(1, Ordering::Relaxed);
 
+    let mut events = Vec::new();
+    // Whatever came after the handshake in the same reads.
+    reader.drain(&mut events).map_err(std::io::Error::other)?;
     let mut inflight: std::collections::HashMap<BlockRef, Instant> =
         std::collections::HashMap::with_capacity(config.queue * 2);
     let mut unchoked = false;
@@ -297,10 +300,8 @@ async fn connection(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        // Parse whatever is buffered.
-        let mut events = Vec::new();
-        reader.drain(&mut events).map_err(std::io::Error::other)?;
-        for ev in events {
+        // What the last read parsed.
+        for ev in events.drain(..) {
             match ev {
                 Event::Block(block) => {
                     if let Some(sent) = inflight.remove(&block) {
@@ -355,7 +356,9 @@ async fn connection(
         if n == 0 {
             return Err(std::io::Error::other("seed closed the connection"));
         }
-        reader.feed(&buf[..n]);
+        reader
+            .feed(&buf[..n], &mut events)
+            .map_err(std::io::Error::other)?;
     }
 }
 
@@ -391,13 +394,45 @@ impl StreamReader {
         }
     }
 
-    fn feed(&mut self, mut data: &[u8]) {
-        if self.skip > 0 {
-            let n = self.skip.min(data.len());
-            self.skip -= n;
+    /// Parses `data` into `events`. Only message heads (and whole non-piece messages) are
+    /// copied into `pending`: piece payloads are skipped where they lie in `data`.
+    fn feed(
+        &mut self,
+        mut data: &[u8],
+        events: &mut Vec<Event>,
+    ) -> Result<(), crate::protocol::wire::WireError> {
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            let n = self.wanted().min(data.len());
+            self.pending.extend_from_slice(&data[..n]);
             data = &data[n..];
+            self.drain(events)?;
         }
-        self.pending.extend_from_slice(data);
+    }
+
+    /// Bytes to append to `pending` before [`StreamReader::drain`] can make progress: the rest
+    /// of a length prefix and id, of a piece header, or of a whole other message (at least 1).
+    fn wanted(&self) -> usize {
+        let p = &self.pending;
+        if p.len() < 5 {
+            return 5 - p.len();
+        }
+        let len = u32::from_be_bytes(p[0..4].try_into().unwrap()) as usize;
+        let whole = if len == 0 {
+            4
+        } else if p[4] == 7 {
+            13
+        } else {
+            4 + len
+        };
+        whole.saturating_sub(p.len()).max(1)
     }
 
     fn drain(&mut self, events: &mut Vec<Event>) -> Result<(), crate::protocol::wire::WireError> {
@@ -479,9 +514,65 @@ mod tests {
         .encode(&mut bytes);
         Message::Unchoke.encode(&mut bytes);
         let mut reader = StreamReader::new(10);
-        reader.feed(&bytes);
         let mut events = Vec::new();
-        reader.drain(&mut events).unwrap();
+        reader.feed(&bytes, &mut events).unwrap();
         assert!(matches!(events[..], [Event::Reqq(16), Event::Unchoke]));
+    }
+
+    /// A stream cut at every byte boundary parses to the same events, and piece payloads never
+    /// enter `pending` (only heads are copied).
+    #[test]
+    fn any_cut_parses_the_same_without_buffering_payloads() {
+        let mut bytes = BytesMut::new();
+        Message::Unchoke.encode(&mut bytes);
+        let blocks = [
+            BlockRef {
+                piece: 1,
+                offset: 0,
+                length: BLOCK_SIZE,
+            },
+            BlockRef {
+                piece: 2,
+                offset: BLOCK_SIZE,
+                length: 100,
+            },
+        ];
+        for b in blocks {
+            bytes.extend_from_slice(&crate::protocol::wire::piece_header(
+                b.piece, b.offset, b.length,
+            ));
+            bytes.extend_from_slice(&vec![0xAB; b.length as usize]);
+            Message::KeepAlive.encode(&mut bytes);
+        }
+        Message::RejectRequest(blocks[0]).encode(&mut bytes);
+        Message::Choke.encode(&mut bytes);
+        let summary = |events: &[Event]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| match e {
+                    Event::Block(b) => format!("block {b:?}"),
+                    Event::Unchoke => "unchoke".into(),
+                    Event::Choke => "choke".into(),
+                    Event::Rejected(b) => format!("rejected {b:?}"),
+                    Event::Reqq(r) => format!("reqq {r}"),
+                })
+                .collect()
+        };
+        let mut whole = StreamReader::new(10);
+        let mut expected = Vec::new();
+        whole.feed(&bytes, &mut expected).unwrap();
+        assert_eq!(expected.len(), 5);
+        for cut in (0..bytes.len()).step_by(7) {
+            let mut r = StreamReader::new(10);
+            let mut events = Vec::new();
+            r.feed(&bytes[..cut], &mut events).unwrap();
+            assert!(
+                r.pending.len() <= 17,
+                "cut {cut}: {} buffered",
+                r.pending.len()
+            );
+            r.feed(&bytes[cut..], &mut events).unwrap();
+            assert_eq!(summary(&events), summary(&expected), "cut {cut}");
+        }
     }
 }

@@ -87,11 +87,19 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         .0
         .iter()
         .map(|p| {
-            format!(
-                "{}/min for {}s",
-                p.per_second * 60.0,
-                p.duration.as_secs_f64()
-            )
+            if p.fixed {
+                format!(
+                    "{} every {}s",
+                    (p.duration.as_secs_f64() * p.per_second).round(),
+                    1.0 / p.per_second
+                )
+            } else {
+                format!(
+                    "{}/min for {}s",
+                    p.per_second * 60.0,
+                    p.duration.as_secs_f64()
+                )
+            }
         })
         .collect();
     let schedule_text = schedule_text.join(", ");

@@ -77,7 +77,10 @@ pub struct SimArgs {
     /// `--peer-class 0.6:20Mbit/2Mbit --peer-class 0.4:100Mbit/20Mbit`.
     #[arg(long, value_parser = parse_peer_class)]
     pub peer_class: Vec<PeerClass>,
-    /// Arrivals: Poisson phases, e.g. `6/min for 1h, 120/min for 1h, 6/min for 1h`.
+    /// Arrivals: phases separated by commas, Poisson (`RATE for DURATION`, e.g.
+    /// `6/min for 1h, 120/min for 1h, 6/min for 1h`) or on a fixed schedule
+    /// (`COUNT every DURATION`: `30 every 2s` is 30 arrivals exactly 2 s apart, the first at
+    /// the start of the phase).
     #[arg(long, value_parser = parse_schedule_arg, default_value = "6/min for 1h")]
     pub arrivals: Schedule,
     /// How long a peer seeds after completing (swarm mode).

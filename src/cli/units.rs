@@ -104,14 +104,38 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(v.round() as u64)
 }
 
-/// Parses an arrival schedule: Poisson phases separated by commas, each `RATE for DURATION`
-/// with RATE as `6/min`, `0.1/s` or `300/h`: `6/min for 1h, 120/min for 1h, 6/min for 1h`.
+/// Parses an arrival schedule: phases separated by commas, each either Poisson,
+/// `RATE for DURATION` with RATE as `6/min`, `0.1/s` or `300/h`
+/// (`6/min for 1h, 120/min for 1h, 6/min for 1h`), or fixed, `COUNT every DURATION`: COUNT
+/// arrivals exactly DURATION apart, the first at the start of the phase (`30 every 2s`, a
+/// phase of 60 s).
 pub fn parse_schedule(s: &str) -> Result<Vec<crate::sim::Phase>, String> {
     let mut phases = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
+        if let Some((count, gap)) = part.split_once(" every ") {
+            let count: u32 = count
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{count}`: expected a whole number of arrivals"))?;
+            let gap = parse_duration(gap)?;
+            if count == 0 || gap.is_zero() {
+                return Err(format!(
+                    "`{part}`: expected a positive count and gap, e.g. `30 every 2s`"
+                ));
+            }
+            phases.push(crate::sim::Phase {
+                per_second: 1.0 / gap.as_secs_f64(),
+                duration: gap * count,
+                fixed: true,
+            });
+            continue;
+        }
         let (rate, dur) = part.split_once(" for ").ok_or_else(|| {
-            format!("`{part}`: expected `RATE for DURATION`, e.g. `6/min for 1h`")
+            format!(
+                "`{part}`: expected `RATE for DURATION` (e.g. `6/min for 1h`) or \
+                 `COUNT every DURATION` (e.g. `30 every 2s`)"
+            )
         })?;
         let (n, per) = rate
             .trim()
@@ -133,6 +157,7 @@ pub fn parse_schedule(s: &str) -> Result<Vec<crate::sim::Phase>, String> {
         phases.push(crate::sim::Phase {
             per_second,
             duration: parse_duration(dur)?,
+            fixed: false,
         });
     }
     Ok(phases)
@@ -199,6 +224,29 @@ mod tests {
         assert_eq!(s[2].duration, Duration::from_secs(1800));
         assert!(parse_schedule("6/min").is_err());
         assert!(parse_schedule("6/fortnight for 1h").is_err());
+        assert!(s.iter().all(|p| !p.fixed));
+        // Fixed schedules, alone or between Poisson phases.
+        let f = parse_schedule("30 every 2s").unwrap();
+        assert_eq!(f.len(), 1);
+        assert!(f[0].fixed);
+        assert_eq!(f[0].duration, Duration::from_secs(60));
+        assert!((f[0].per_second - 0.5).abs() < 1e-12);
+        let m = parse_schedule("6/min for 1h, 10 every 250ms, 1/s for 1m").unwrap();
+        assert_eq!(
+            m.iter().map(|p| p.fixed).collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
+        assert_eq!(m[1].duration, Duration::from_millis(2500));
+        assert!((m[1].per_second - 4.0).abs() < 1e-12);
+        for bad in [
+            "0 every 2s",
+            "30 every 0s",
+            "2.5 every 1s",
+            "-3 every 1s",
+            "30 every",
+        ] {
+            assert!(parse_schedule(bad).is_err(), "{bad}");
+        }
         let c = parse_peer_class("0.6:20Mbit/2Mbit").unwrap();
         assert_eq!((c.down, c.up), (2_500_000, 250_000));
         assert!(parse_peer_class("0:1Mbit/1Mbit").is_err());

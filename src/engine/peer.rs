@@ -260,7 +260,7 @@ async fn read_loop(
                 match event {
                     Some(Event::RequestQueued(block)) => {
                         if block.offset == 0 {
-                            torrent.storage.advise_will_need(block.piece);
+                            torrent.advise_will_need(block.piece, now);
                         }
                         if s.arrivals.len() >= max_arrivals {
                             s.arrivals.pop_front();

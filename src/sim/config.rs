@@ -53,14 +53,18 @@ pub struct PeerClass {
     pub up: u64,
 }
 
-/// One Poisson phase of the arrival schedule.
+/// One phase of the arrival schedule: Poisson arrivals, or arrivals on a fixed schedule.
 #[derive(Clone, Copy, PartialEq, Debug, serde::Serialize)]
 pub struct Phase {
-    /// Mean arrivals per second.
+    /// Mean arrivals per second (for a fixed phase, exactly one every `1 / per_second` s).
     pub per_second: f64,
     /// How long the phase lasts.
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
+    /// Arrivals exactly `1 / per_second` apart, the first at the start of the phase (the
+    /// command line's `30 every 2s`), instead of Poisson.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fixed: bool,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +156,7 @@ impl Default for SimConfig {
             arrivals: vec![Phase {
                 per_second: 0.1,
                 duration: Duration::from_secs(3600),
+                fixed: false,
             }],
             linger: Duration::ZERO,
             max_peers: 50,

@@ -104,6 +104,7 @@ mod tests {
             arrivals: vec![Phase {
                 per_second: 0.05,
                 duration: Duration::from_secs(3 * 3600),
+                fixed: false,
             }],
             ..SimConfig::default()
         };

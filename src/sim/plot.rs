@@ -31,7 +31,13 @@ fn title(r: &Report) -> String {
     let rates: Vec<String> = c
         .arrivals
         .iter()
-        .map(|p| format!("{:.0}/min", p.per_second * 60.0))
+        .map(|p| {
+            if p.fixed {
+                format!("one every {:.3}s", 1.0 / p.per_second)
+            } else {
+                format!("{:.0}/min", p.per_second * 60.0)
+            }
+        })
         .collect();
     format!(
         "{mode}, {} bytes, origin {:.2} Mbit/s, arrivals {}",
