@@ -12,6 +12,7 @@ mod plan;
 mod progress;
 mod seed;
 mod show;
+mod signals;
 mod sim;
 mod tracker;
 mod units;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
+use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::engine::{self, EngineConfig, EngineStats, Shutdown, TorrentSet};
 use crate::metainfo::{self, CreateOptions, Torrent};
@@ -487,45 +488,6 @@ fn start_announcer(
         port,
     };
     (TrackerClient::spawn(tiers, me, stats), index)
-}
-
-/// SIGINT and SIGTERM, blocked in every thread and taken synchronously by the main thread.
-struct Signals(libc::sigset_t);
-
-impl Signals {
-    /// Blocks the signals for this thread and the threads it starts afterwards.
-    fn block() -> anyhow::Result<Signals> {
-        // SAFETY: sigset manipulation on a local set, then pthread_sigmask for this thread.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if rc != 0 {
-                anyhow::bail!(
-                    "cannot block signals: {}",
-                    std::io::Error::from_raw_os_error(rc)
-                );
-            }
-            Ok(Signals(set))
-        }
-    }
-
-    /// Waits up to `timeout` for a signal; returns its name.
-    fn wait(&self, timeout: Duration) -> Option<&'static str> {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: sigtimedwait with our set and a valid timespec.
-        let sig = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &ts) };
-        match sig {
-            libc::SIGINT => Some("SIGINT"),
-            libc::SIGTERM => Some("SIGTERM"),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

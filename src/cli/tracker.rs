@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::signals::Signals;
 use crate::metainfo::Torrent;
 use crate::tracker::registry::RegistryConfig;
 use crate::tracker::server::{parse_whitelist, TrackerConfig, TrackerHandle, TrackerServer};
@@ -90,24 +91,11 @@ fn load_torrents(tracker: &TrackerHandle, dir: &Path) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() -> anyhow::Result<&'static str> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        Ok(tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        })
-    })
-}
-
 /// Runs `seedbox tracker`.
 pub fn run(args: TrackerArgs) -> anyhow::Result<ExitCode> {
+    // Before any thread starts: a SIGTERM sent as soon as the URLs are printed must stop the
+    // tracker cleanly, not kill it before a handler exists.
+    let signals = Signals::block()?;
     let whitelist = match &args.whitelist {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -156,7 +144,7 @@ pub fn run(args: TrackerArgs) -> anyhow::Result<ExitCode> {
     }
     use std::io::Write;
     std::io::stdout().flush().ok();
-    let sig = wait_for_signal()?;
+    let sig = signals.wait_forever();
     let s = tracker.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
