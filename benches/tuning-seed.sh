@@ -33,6 +33,12 @@ VARIANTS=(
   "load --queue 16|--|--queue 16"
   "load --queue 256|--|--queue 256"
   "512 connections|--|--conns 512"
+  "--pin-cores|--pin-cores|"
+  "--send-buffer 256KiB|--send-buffer 256KiB|"
+  "--send-buffer 4MiB|--send-buffer 4MiB|"
+  "--notsent-lowat 16KiB|--notsent-lowat 16KiB|"
+  "--notsent-lowat 256KiB|--notsent-lowat 256KiB|"
+  "--huge-pages|--huge-pages|"
 )
 run_variant() { # name seedflags loadflags
   local seedflags=$2 loadflags=$3
@@ -62,10 +68,12 @@ run_variant() { # name seedflags loadflags
   "$SB" bench load "$addr" --torrent "$TORRENT" --conns "$conns" --duration "$DURATION" \
     --warmup 2 --queue "$queue" --source-ips 127.0.0.2-127.0.0.250 --json > "$TMP/one.json" || true
   after=$(awk '{print $14 + $15}' "/proc/$SEED_PID/stat")
+  # Huge pages backing the seed's mappings (file THP shows as FilePmdMapped).
+  local pmd; pmd=$(awk '/^FilePmdMapped/ {print $2}' "/proc/$SEED_PID/smaps_rollup" 2>/dev/null || echo 0)
   kill "$SEED_PID"; wait "$SEED_PID" 2>/dev/null || true; SEED_PID=""
-  /usr/bin/python3 - "$1" "$before" "$after" "$(getconf CLK_TCK)" "$TMP/one.json" >> "$RAW" <<'PY'
+  /usr/bin/python3 - "$1" "$before" "$after" "$(getconf CLK_TCK)" "$TMP/one.json" "${pmd:-0}" >> "$RAW" <<'PY'
 import json, sys
-name, before, after, tick, path = sys.argv[1:]
+name, before, after, tick, path, pmd = sys.argv[1:]
 try:
     r = json.load(open(path))
 except Exception:
@@ -73,7 +81,8 @@ except Exception:
 cpu = (int(after) - int(before)) / int(tick)
 gib = r["payload_bytes"] / 2**30
 print(json.dumps({"variant": name, "gbit": r["gbit_per_s"], "cpu_s_per_gib": cpu / gib if gib else None,
-                  "p99_us": r["latency_us"].get("p99"), "errors": r["errors"]}))
+                  "p99_us": r["latency_us"].get("p99"), "errors": r["errors"],
+                  "queue_capped_to": r.get("queue_capped_to"), "file_pmd_mapped_kib": int(pmd or 0)}))
 PY
 }
 for round in 1 2; do
@@ -91,19 +100,24 @@ done
   echo "each variant is a fresh \`seedbox seed T --listen 127.0.0.1:0 --no-tracker --unchoke-slots unlimited [FLAGS]\`"
   echo "under \`seedbox bench load ADDR --torrent T --conns $CONNS --duration $DURATION --warmup 2 --queue 64 --source-ips 127.0.0.2-127.0.0.250\`"
   echo "(the load generator shares the 2 cores). Two rounds, all variants in turn each round; mean of the two."
+  echo "CPU s/GiB: the seed's utime+stime over warm-up and window, divided by the GiB served in the window."
+  echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled) (enabled), file_pmd_mapped_kib: FilePmdMapped of the seed's smaps_rollup after the run."
   echo
   /usr/bin/python3 - "$RAW" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 names = list(dict.fromkeys(r["variant"] for r in rows))
-print("| variant | Gbit/s (runs) | mean Gbit/s | CPU s/GiB | p99 latency ms |")
-print("|---|---|---|---|---|")
+base = None
+print("| variant | Gbit/s (runs) | mean Gbit/s | vs baseline | CPU s/GiB | p99 latency ms |")
+print("|---|---|---|---|---|---|")
 for n in names:
     rs = [r for r in rows if r["variant"] == n]
     g = [r["gbit"] for r in rs]
     c = [r["cpu_s_per_gib"] for r in rs if r["cpu_s_per_gib"]]
     p = [r["p99_us"] for r in rs if r["p99_us"]]
-    print(f"| {n} | {', '.join('%.2f' % x for x in g)} | {sum(g)/len(g):.2f} | {sum(c)/len(c) if c else float('nan'):.3f} | {sum(p)/len(p)/1000 if p else float('nan'):.1f} |")
+    mean = sum(g) / len(g)
+    base = base or mean
+    print(f"| {n} | {', '.join('%.2f' % x for x in g)} | {mean:.2f} | {mean/base:.2f} | {sum(c)/len(c) if c else float('nan'):.3f} | {sum(p)/len(p)/1000 if p else float('nan'):.1f} |")
 PY
   echo
   echo "Raw (one line per run):"
