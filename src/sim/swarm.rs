@@ -778,12 +778,19 @@ impl<'a> Sim<'a> {
             Some(Event::RequestQueued(_)) => self.start_send(l, to),
             Some(Event::Interested) => {
                 let free_rider = self.peers[p as usize].free_rider;
+                // As `Session`: unchoked peers that lost interest since hold no slot.
                 let room = self.live(p).is_some_and(|live| {
-                    let slots = match live.choker.config().slots {
-                        Slots::Limited(n) => n as usize + 1,
-                        Slots::Unlimited => usize::MAX,
-                    };
-                    live.choker.unchoked().len() < slots
+                    live.choker.has_free_slot(|&k| {
+                        live.links.iter().any(|&x| {
+                            self.links[x as usize].as_ref().is_some_and(|link| {
+                                let s = link.side_of(p);
+                                let end = &link.ends[s];
+                                link.ends[1 - s].peer == k
+                                    && end.conn.peer_interested()
+                                    && !end.conn.their_have().is_full()
+                            })
+                        })
+                    })
                 });
                 if !free_rider && room {
                     self.choke_round(p);

@@ -194,6 +194,20 @@ impl<K: Copy + Ord> Choker<K> {
         self.optimistic
     }
 
+    /// Whether a newly interested peer can be unchoked at once rather than at the next round:
+    /// fewer of the currently unchoked peers still want data (`wants_data(key)`: connected,
+    /// interested and not a seed) than there are slots, the optimistic one included. A peer
+    /// that lost interest since the last round (it completed, say) keeps its place in
+    /// [`Choker::unchoked`] until the next round but no longer holds a slot here, so a newcomer
+    /// does not wait up to [`CHOKE_INTERVAL`] behind peers that want nothing.
+    pub fn has_free_slot(&self, mut wants_data: impl FnMut(&K) -> bool) -> bool {
+        let Slots::Limited(n) = self.config.slots else {
+            return true;
+        };
+        let capacity = n as usize + usize::from(self.config.optimistic);
+        self.unchoked.iter().filter(|k| wants_data(k)).count() < capacity
+    }
+
     /// Forgets a peer that disconnected (optional: a round also forgets peers missing from its
     /// snapshot). Frees its slot for the next round.
     pub fn peer_left(&mut self, key: &K) {
@@ -633,6 +647,32 @@ mod tests {
             (2.5..3.6).contains(&ratio),
             "new/old = {new}/{old} = {ratio}"
         );
+    }
+
+    #[test]
+    fn peers_that_lost_interest_free_their_slot_for_a_newcomer() {
+        let now = secs(100);
+        let mut c = Choker::new(ChokerConfig::default());
+        c.set_seeding(true);
+        let peers: Vec<_> = (0..5)
+            .map(|k| peer(k, 0, 1000 + u64::from(k), now))
+            .collect();
+        c.round(now, &peers, &mut rng());
+        assert_eq!(c.unchoked().len(), 5, "four slots plus the optimistic one");
+        // Everyone still wants data: no room.
+        assert!(!c.has_free_slot(|_| true));
+        // Peer 2 completed (not interested any more): its slot is free before the next round.
+        assert!(c.has_free_slot(|&k| k != 2));
+        assert!(Choker::<u32>::new(ChokerConfig {
+            slots: Slots::Unlimited,
+            optimistic: false,
+        })
+        .has_free_slot(|_| true));
+        let mut no_opt = no_optimistic(Slots::Limited(2));
+        no_opt.set_seeding(true);
+        no_opt.round(now, &peers, &mut rng());
+        assert!(!no_opt.has_free_slot(|_| true));
+        assert!(no_opt.has_free_slot(|&k| k == 4));
     }
 
     #[test]

@@ -285,11 +285,14 @@ impl Session {
             Some(Event::RequestQueued(_)) => peer.wake.notify_one(),
             Some(Event::Interested) => {
                 // Don't make a new peer wait for the next round when a slot is free.
-                let slots = match self.choker.config().slots {
-                    crate::swarm::Slots::Limited(n) => n as usize + 1,
-                    crate::swarm::Slots::Unlimited => usize::MAX,
-                };
-                if self.choker.unchoked().len() < slots {
+                // Unchoked peers that lost interest since (they completed) hold no slot.
+                let peers = &self.peers;
+                let room = self.choker.has_free_slot(|k| {
+                    peers.get(k).is_some_and(|p| {
+                        !p.closing && p.conn.peer_interested() && !p.conn.their_have().is_full()
+                    })
+                });
+                if room {
                     self.choke_round();
                 }
             }
