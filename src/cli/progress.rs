@@ -29,10 +29,18 @@ pub fn with_byte_progress<T: Send>(
     );
     bar.set_message(label.to_owned());
     let result = std::thread::scope(|scope| {
-        let handle = scope.spawn(|| work(&progress));
-        while !handle.is_finished() {
+        // The worker says when it is done, so the caller does not wait out a redraw interval.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let progress = &progress;
+        let handle = scope.spawn(move || {
+            let result = work(progress);
+            let _ = done.send(());
+            result
+        });
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(Duration::from_millis(100))
+        {
             bar.set_position(progress.load(Ordering::Relaxed));
-            std::thread::sleep(Duration::from_millis(100));
         }
         handle.join().expect("worker thread panicked")
     });

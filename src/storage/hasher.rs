@@ -37,7 +37,7 @@ pub fn hash_pieces(
     let mut results = vec![None; count as usize];
     let finished = AtomicBool::new(false);
     let parts: Vec<Vec<(u32, Option<[u8; 20]>)>> = std::thread::scope(|scope| {
-        scope.spawn(|| prefetch(storage, &next, &finished));
+        scope.spawn(|| prefetch(storage, &next, &finished, threads));
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -71,17 +71,33 @@ pub fn hash_pieces(
 }
 
 /// Maps pages piece by piece in order, staying at most [`PREFETCH_AHEAD`] bytes in front of
-/// the next piece the hashers will take (`next`), until every piece is taken or `finished`.
-fn prefetch(storage: &MappedStorage, next: &AtomicU32, finished: &AtomicBool) {
+/// the next piece the hashers will take (`next`), and unmaps pieces well behind it
+/// ([`MappedStorage::release`]), until every piece is taken or `finished`. A piece released
+/// while a slow hasher still reads it is only mapped again: the bytes are the same.
+fn prefetch(storage: &MappedStorage, next: &AtomicU32, finished: &AtomicBool, threads: usize) {
     let geometry = storage.layout().geometry();
     let count = geometry.piece_count();
     let piece_length = u64::from(geometry.piece_size(0)).max(1);
     let ahead = u32::try_from(PREFETCH_AHEAD / piece_length)
         .unwrap_or(u32::MAX)
         .max(1);
+    // Pieces the hashers may still be reading: each has taken at most two chunks lately.
+    let behind = CHUNK.saturating_mul(2 * threads as u32);
     let mut piece = 0;
-    while piece < count && !finished.load(Ordering::Relaxed) {
-        let taken = next.load(Ordering::Relaxed);
+    let mut released = 0;
+    while !finished.load(Ordering::Relaxed) {
+        let taken = next.load(Ordering::Relaxed).min(count);
+        while released + behind < taken {
+            storage.release(released);
+            released += 1;
+        }
+        if piece >= count {
+            if taken >= count {
+                break;
+            }
+            std::thread::sleep(PREFETCH_WAIT);
+            continue;
+        }
         if piece < taken {
             // The hashers overtook us: those pieces are being read already.
             piece = taken;

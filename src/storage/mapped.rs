@@ -420,6 +420,27 @@ impl MappedStorage {
         }
     }
 
+    /// Drops piece `piece`'s pages from the page tables (`MADV_DONTNEED`; the data stays in
+    /// the page cache and a later read maps it again). Tearing down the page tables of a
+    /// whole populated mapping at once costs about 0.1 s per 2 GiB when it is unmapped;
+    /// released piece by piece behind the hashers, that work overlaps with hashing.
+    pub fn release(&self, piece: u32) {
+        for e in self.layout.piece_extents(piece) {
+            if let FileData::Mapped { map, .. } = &self.data[e.file] {
+                // SAFETY: the mapping is a read-only shared mapping of a file, for which
+                // MADV_DONTNEED only unmaps pages: their contents stay in the page cache, and
+                // any later read (here or through a `Bytes` view) sees the same file bytes.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        e.file_offset as usize,
+                        e.length as usize,
+                    )
+                };
+            }
+        }
+    }
+
     /// Hints the kernel that piece `piece` will be read soon (a request for a cold piece).
     pub fn advise_will_need(&self, piece: u32) {
         for e in self.layout.piece_extents(piece) {
