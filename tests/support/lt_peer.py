@@ -24,6 +24,9 @@ p.add_argument('--upload-limit', type=int, default=0, help='bytes/s for this tor
 p.add_argument('--timeout', type=float, default=600)
 p.add_argument('--stay', action='store_true', help='keep running after DONE')
 p.add_argument('--tracker', action='store_true', help='announce to the torrent\'s trackers')
+p.add_argument('--plaintext', action='store_true',
+               help='no protocol encryption (libtorrent\'s default first tries an encrypted '
+                    'handshake on outgoing connections, then falls back to plaintext)')
 a = p.parse_args()
 
 settings = lt.high_performance_seed() if a.high_performance_seed else lt.default_settings()
@@ -40,6 +43,9 @@ settings.update({
     'announce_to_all_trackers': True,
     'announce_to_all_tiers': True,
 })
+if a.plaintext:
+    settings.update({'out_enc_policy': lt.enc_policy.disabled,
+                     'in_enc_policy': lt.enc_policy.disabled})
 ses = lt.session(settings)
 params = lt.add_torrent_params()
 params.ti = lt.torrent_info(a.torrent)
