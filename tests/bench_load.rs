@@ -18,26 +18,7 @@ fn bench_load_measures_a_libtorrent_seed() {
     create(&dir.path().join("data.bin"), &t, &[]);
     let _seed = LtPeer::seed(&t, dir.path(), &["--high-performance-seed"]);
     let addr = format!("127.0.0.1:{}", _seed.port);
-    let o = run(&[
-        "bench",
-        "load",
-        &addr,
-        "--torrent",
-        t.to_str().unwrap(),
-        "--conns",
-        "4",
-        "--duration",
-        "2",
-        "--warmup",
-        "1",
-        "--queue",
-        "16",
-        "--source-ips",
-        "127.0.0.2-127.0.0.5",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = bench_load(&addr, &t, 16);
     assert_eq!(r["connected"], 4, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert!(r["payload_bytes"].as_u64().unwrap() > 1 << 20, "{r}");
@@ -53,14 +34,7 @@ fn bench_load_keeps_to_the_seeds_reqq() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &[("data.bin", 4 << 20)]);
     let t = dir.path().join("data.torrent");
-    let o = run(&[
-        "create",
-        dir.path().join("data.bin").to_str().unwrap(),
-        "-o",
-        t.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(o.status.success());
+    create(&dir.path().join("data.bin"), &t, &[]);
     let mut seed = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
         .args(["seed", t.to_str().unwrap(), "--data"])
         .arg(dir.path())
@@ -85,12 +59,25 @@ fn bench_load_keeps_to_the_seeds_reqq() {
             .find_map(|l| l.strip_prefix("listening ").map(|a| a.trim().to_owned()))
             .expect("the seed prints where it listens")
     };
+    let r = bench_load(&addr, &t, 64);
+    let _ = seed.kill();
+    let _ = seed.wait();
+    assert_eq!(r["connected"], 4, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["queue_capped_conns"], 4, "{r}");
+    assert_eq!(r["queue_capped_to"], 16, "{r}");
+    assert!(r["payload_bytes"].as_u64().unwrap() > 1 << 20, "{r}");
+}
+
+/// Runs `seedbox bench load ADDR` on `torrent` (4 connections from 4 loopback addresses, a
+/// 1 s warm-up, 2 s measured, `queue` requests in flight) and returns its JSON report.
+fn bench_load(addr: &str, torrent: &std::path::Path, queue: usize) -> serde_json::Value {
     let o = run(&[
         "bench",
         "load",
-        &addr,
+        addr,
         "--torrent",
-        t.to_str().unwrap(),
+        torrent.to_str().unwrap(),
         "--conns",
         "4",
         "--duration",
@@ -98,18 +85,11 @@ fn bench_load_keeps_to_the_seeds_reqq() {
         "--warmup",
         "1",
         "--queue",
-        "64",
+        &queue.to_string(),
         "--source-ips",
         "127.0.0.2-127.0.0.5",
         "--json",
     ]);
-    let _ = seed.kill();
-    let _ = seed.wait();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(r["connected"], 4, "{r}");
-    assert_eq!(r["errors"], 0, "{r}");
-    assert_eq!(r["queue_capped_conns"], 4, "{r}");
-    assert_eq!(r["queue_capped_to"], 16, "{r}");
-    assert!(r["payload_bytes"].as_u64().unwrap() > 1 << 20, "{r}");
+    serde_json::from_slice(&o.stdout).unwrap()
 }
