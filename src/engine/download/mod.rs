@@ -278,6 +278,12 @@ async fn drive(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The download loop's period: choking, rates, tracker stats, progress.
+const TICK: Duration = Duration::from_millis(500);
+
+/// The loop's period while no peer is connected yet (see [`run_loop`]).
+const FIRST_PEERS_POLL: Duration = Duration::from_millis(50);
+
 async fn run_loop(
     config: &DownloadConfig,
     session: &Rc<RefCell<session::Session>>,
@@ -325,7 +331,14 @@ async fn run_loop(
                 }
             });
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Until the first peer is connected, look for the tracker's answer often: a newcomer
+        // would otherwise wait most of a tick before dialing the peers of its first announce.
+        let tick = if session.borrow().connected.is_empty() {
+            FIRST_PEERS_POLL
+        } else {
+            TICK
+        };
+        tokio::time::sleep(tick).await;
         let mut s = session.borrow_mut();
         s.tick();
         let now = s.now();
