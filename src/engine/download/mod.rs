@@ -277,13 +277,13 @@ async fn drive(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The download loop's period: choking, rates, tracker stats, progress.
 const TICK: Duration = Duration::from_millis(500);
 
 /// The loop's period while no peer is connected yet (see [`run_loop`]).
 const FIRST_PEERS_POLL: Duration = Duration::from_millis(50);
 
+#[allow(clippy::too_many_arguments)]
 async fn run_loop(
     config: &DownloadConfig,
     session: &Rc<RefCell<session::Session>>,
