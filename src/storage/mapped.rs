@@ -409,15 +409,9 @@ impl MappedStorage {
     /// faults. Errors (an old kernel, a file shrunk under the mapping) are ignored: the reader
     /// then faults as usual and sees the problem itself.
     pub fn populate(&self, piece: u32) {
-        for e in self.layout.piece_extents(piece) {
-            if let FileData::Mapped { map, .. } = &self.data[e.file] {
-                let _ = map.advise_range(
-                    Advice::PopulateRead,
-                    e.file_offset as usize,
-                    e.length as usize,
-                );
-            }
-        }
+        self.for_each_mapped_range(piece, |map, offset, len| {
+            let _ = map.advise_range(Advice::PopulateRead, offset, len);
+        });
     }
 
     /// Drops piece `piece`'s pages from the page tables (`MADV_DONTNEED`; the data stays in
@@ -425,28 +419,29 @@ impl MappedStorage {
     /// whole populated mapping at once costs about 0.1 s per 2 GiB when it is unmapped;
     /// released piece by piece behind the hashers, that work overlaps with hashing.
     pub fn release(&self, piece: u32) {
-        for e in self.layout.piece_extents(piece) {
-            if let FileData::Mapped { map, .. } = &self.data[e.file] {
-                // SAFETY: the mapping is a read-only shared mapping of a file, for which
-                // MADV_DONTNEED only unmaps pages: their contents stay in the page cache, and
-                // any later read (here or through a `Bytes` view) sees the same file bytes.
-                let _ = unsafe {
-                    map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        e.file_offset as usize,
-                        e.length as usize,
-                    )
-                };
-            }
-        }
+        self.for_each_mapped_range(piece, |map, offset, len| {
+            // SAFETY: the mapping is a read-only shared mapping of a file, for which
+            // MADV_DONTNEED only unmaps pages: their contents stay in the page cache, and any
+            // later read (here or through a `Bytes` view) sees the same file bytes.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+        });
     }
 
     /// Hints the kernel that piece `piece` will be read soon (a request for a cold piece).
     pub fn advise_will_need(&self, piece: u32) {
+        self.for_each_mapped_range(piece, |map, offset, len| {
+            let _ = map.advise_range(Advice::WillNeed, offset, len);
+        });
+    }
+
+    /// Calls `f` with each mapping piece `piece` lies in and the piece's offset and length
+    /// within it (padding and unmapped files skipped): what the `madvise` hints above act on.
+    fn for_each_mapped_range(&self, piece: u32, mut f: impl FnMut(&Mmap, usize, usize)) {
         for e in self.layout.piece_extents(piece) {
             if let FileData::Mapped { map, .. } = &self.data[e.file] {
-                let _ =
-                    map.advise_range(Advice::WillNeed, e.file_offset as usize, e.length as usize);
+                f(map, e.file_offset as usize, e.length as usize);
             }
         }
     }
