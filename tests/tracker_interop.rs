@@ -8,6 +8,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use seedbox::tracker::announce::ScrapeResponse;
 use support::*;
 
 /// A `seedbox tracker` process on loopback, killed on drop.
@@ -37,6 +38,50 @@ impl Tracker {
         let http = line("HTTP ");
         let udp = line("UDP ");
         Tracker { child, http, udp }
+    }
+
+    /// Waits until the tracker counts `seeds` seeds in the swarm of `torrent` (HTTP scrape).
+    ///
+    /// A leecher that announces before the seed has announced gets no peers, and libtorrent
+    /// then waits its `min_announce_interval` (5 minutes) before asking again, while
+    /// transmission, seeding, does not dial the leecher it is told about: the test would
+    /// time out on the order of the two first announces, not on the tracker.
+    fn wait_for_seeds(&self, torrent: &std::path::Path, seeds: u32) {
+        use std::io::{Read, Write};
+        let hash = hex::decode(info_hash_hex(torrent)).unwrap();
+        let escaped: String = hash.iter().map(|b| format!("%{b:02X}")).collect();
+        let addr = self
+            .http
+            .strip_prefix("http://")
+            .and_then(|r| r.split('/').next())
+            .unwrap()
+            .to_owned();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "GET /scrape?info_hash={escaped} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).unwrap();
+            let body_at = reply
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("an HTTP reply")
+                + 4;
+            let scrape = ScrapeResponse::decode(&reply[body_at..]).expect("a scrape reply");
+            let complete = scrape.files.first().map_or(0, |(_, f)| f.complete);
+            if complete >= seeds {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tracker still counts {complete} seeds after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -106,6 +151,7 @@ fn transmission_seed_and_libtorrent_meet_through_seedbox_tracker_udp() {
     let tracker = Tracker::start();
     let (dir, seed_dir, t) = release_announcing(&tracker.udp);
     let _seed = Transmission::seed(&t, &seed_dir);
+    tracker.wait_for_seeds(&t, 1);
     let out = dir_in(dir.path(), "lt");
     let mut leech = LtPeer::leech(&t, &out, &["--tracker"]);
     leech.wait_done(Duration::from_secs(120), "from transmission");
