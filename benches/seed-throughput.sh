@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side seed throughput: seedbox seed against libtorrent 2.0.8's high_performance_seed,
-# driven by the same `seedbox bench load`, with the iperf3 loopback ceiling measured first.
+# driven by the same `seedbox bench load`, with the iperf3 loopback ceiling measured in every
+# round beside them (the machine is shared and noisy: a ceiling from another minute is not one).
+# seedbox is loaded twice: with the load generator discarding payloads in the kernel
+# (MSG_TRUNC, the default) and with `--copy-payload` (it reads them, as a real client would).
 # Usage: benches/seed-throughput.sh   (env: SIZE_GIB=4 CONNS="1 8 64 512" DURATION=10 ROUNDS=2)
 # Writes bench-results/seed-throughput.md with the table, commands, date, nproc, kernel, raw JSON.
 set -euo pipefail
@@ -32,12 +35,9 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-# 1. Loopback ceiling.
-iperf3 -s -1 -p 5299 >/dev/null 2>&1 & PIDS+=($!)
+# 1. Loopback ceiling: one iperf3 stream for DURATION seconds, once per round (see run_iperf).
+iperf3 -s -p 5299 >/dev/null 2>&1 & PIDS+=($!)
 sleep 0.5
-iperf3 -c 127.0.0.1 -p 5299 -t 5 -J > "$TMP/iperf.json"
-CEIL=$($PY -c "import json;print('%.2f'%(json.load(open('$TMP/iperf.json'))['end']['sum_received']['bits_per_second']/1e9))")
-
 # 2. The two seeds, both running, each on its own port.
 "$SB" seed "$TORRENT" --data "$DATA/seed" --listen 127.0.0.1:6881 --unchoke-slots unlimited \
   --no-tracker > "$TMP/seedbox.log" 2>&1 & SB_PID=$!; PIDS+=($SB_PID)
@@ -51,11 +51,22 @@ grep -q '^listening' "$TMP/seedbox.log" || { echo "seedbox seed did not start: $
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 RAW="$TMP/raw.jsonl"; : > "$RAW"
-run_one() { # seed-name pid port conns
+run_iperf() { # conns (the row it stands beside)
+  iperf3 -c 127.0.0.1 -p 5299 -t "$DURATION" -J > "$TMP/iperf.json" || true
+  $PY - "$1" "$TMP/iperf.json" >> "$RAW" <<'PYEOF'
+import json, sys
+try:
+    g = json.load(open(sys.argv[2]))['end']['sum_received']['bits_per_second'] / 1e9
+except Exception:
+    g = 0
+print(json.dumps({"seed": "iperf3", "conns": int(sys.argv[1]), "gbit": g}))
+PYEOF
+}
+run_one() { # seed-name pid port conns [load flags]
   local before after
   before=$(cpu_ticks "$2")
   "$SB" bench load "127.0.0.1:$3" --torrent "$TORRENT" --conns "$4" --duration "$DURATION" \
-    --warmup "$WARMUP" --queue "$QUEUE" --source-ips 127.0.0.2-127.0.0.250 --json > "$TMP/one.json" || true
+    --warmup "$WARMUP" --queue "$QUEUE" --source-ips 127.0.0.2-127.0.0.250 --json ${5:-} > "$TMP/one.json" || true
   after=$(cpu_ticks "$2")
   $PY - "$1" "$4" "$before" "$after" "$TICK" "$2" "$TMP/one.json" >> "$RAW" <<'PYEOF'
 import json, sys
@@ -81,26 +92,28 @@ PYEOF
 for c in $CONNS; do
   for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then
-      run_one seedbox $SB_PID 6881 "$c"; run_one libtorrent $LT_PID 6882 "$c"
+      run_iperf "$c"; run_one seedbox $SB_PID 6881 "$c"; run_one libtorrent $LT_PID 6882 "$c"
+      run_one seedbox-copy $SB_PID 6881 "$c" --copy-payload
     else
-      run_one libtorrent $LT_PID 6882 "$c"; run_one seedbox $SB_PID 6881 "$c"
+      run_one seedbox-copy $SB_PID 6881 "$c" --copy-payload
+      run_one libtorrent $LT_PID 6882 "$c"; run_one seedbox $SB_PID 6881 "$c"; run_iperf "$c"
     fi
   done
 done
 
-$PY - "$RAW" "$CEIL" > "$TMP/table.md" <<'PYEOF'
+$PY - "$RAW" > "$TMP/table.md" <<'PYEOF'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
-ceil = float(sys.argv[2])
-print("| conns | seedbox Gbit/s | libtorrent Gbit/s | ratio | seedbox / iperf3 | seedbox CPU s/GiB | libtorrent CPU s/GiB | CPU ratio | seedbox peak RSS MiB | libtorrent peak RSS MiB | seedbox anon MiB | libtorrent anon MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| conns | iperf3 Gbit/s | seedbox Gbit/s | libtorrent Gbit/s | ratio | seedbox / iperf3 | seedbox, client copies, Gbit/s | its / iperf3 | seedbox CPU s/GiB | libtorrent CPU s/GiB | CPU ratio | seedbox peak RSS MiB | libtorrent peak RSS MiB | seedbox anon MiB | libtorrent anon MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 def med(seed, c, k):
-    v = [r[k] for r in rows if r["seed"] == seed and r["conns"] == c and r[k] is not None]
+    v = [r[k] for r in rows if r["seed"] == seed and r["conns"] == c and r.get(k) is not None]
     return statistics.median(v) if v else float("nan")
 for c in sorted({r["conns"] for r in rows}):
-    s, l = med("seedbox", c, "gbit"), med("libtorrent", c, "gbit")
+    ceil = med("iperf3", c, "gbit")
+    s, l, k = med("seedbox", c, "gbit"), med("libtorrent", c, "gbit"), med("seedbox-copy", c, "gbit")
     sc, lc = med("seedbox", c, "cpu_s_per_gib"), med("libtorrent", c, "cpu_s_per_gib")
-    print(f"| {c} | {s:.2f} | {l:.2f} | {s/l if l else float('nan'):.2f} | {s/ceil:.2f} | {sc:.3f} | {lc:.3f} | {sc/lc if lc else float('nan'):.2f} | {med('seedbox', c, 'rss_mib'):.0f} | {med('libtorrent', c, 'rss_mib'):.0f} | {med('seedbox', c, 'anon_mib'):.0f} | {med('libtorrent', c, 'anon_mib'):.0f} |")
+    print(f"| {c} | {ceil:.2f} | {s:.2f} | {l:.2f} | {s/l if l else float('nan'):.2f} | {s/ceil if ceil else float('nan'):.2f} | {k:.2f} | {k/ceil if ceil else float('nan'):.2f} | {sc:.3f} | {lc:.3f} | {sc/lc if lc else float('nan'):.2f} | {med('seedbox', c, 'rss_mib'):.0f} | {med('libtorrent', c, 'rss_mib'):.0f} | {med('seedbox', c, 'anon_mib'):.0f} | {med('libtorrent', c, 'anon_mib'):.0f} |")
 import os
 if 64 in {r["conns"] for r in rows}:
     print()
@@ -115,11 +128,11 @@ PYEOF
   echo "Command: \`SIZE_GIB=$SIZE_GIB CONNS=\"$CONNS\" DURATION=$DURATION ROUNDS=$ROUNDS benches/seed-throughput.sh\`"
   echo
   echo "- Data: one ${SIZE_GIB} GiB file of random bytes, page cache warm; torrent by \`seedbox create\` (auto piece length)."
-  echo "- Loopback ceiling, \`iperf3 -c 127.0.0.1 -t 5\` (1 stream): **${CEIL} Gbit/s**."
+  echo "- Loopback ceiling: \`iperf3 -c 127.0.0.1 -t $DURATION\` (1 stream), once per round beside the seeds; the table gives its median per row."
   echo "- seedbox: \`seedbox seed T --data DIR --listen 127.0.0.1:6881 --unchoke-slots unlimited --no-tracker\`."
   echo "- libtorrent 2.0.8: \`tests/support/lt_peer.py --mode seed --high-performance-seed\` (uTP off, multiple connections per IP allowed)."
   echo "- Load: \`seedbox bench load 127.0.0.1:PORT --torrent T --conns N --duration $DURATION --warmup $WARMUP --queue $QUEUE --source-ips 127.0.0.2-127.0.0.250 --json\`;"
-  echo "  the load generator runs on the same 2 cores as the seed. Rounds alternate which seed goes first; medians of $ROUNDS rounds."
+  echo "  the load generator runs on the same 2 cores as the seed and discards payloads in the kernel (MSG_TRUNC); \"client copies\" is the same load with \`--copy-payload\` (it reads them into memory, as iperf3's receiver and a real client do). Rounds alternate the order; medians of $ROUNDS rounds."
   echo "- CPU seconds per GiB: the seed process's utime+stime from /proc over the run, divided by GiB served. Peak RSS: VmHWM of the seed process, which counts the file's pages it has mapped or read (both seeds touch the whole file); anon: RssAnon after the run, the process's own memory."
   echo
   cat "$TMP/table.md"

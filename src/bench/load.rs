@@ -1,7 +1,10 @@
 //! `seedbox bench load`: synthetic leechers that keep a seed busy and measure what it serves.
 //!
 //! Each connection handshakes, declares interest, keeps `queue` requests in flight for random
-//! blocks across the whole torrent and throws the data away. A seed that advertises a smaller
+//! blocks across the whole torrent and throws the data away: piece payloads are discarded in
+//! the kernel (`recv` with `MSG_TRUNC`, which TCP honours without copying), so on a shared
+//! machine the load generator leaves the CPU to the seed it measures; `copy_payload` reads
+//! them into memory instead, as a real client would. A seed that advertises a smaller
 //! request queue (`reqq` in its BEP 10 extension handshake) gets that many instead: more would
 //! be refused, or taken as a request flood. Connections are spread over one
 //! `tokio-uring` runtime per worker thread, like the seed server. Throughput is measured on the
@@ -9,6 +12,7 @@
 //! second: never a sum of per-connection averages.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,6 +51,9 @@ pub struct LoadConfig {
     pub source_ips: Vec<IpAddr>,
     /// Random seed for block choice.
     pub rng_seed: u64,
+    /// Read piece payloads into user memory (as a client would) instead of discarding them
+    /// in the kernel.
+    pub copy_payload: bool,
 }
 
 /// Counters shared by the workers (one set per worker, summed on read).
@@ -296,6 +303,12 @@ async fn connection(
     let mut queue = config.queue;
     let pieces = config.geometry.piece_count();
     let mut requests = BytesMut::new();
+    let fd = stream.as_raw_fd();
+    // Without --copy-payload reads are small: a message head and a little payload, the rest
+    // of which `pump` discards in the kernel.
+    if !config.copy_payload {
+        buf = vec![0u8; HEAD_READ];
+    }
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -359,6 +372,75 @@ async fn connection(
         reader
             .feed(&buf[..n], &mut events)
             .map_err(std::io::Error::other)?;
+        if !config.copy_payload {
+            pump(fd, &mut reader, &mut buf, &mut events)?;
+        }
+    }
+}
+
+/// Bytes read at a time when payloads are discarded in the kernel: a piece header (13 bytes)
+/// and a little payload, or a piece of a longer control message.
+const HEAD_READ: usize = 256;
+
+/// Blocks parsed before `pump` hands back to the request loop.
+const PUMP_BATCH: usize = 32;
+
+/// Reads what the socket already holds without waiting: piece payloads are discarded in the
+/// kernel, message heads are read into `buf` and parsed. Returns when the socket is drained
+/// (`EAGAIN`) or after [`PUMP_BATCH`] events, so requests are topped up as blocks arrive.
+fn pump(
+    fd: std::os::fd::RawFd,
+    reader: &mut StreamReader,
+    buf: &mut [u8],
+    events: &mut Vec<Event>,
+) -> std::io::Result<()> {
+    let closed = || std::io::Error::other("seed closed the connection");
+    loop {
+        while reader.skip > 0 {
+            match recv_now(fd, None, reader.skip) {
+                Ok(0) => return Err(closed()),
+                Ok(n) => reader.skip -= n.min(reader.skip),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        if events.len() >= PUMP_BATCH {
+            return Ok(());
+        }
+        let len = buf.len();
+        match recv_now(fd, Some(&mut *buf), len) {
+            Ok(0) => return Err(closed()),
+            Ok(n) => reader
+                .feed(&buf[..n], events)
+                .map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One non-blocking `recv` of at most `len` bytes: into `buf`, or (no buffer) discarded in
+/// the kernel with `MSG_TRUNC`, which a TCP socket honours without copying the data.
+fn recv_now(fd: std::os::fd::RawFd, buf: Option<&mut [u8]>, len: usize) -> std::io::Result<usize> {
+    let (ptr, len, flags) = match buf {
+        Some(b) => (
+            b.as_mut_ptr().cast::<libc::c_void>(),
+            len.min(b.len()),
+            libc::MSG_DONTWAIT,
+        ),
+        None => (
+            std::ptr::null_mut(),
+            len,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        ),
+    };
+    // SAFETY: `ptr` is null (MSG_TRUNC on TCP writes nothing) or points to `len` writable
+    // bytes of `buf`, borrowed for the call.
+    let n = unsafe { libc::recv(fd, ptr, len, flags) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -574,5 +656,63 @@ mod tests {
             r.feed(&bytes[cut..], &mut events).unwrap();
             assert_eq!(summary(&events), summary(&expected), "cut {cut}");
         }
+    }
+
+    /// Over a real TCP socket, `pump` discards payloads in the kernel and still finds every
+    /// message after them: 200 piece messages of mixed lengths, with control messages
+    /// between, arrive as the same events in order, whatever the write sizes.
+    #[test]
+    fn pump_discards_payloads_in_the_kernel_and_keeps_the_framing() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
+        let mut bytes = BytesMut::new();
+        let mut want = Vec::new();
+        for i in 0..200u32 {
+            let length = [BLOCK_SIZE, 1, 5000, BLOCK_SIZE - 1][i as usize % 4];
+            let b = BlockRef {
+                piece: i,
+                offset: i * 7,
+                length,
+            };
+            bytes.extend_from_slice(&crate::protocol::wire::piece_header(
+                b.piece, b.offset, b.length,
+            ));
+            bytes.extend_from_slice(&vec![i as u8; length as usize]);
+            want.push(format!("{b:?}"));
+            if i % 50 == 49 {
+                Message::Unchoke.encode(&mut bytes);
+                want.push("unchoke".into());
+            }
+        }
+        let writer = std::thread::spawn(move || {
+            // Odd write sizes, so heads and payloads are cut everywhere.
+            for chunk in bytes.chunks(7919) {
+                tx.write_all(chunk).unwrap();
+            }
+            tx // kept open: a close would end the stream with an error
+        });
+        let mut reader = StreamReader::new(1000);
+        let mut buf = vec![0u8; HEAD_READ];
+        let mut events = Vec::new();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < want.len() {
+            assert!(Instant::now() < deadline, "stalled after {got:?}");
+            pump(rx.as_raw_fd(), &mut reader, &mut buf, &mut events).unwrap();
+            for e in events.drain(..) {
+                got.push(match e {
+                    Event::Block(b) => format!("{b:?}"),
+                    Event::Unchoke => "unchoke".into(),
+                    _ => "other".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(writer.join().unwrap());
+        assert_eq!(got, want);
+        assert_eq!(reader.skip, 0);
+        assert!(reader.pending.is_empty());
     }
 }

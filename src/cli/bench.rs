@@ -57,6 +57,11 @@ pub struct LoadArgs {
     /// Random seed for block choice.
     #[arg(long, default_value_t = 1)]
     pub rng_seed: u64,
+    /// Read piece payloads into memory, as a real client would, instead of discarding them
+    /// in the kernel (`MSG_TRUNC`, the default, which leaves more CPU to a seed on the same
+    /// machine).
+    #[arg(long)]
+    pub copy_payload: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -136,6 +141,7 @@ fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
         duration: Duration::from_secs_f64(a.duration),
         threads: a.threads.unwrap_or_else(crate::storage::available_threads),
         source_ips: a.source_ips.map(|r| r.0).unwrap_or_default(),
+        copy_payload: a.copy_payload,
         rng_seed: a.rng_seed,
     };
     let report = run_load(&config)?;
