@@ -51,10 +51,21 @@ def main():
     p.add_argument("--unchoke-slots", type=int, default=4)
     p.add_argument("--interval", type=int, default=10, help="tracker announce interval, s")
     p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--log-dir", help="keep every process's stderr here, at SEEDBOX_LOG=debug "
+                   "(peerN.log, seed.log); timestamps are UTC wall clock")
     a = p.parse_args()
     sb = os.path.abspath(a.seedbox)
     work = tempfile.mkdtemp(prefix="sim-vs-real-")
     procs = []
+    env = dict(os.environ)
+    if a.log_dir:
+        os.makedirs(a.log_dir, exist_ok=True)
+        env["SEEDBOX_LOG"] = "debug"
+
+    def log(name):
+        if not a.log_dir:
+            return subprocess.DEVNULL
+        return open(os.path.join(a.log_dir, name), "w")
     try:
         src = os.path.join(work, "origin")
         os.makedirs(src)
@@ -76,7 +87,7 @@ def main():
             [sb, "seed", torrent, "--data", src, "--listen", f"127.0.0.1:{sport}",
              "--threads", "1", "--max-upload-rate", a.seed_up,
              "--unchoke-slots", str(a.unchoke_slots)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=log("seed.log"), text=True, env=env)
         procs.append(seed)
         wait_for_line(seed, "listening")
         time.sleep(1)
@@ -90,18 +101,20 @@ def main():
                    "--peer", f"127.0.0.1:{sport}", "--max-upload-rate", a.peer_up,
                    "--unchoke-slots", str(a.unchoke_slots),
                    "--linger", f"{a.linger}s", "--json", "--quiet"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True)
+            started_at = time.time()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log(f"peer{i}.log"),
+                                    text=True, env=env)
             procs.append(proc)
-            leechers.append((i, time.time() - t0, out, proc))
+            leechers.append((i, started_at - t0, started_at, out, proc))
         # Each leecher reports its time to a verified whole file when it exits (after linger).
         deadline = time.time() + a.timeout
         results = []
-        for i, started, out, proc in leechers:
+        for i, started, started_at, out, proc in leechers:
             try:
                 stdout, _ = proc.communicate(timeout=max(1, deadline - time.time()))
                 report = json.loads(stdout)
                 results.append({"peer": i, "arrival_s": round(started, 3),
+                                "started_unix": round(started_at, 6),
                                 "download_s": report.get("seconds_to_complete"),
                                 "uploaded": report.get("uploaded"),
                                 "downloaded": report.get("downloaded")})
