@@ -3,12 +3,13 @@
 One `seedbox seed` origin with an upload limit, `seedbox tracker`, and PEERS leechers started
 EVERY seconds apart, each with an upload limit, lingering LINGER seconds after completing.
 Prints one JSON object: the parameters, every leecher's download time (seconds from its start
-to the moment it had verified the whole torrent), their median and p95.
+to the moment it had verified the whole torrent), their median and p95 (interpolated:
+p50_s, p95_s; and by nearest rank as `seedbox sim` computes them: p50_rank_s, p95_rank_s).
 
 Usage: /usr/bin/python3 benches/sim_vs_real.py --seedbox target/release/seedbox [options]
 (benches/sim-vs-real.sh runs it beside the simulator and writes the comparison.)
 """
-import argparse, json, os, socket, subprocess, sys, tempfile, time
+import argparse, json, math, os, socket, subprocess, sys, tempfile, time
 
 
 def free_port():
@@ -37,6 +38,15 @@ def percentile(values, q):
     k = (len(v) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(v) - 1)
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def nearest_rank(values, q):
+    """The q-quantile as `seedbox sim` reports it (src/sim/report.rs `percentile`): the
+    ceil(q * n)-th smallest value, no interpolation."""
+    v = sorted(values)
+    if not v:
+        return None
+    return v[min(max(math.ceil(q * len(v)), 1), len(v)) - 1]
 
 
 def main():
@@ -128,6 +138,10 @@ def main():
             "p50_s": percentile(times, 0.5),
             "p95_s": percentile(times, 0.95),
             "mean_s": sum(times) / len(times) if times else None,
+            # The same quantiles by the simulator's definition (nearest rank): compare these
+            # with `seedbox sim`'s p50_s / p95_s. p50_s / p95_s above interpolate linearly.
+            "p50_rank_s": nearest_rank(times, 0.5),
+            "p95_rank_s": nearest_rank(times, 0.95),
             "peers": results,
         }, indent=1))
     finally:
