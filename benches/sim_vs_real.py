@@ -3,12 +3,13 @@
 One `seedbox seed` origin with an upload limit, `seedbox tracker`, and PEERS leechers started
 EVERY seconds apart, each with an upload limit, lingering LINGER seconds after completing.
 Prints one JSON object: the parameters, every leecher's download time (seconds from its start
-to the moment it had verified the whole torrent), their median and p95.
+to the moment it had verified the whole torrent), their median and p95 (interpolated:
+p50_s, p95_s; and by nearest rank as `seedbox sim` computes them: p50_rank_s, p95_rank_s).
 
 Usage: /usr/bin/python3 benches/sim_vs_real.py --seedbox target/release/seedbox [options]
 (benches/sim-vs-real.sh runs it beside the simulator and writes the comparison.)
 """
-import argparse, json, os, socket, subprocess, sys, tempfile, time
+import argparse, json, math, os, socket, subprocess, sys, tempfile, time
 
 
 def free_port():
@@ -39,6 +40,15 @@ def percentile(values, q):
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
+def nearest_rank(values, q):
+    """The q-quantile as `seedbox sim` reports it (src/sim/report.rs `percentile`): the
+    ceil(q * n)-th smallest value, no interpolation."""
+    v = sorted(values)
+    if not v:
+        return None
+    return v[min(max(math.ceil(q * len(v)), 1), len(v)) - 1]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seedbox", required=True)
@@ -51,10 +61,21 @@ def main():
     p.add_argument("--unchoke-slots", type=int, default=4)
     p.add_argument("--interval", type=int, default=10, help="tracker announce interval, s")
     p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--log-dir", help="keep every process's stderr here, at SEEDBOX_LOG=debug "
+                   "(peerN.log, seed.log); timestamps are UTC wall clock")
     a = p.parse_args()
     sb = os.path.abspath(a.seedbox)
     work = tempfile.mkdtemp(prefix="sim-vs-real-")
     procs = []
+    env = dict(os.environ)
+    if a.log_dir:
+        os.makedirs(a.log_dir, exist_ok=True)
+        env["SEEDBOX_LOG"] = "debug"
+
+    def log(name):
+        if not a.log_dir:
+            return subprocess.DEVNULL
+        return open(os.path.join(a.log_dir, name), "w")
     try:
         src = os.path.join(work, "origin")
         os.makedirs(src)
@@ -76,7 +97,7 @@ def main():
             [sb, "seed", torrent, "--data", src, "--listen", f"127.0.0.1:{sport}",
              "--threads", "1", "--max-upload-rate", a.seed_up,
              "--unchoke-slots", str(a.unchoke_slots)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=log("seed.log"), text=True, env=env)
         procs.append(seed)
         wait_for_line(seed, "listening")
         time.sleep(1)
@@ -90,18 +111,20 @@ def main():
                    "--peer", f"127.0.0.1:{sport}", "--max-upload-rate", a.peer_up,
                    "--unchoke-slots", str(a.unchoke_slots),
                    "--linger", f"{a.linger}s", "--json", "--quiet"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True)
+            started_at = time.time()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log(f"peer{i}.log"),
+                                    text=True, env=env)
             procs.append(proc)
-            leechers.append((i, time.time() - t0, out, proc))
+            leechers.append((i, started_at - t0, started_at, out, proc))
         # Each leecher reports its time to a verified whole file when it exits (after linger).
         deadline = time.time() + a.timeout
         results = []
-        for i, started, out, proc in leechers:
+        for i, started, started_at, out, proc in leechers:
             try:
                 stdout, _ = proc.communicate(timeout=max(1, deadline - time.time()))
                 report = json.loads(stdout)
                 results.append({"peer": i, "arrival_s": round(started, 3),
+                                "started_unix": round(started_at, 6),
                                 "download_s": report.get("seconds_to_complete"),
                                 "uploaded": report.get("uploaded"),
                                 "downloaded": report.get("downloaded")})
@@ -115,6 +138,10 @@ def main():
             "p50_s": percentile(times, 0.5),
             "p95_s": percentile(times, 0.95),
             "mean_s": sum(times) / len(times) if times else None,
+            # The same quantiles by the simulator's definition (nearest rank): compare these
+            # with `seedbox sim`'s p50_s / p95_s. p50_s / p95_s above interpolate linearly.
+            "p50_rank_s": nearest_rank(times, 0.5),
+            "p95_rank_s": nearest_rank(times, 0.95),
             "peers": results,
         }, indent=1))
     finally:

@@ -107,12 +107,23 @@ impl TorrentCore {
         }
     }
 
-    /// Runs a round now when fewer peers are unchoked than the slots (plus the optimistic
-    /// one) and some choked peer is interested.
+    /// Runs a round now when fewer peers that still want data are unchoked than the slots
+    /// (plus the optimistic one) and some choked peer is interested. A peer unchoked at the
+    /// last round that has since lost interest (it completed) holds no slot here, so a
+    /// newcomer does not wait up to a choke interval behind it (as `seedbox get` does, see
+    /// [`Choker::has_free_slot`]).
     fn round_if_slot_free(&mut self, now: Duration) {
-        let Some(slots) = self.slots else { return };
-        // The regular slots plus the optimistic one.
-        if self.choker.unchoked().len() > slots as usize {
+        if self.slots.is_none() {
+            return;
+        }
+        let peers = &self.peers;
+        let room = self.choker.has_free_slot(|k| {
+            peers.get(k).is_some_and(|p| {
+                let s = p.shared.borrow();
+                !s.closed && s.conn.peer_interested()
+            })
+        });
+        if !room {
             return;
         }
         let waiting = self.peers.iter().any(|(_, p)| {
@@ -275,6 +286,31 @@ mod tests {
         tc.remove(before[0], secs(2));
         assert_eq!(unchoked(&tc).len(), 2);
         assert!(unchoked(&tc).contains(&waiting[0]));
+    }
+
+    #[test]
+    fn peers_that_lost_interest_free_their_slot_for_a_newcomer() {
+        // One regular slot plus the optimistic one, both taken.
+        let mut tc = TorrentCore::new(Some(1));
+        for k in 0..2 {
+            tc.add(k, peer(secs(0)));
+            interested(&mut tc, k, secs(1));
+        }
+        assert_eq!(unchoked(&tc), vec![0, 1]);
+        // Both complete (not interested any more) but stay connected; the next round is
+        // 10 s away. A newcomer is unchoked at once.
+        for k in 0..2 {
+            let p = &tc.peers[&k];
+            p.shared
+                .borrow_mut()
+                .conn
+                .on_message(Message::NotInterested, &Bitfield::full(8), secs(2))
+                .unwrap();
+            tc.interest_changed(k, false, secs(2));
+        }
+        tc.add(2, peer(secs(3)));
+        interested(&mut tc, 2, secs(3));
+        assert!(unchoked(&tc).contains(&2), "{:?}", unchoked(&tc));
     }
 
     #[test]

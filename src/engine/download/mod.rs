@@ -280,9 +280,6 @@ async fn drive(
 /// The download loop's period: choking, rates, tracker stats, progress.
 const TICK: Duration = Duration::from_millis(500);
 
-/// The loop's period while no peer is connected yet (see [`run_loop`]).
-const FIRST_PEERS_POLL: Duration = Duration::from_millis(50);
-
 #[allow(clippy::too_many_arguments)]
 async fn run_loop(
     config: &DownloadConfig,
@@ -298,6 +295,7 @@ async fn run_loop(
         listen_port: Some(listen_port),
         ..ConnectionConfig::default()
     };
+    let mut next_tick = tokio::time::Instant::now() + TICK;
     loop {
         // Dial candidates while there is room.
         loop {
@@ -331,14 +329,27 @@ async fn run_loop(
                 }
             });
         }
-        // Until the first peer is connected, look for the tracker's answer often: a newcomer
-        // would otherwise wait most of a tick before dialing the peers of its first announce.
-        let tick = if session.borrow().connected.is_empty() {
-            FIRST_PEERS_POLL
-        } else {
-            TICK
+        // Wait for the tick, or for the tracker's answer: its peers are dialled as soon as
+        // they arrive (a newcomer would otherwise wait up to a whole tick for the peers of
+        // its first announce; the `--peer` addresses are dialled at once above).
+        let tracker_answered = match tracker {
+            Some(t) => tokio::select! {
+                _ = tokio::time::sleep_until(next_tick) => false,
+                _ = t.peers_arrived() => true,
+            },
+            None => {
+                tokio::time::sleep_until(next_tick).await;
+                false
+            }
         };
-        tokio::time::sleep(tick).await;
+        if tracker_answered {
+            if let Some(t) = tracker {
+                let fresh = t.new_peers();
+                session.borrow_mut().add_candidates(fresh);
+            }
+            continue;
+        }
+        next_tick = tokio::time::Instant::now() + TICK;
         let mut s = session.borrow_mut();
         s.tick();
         let now = s.now();

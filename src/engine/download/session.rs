@@ -384,9 +384,14 @@ impl Session {
     fn on_complete(&mut self) {
         let now = self.now();
         self.completed_at = Some(now);
+        let flush_started = Instant::now();
         if let Err(e) = self.writer.flush() {
             self.fatal = Some(e.to_string());
         }
+        tracing::debug!(
+            flush_ms = flush_started.elapsed().as_secs_f64() * 1e3,
+            "flushed the completed download to disk"
+        );
         self.choker.set_seeding(true);
         tracing::info!(
             "download complete and verified in {:.1} s",

@@ -36,6 +36,8 @@ pub struct TrackerClient {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     peers: Receiver<Vec<SocketAddr>>,
+    /// Signalled after every announce that returned peers (see [`TrackerClient::peers_arrived`]).
+    arrived: Arc<tokio::sync::Notify>,
     /// The counters announced.
     pub stats: Arc<AnnounceStats>,
 }
@@ -60,19 +62,29 @@ impl TrackerClient {
     ) -> TrackerClient {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, peers) = std::sync::mpsc::channel();
+        let arrived = Arc::new(tokio::sync::Notify::new());
         let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
+            let (stop, stats, arrived) = (stop.clone(), stats.clone(), arrived.clone());
             std::thread::Builder::new()
                 .name("announcer".into())
-                .spawn(move || announcer(tiers, me, stats, stop, tx))
+                .spawn(move || announcer(tiers, me, stats, stop, tx, arrived))
                 .expect("spawn announcer thread")
         };
         TrackerClient {
             stop,
             thread: Some(thread),
             peers,
+            arrived,
             stats,
         }
+    }
+
+    /// Resolves once an announce has returned peers since the last call (at once if one did
+    /// while nobody was waiting), so a caller on an async runtime can take
+    /// [`new_peers`](Self::new_peers) as soon as the tracker answers instead of at its next
+    /// timer tick.
+    pub async fn peers_arrived(&self) {
+        self.arrived.notified().await
     }
 
     /// Peers received since the last call.
@@ -118,6 +130,7 @@ fn announcer(
     stats: Arc<AnnounceStats>,
     stop: Arc<AtomicBool>,
     tx: Sender<Vec<SocketAddr>>,
+    arrived: Arc<tokio::sync::Notify>,
 ) {
     let start = Instant::now();
     let mut schedule = Schedule::new(tiers, &mut rand::thread_rng());
@@ -149,7 +162,10 @@ fn announcer(
                         Duration::from_secs(u64::from(resp.interval)),
                         resp.min_interval.map(|m| Duration::from_secs(u64::from(m))),
                     );
-                    let _ = tx.send(resp.peers.iter().map(|p| p.addr).collect());
+                    if !resp.peers.is_empty() {
+                        let _ = tx.send(resp.peers.iter().map(|p| p.addr).collect());
+                        arrived.notify_one();
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("announce failed: {e}");
