@@ -901,9 +901,14 @@ impl<'a> Sim<'a> {
                 continue;
             };
             let s = link.side_of(p);
-            link.ends[s].conn.have(piece);
+            let conn = &mut link.ends[s].conn;
+            conn.have(piece);
+            // Our new piece can only cost interest, and only in a peer that has it.
+            let recheck = conn.am_interested() && conn.their_have().has(piece);
             self.dirty.push((l, s as u8));
-            self.update_interest(l, s);
+            if recheck {
+                self.update_interest(l, s);
+            }
         }
         let live = self.peers[p as usize].live.as_deref_mut().expect("live");
         live.links = links;
