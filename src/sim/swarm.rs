@@ -9,6 +9,13 @@
 //! Peers that both have everything disconnect, as clients do; a leecher with fewer than
 //! half its `max_peers` connections asks the tracker again at most every
 //! [`REANNOUNCE_INTERVAL`].
+//!
+//! Cost, not model: the messages one end sends at one instant (they share the link's delay)
+//! are queued as one event and handled in order with a flush after each, which gives the
+//! same run as one event per message; only the run's event count is lower. Every `have` is
+//! still its own delivery, the instant its piece completes plus the one-way delay: batching
+//! `have`s over time was tried and changes the results (see `bench-results/flash-crowd.md`,
+//! "Speed").
 
 use std::time::Duration;
 
