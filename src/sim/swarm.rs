@@ -9,6 +9,13 @@
 //! Peers that both have everything disconnect, as clients do; a leecher with fewer than
 //! half its `max_peers` connections asks the tracker again at most every
 //! [`REANNOUNCE_INTERVAL`].
+//!
+//! Cost, not model: the messages one end sends at one instant (they share the link's delay)
+//! are queued as one event and handled in order with a flush after each, which gives the
+//! same run as one event per message; only the run's event count is lower. Every `have` is
+//! still its own delivery, the instant its piece completes plus the one-way delay: batching
+//! `have`s over time was tried and changes the results (see `bench-results/flash-crowd.md`,
+//! "Speed").
 
 use std::time::Duration;
 
@@ -61,7 +68,7 @@ enum Ev {
         link: LinkIdx,
         gen: u32,
         to: u8,
-        msg: Message,
+        msgs: Batch,
     },
     Sent {
         flow: FlowId,
@@ -74,6 +81,13 @@ enum Ev {
         peer: PeerIdx,
     },
     Sample,
+}
+
+/// The messages one end sent at one instant: they arrive together (same one-way delay) and
+/// are handled in order, exactly as one event each would be, for one heap entry.
+enum Batch {
+    One(Message),
+    Many(Vec<Message>),
 }
 
 /// Runs a simulation to the end.
@@ -264,7 +278,7 @@ impl<'a> Sim<'a> {
                     events: self.events,
                 });
             }
-            if self.aborted || (self.arrivals_done && self.leechers == 0) {
+            if self.finished() {
                 break;
             }
         }
@@ -279,11 +293,29 @@ impl<'a> Sim<'a> {
                     self.on_connect(link);
                 }
             }
-            Ev::Deliver { link, gen, to, msg } => {
-                if self.link_ok(link, gen) {
-                    self.on_message(link, usize::from(to), msg);
+            Ev::Deliver {
+                link,
+                gen,
+                to,
+                msgs,
+            } => match msgs {
+                Batch::One(msg) => {
+                    if self.link_ok(link, gen) {
+                        self.on_message(link, usize::from(to), msg);
+                    }
                 }
-            }
+                Batch::Many(msgs) => {
+                    for msg in msgs {
+                        // As if each message were its own event: flush what the previous
+                        // one caused, and stop where the run would have stopped.
+                        if !self.link_ok(link, gen) || self.finished() {
+                            break;
+                        }
+                        self.on_message(link, usize::from(to), msg);
+                        self.flush();
+                    }
+                }
+            },
             Ev::Sent { flow, tgen } => {
                 if self.net.is_current(flow, tgen) {
                     self.on_sent(flow);
@@ -298,6 +330,11 @@ impl<'a> Sim<'a> {
                     .push(self.now + nanos(SAMPLE_INTERVAL), Ev::Sample);
             }
         }
+    }
+
+    /// Whether the run is over (aborted, or every arrival came and no leecher is left).
+    fn finished(&self) -> bool {
+        self.aborted || (self.arrivals_done && self.leechers == 0)
     }
 
     fn link_ok(&self, link: LinkIdx, gen: u32) -> bool {
@@ -683,17 +720,27 @@ impl<'a> Sim<'a> {
             };
             let gen = self.link_gen[l as usize];
             let at = self.now + link.one_way;
-            while let Some(msg) = link.ends[side as usize].conn.poll_message(now) {
-                self.queue.push(
-                    at,
-                    Ev::Deliver {
-                        link: l,
-                        gen,
-                        to: 1 - side,
-                        msg,
-                    },
-                );
-            }
+            let conn = &mut link.ends[side as usize].conn;
+            let Some(first) = conn.poll_message(now) else {
+                continue;
+            };
+            let msgs = match conn.poll_message(now) {
+                None => Batch::One(first),
+                Some(second) => {
+                    let mut v = vec![first, second];
+                    v.extend(std::iter::from_fn(|| conn.poll_message(now)));
+                    Batch::Many(v)
+                }
+            };
+            self.queue.push(
+                at,
+                Ev::Deliver {
+                    link: l,
+                    gen,
+                    to: 1 - side,
+                    msgs,
+                },
+            );
         }
         dirty.clear();
         self.dirty = dirty;
@@ -754,10 +801,24 @@ impl<'a> Sim<'a> {
                 self.fill_requests(l, to);
             }
             Some(Event::Have(piece)) => {
-                if let Some((live, _)) = self.parts(l, to) {
+                if let Some((live, end)) = self.parts(l, to) {
                     let _ = live.picker.peer_have(key, piece);
+                    // A `have` can only make the peer interesting, and only for a piece we
+                    // lack: the same answer as `update_interest`'s scan of both bitfields,
+                    // since interest is brought up to date after every change of either.
+                    if !end.conn.am_interested()
+                        && !live.picker.is_complete()
+                        && !live.picker.have().has(piece)
+                    {
+                        // (This end is marked dirty already.)
+                        end.conn.set_interested(true);
+                    }
+                    debug_assert_eq!(
+                        end.conn.am_interested(),
+                        !live.picker.is_complete()
+                            && live.picker.is_interesting(end.conn.their_have())
+                    );
                 }
-                self.update_interest(l, to);
                 self.fill_requests(l, to);
             }
             Some(Event::Unchoked) | Some(Event::AllowedFast(_)) => self.fill_requests(l, to),
@@ -847,9 +908,14 @@ impl<'a> Sim<'a> {
                 continue;
             };
             let s = link.side_of(p);
-            link.ends[s].conn.have(piece);
+            let conn = &mut link.ends[s].conn;
+            conn.have(piece);
+            // Our new piece can only cost interest, and only in a peer that has it.
+            let recheck = conn.am_interested() && conn.their_have().has(piece);
             self.dirty.push((l, s as u8));
-            self.update_interest(l, s);
+            if recheck {
+                self.update_interest(l, s);
+            }
         }
         let live = self.peers[p as usize].live.as_deref_mut().expect("live");
         live.links = links;
@@ -1059,7 +1125,7 @@ impl<'a> Sim<'a> {
                 link: l,
                 gen,
                 to: 1 - side as u8,
-                msg,
+                msgs: Batch::One(msg),
             },
         );
         match self.next_request(l, side) {

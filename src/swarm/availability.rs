@@ -5,15 +5,21 @@
 //! have. Changing a piece's count by one moves it across one bucket boundary with a single swap,
 //! so a peer's bitfield costs O(pieces) and a `have` O(1); nothing is ever sorted.
 
+/// A piece's availability count and its position in the rarest-first order.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    count: u32,
+    pos: u32,
+}
+
 /// Availability counts plus the rarest-first order of the wanted pieces.
 #[derive(Clone, Debug)]
 pub(crate) struct Availability {
-    /// Per piece: how many (non-seed) peers have it.
-    count: Vec<u32>,
+    /// Per piece: how many (non-seed) peers have it, and its index in `order` (side by side,
+    /// so a change touches one cache line for both).
+    piece: Vec<Entry>,
     /// Pieces grouped by bucket, see the module doc.
     order: Vec<u32>,
-    /// Per piece: its index in `order`.
-    pos: Vec<u32>,
     /// `start[k]` is the index in `order` where bucket `k` begins; bucket `k` ends where
     /// bucket `k + 1` begins (or at the end of `order`).
     start: Vec<u32>,
@@ -23,22 +29,20 @@ impl Availability {
     /// `pieces` wanted pieces, all with availability 0, in the given initial `order` (a
     /// permutation of `0..pieces`; a shuffled one gives random tie-breaking a head start).
     pub(crate) fn new(order: Vec<u32>) -> Self {
-        let n = order.len();
-        let mut pos = vec![0u32; n];
+        let mut piece = vec![Entry::default(); order.len()];
         for (i, &p) in order.iter().enumerate() {
-            pos[p as usize] = i as u32;
+            piece[p as usize].pos = i as u32;
         }
         Availability {
-            count: vec![0; n],
+            piece,
             order,
-            pos,
             start: vec![0, 0],
         }
     }
 
     /// How many peers have `piece`.
     pub(crate) fn count(&self, piece: u32) -> u32 {
-        self.count[piece as usize]
+        self.piece[piece as usize].count
     }
 
     fn end(&self, bucket: usize) -> u32 {
@@ -51,21 +55,23 @@ impl Availability {
     fn swap(&mut self, a: u32, b: u32) {
         let (pa, pb) = (self.order[a as usize], self.order[b as usize]);
         self.order.swap(a as usize, b as usize);
-        self.pos[pa as usize] = b;
-        self.pos[pb as usize] = a;
+        self.piece[pa as usize].pos = b;
+        self.piece[pb as usize].pos = a;
     }
 
     /// Whether `piece` is still wanted (in a bucket `>= 1`).
     pub(crate) fn is_wanted(&self, piece: u32) -> bool {
-        self.pos[piece as usize] >= self.start[1]
+        self.piece[piece as usize].pos >= self.start[1]
     }
 
     /// One more peer has `piece`.
     pub(crate) fn increment(&mut self, piece: u32) {
-        let c = self.count[piece as usize];
-        self.count[piece as usize] = c + 1;
-        if !self.is_wanted(piece) {
-            return;
+        let e = &mut self.piece[piece as usize];
+        let c = e.count;
+        e.count = c + 1;
+        let at = e.pos;
+        if at < self.start[1] {
+            return; // not wanted
         }
         let k = c as usize + 1;
         if k + 1 == self.start.len() {
@@ -73,17 +79,17 @@ impl Availability {
         }
         // Swap to the end of bucket k, then shrink bucket k by one from the right.
         let last = self.start[k + 1] - 1;
-        self.swap(self.pos[piece as usize], last);
+        self.swap(at, last);
         self.start[k + 1] -= 1;
     }
 
     /// One peer fewer has `piece` (ignored when the count is already 0).
     pub(crate) fn decrement(&mut self, piece: u32) {
-        let c = self.count[piece as usize];
+        let c = self.piece[piece as usize].count;
         if c == 0 {
             return;
         }
-        self.count[piece as usize] = c - 1;
+        self.piece[piece as usize].count = c - 1;
         if !self.is_wanted(piece) {
             return;
         }
@@ -93,7 +99,7 @@ impl Availability {
     /// Moves `piece` from bucket `k` to bucket `k - 1`.
     fn move_down(&mut self, piece: u32, k: usize) {
         let first = self.start[k];
-        self.swap(self.pos[piece as usize], first);
+        self.swap(self.piece[piece as usize].pos, first);
         self.start[k] += 1;
     }
 
@@ -103,7 +109,7 @@ impl Availability {
         if !self.is_wanted(piece) {
             return;
         }
-        for k in (1..=self.count[piece as usize] as usize + 1).rev() {
+        for k in (1..=self.piece[piece as usize].count as usize + 1).rev() {
             self.move_down(piece, k);
         }
     }
@@ -130,7 +136,7 @@ mod tests {
     /// Checks every invariant against a brute-force recomputation.
     fn check(a: &Availability, wanted: &[bool]) {
         for (i, &p) in a.order.iter().enumerate() {
-            assert_eq!(a.pos[p as usize], i as u32);
+            assert_eq!(a.piece[p as usize].pos, i as u32);
         }
         for (p, &w) in wanted.iter().enumerate() {
             assert_eq!(a.is_wanted(p as u32), w, "piece {p}");
