@@ -376,6 +376,7 @@ async fn write_loop(
             if n == 0 {
                 return Err(PeerError::Closed);
             }
+            CoreStats::add(&counters.writes, 1);
             left = send::consume(&mut batch.segments, n);
         }
         batch.segments.clear();

@@ -14,6 +14,8 @@ pub struct CoreStats {
     pub bytes_sent: AtomicU64,
     /// Blocks sent.
     pub blocks_sent: AtomicU64,
+    /// Socket writes (`writev` or zero-copy sends) that carried them and the messages.
+    pub writes: AtomicU64,
     /// Connections open now.
     pub peers: AtomicU64,
     /// Connections accepted so far.
@@ -35,6 +37,7 @@ impl CoreStats {
         CoreStats {
             bytes_sent: AtomicU64::new(0),
             blocks_sent: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             peers: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -64,6 +67,8 @@ pub struct StatsSnapshot {
     pub bytes_sent: u64,
     /// Blocks sent.
     pub blocks_sent: u64,
+    /// Socket writes.
+    pub writes: u64,
     /// Open connections.
     pub peers: u64,
     /// Connections accepted.
@@ -100,6 +105,7 @@ impl EngineStats {
         for c in &self.cores {
             s.bytes_sent += load(&c.bytes_sent);
             s.blocks_sent += load(&c.blocks_sent);
+            s.writes += load(&c.writes);
             s.peers += load(&c.peers);
             s.accepted += load(&c.accepted);
             s.dropped += load(&c.dropped);
@@ -129,12 +135,13 @@ impl StatsSnapshot {
     /// One line: totals and, when known, latency percentiles.
     pub fn summary(&self, since: Option<(&StatsSnapshot, f64)>) -> String {
         let mut line = format!(
-            "peers {} (accepted {}, dropped {}), sent {} blocks, {} bytes, rejected {}",
+            "peers {} (accepted {}, dropped {}), sent {} blocks, {} bytes in {} writes, rejected {}",
             self.peers,
             self.accepted,
             self.dropped,
             self.blocks_sent,
             self.bytes_sent,
+            self.writes,
             self.rejected
         );
         if self.bad_pieces > 0 {
@@ -175,6 +182,8 @@ mod tests {
         CoreStats::add(&s.core(1).bytes_sent, 5);
         CoreStats::add(&s.core(1).torrent_bytes[2], 7);
         CoreStats::add(&s.core(0).torrent_bytes[2], 1);
+        CoreStats::add(&s.core(0).writes, 2);
+        CoreStats::add(&s.core(1).writes, 1);
         let mut h = Histogram::<u64>::new(3).unwrap();
         h.record(100).unwrap();
         *s.core(0).latency.lock().unwrap() = Some(h.clone());
@@ -184,6 +193,8 @@ mod tests {
         assert_eq!(snap.bytes_sent, 15);
         assert_eq!(snap.torrent_bytes, vec![0, 0, 8]);
         assert_eq!(snap.latency.as_ref().unwrap().len(), 3);
+        assert_eq!(snap.writes, 3);
+        assert!(snap.summary(None).contains("15 bytes in 3 writes"));
         assert!(snap.summary(None).contains("p50"));
     }
 }
