@@ -801,18 +801,17 @@ impl<'a> Sim<'a> {
                 self.fill_requests(l, to);
             }
             Some(Event::Have(piece)) => {
-                if let Some((live, end)) = self.parts(l, to) {
+                // A `have` can only make the peer interesting, and only for a piece we lack
+                // (interest is brought up to date after every change of either bitfield), so
+                // `update_interest`'s scan is needed only then.
+                let may_interest = self.parts(l, to).is_some_and(|(live, end)| {
                     let _ = live.picker.peer_have(key, piece);
-                    // A `have` can only make the peer interesting, and only for a piece we
-                    // lack: the same answer as `update_interest`'s scan of both bitfields,
-                    // since interest is brought up to date after every change of either.
-                    if !end.conn.am_interested()
-                        && !live.picker.is_complete()
-                        && !live.picker.have().has(piece)
-                    {
-                        // (This end is marked dirty already.)
-                        end.conn.set_interested(true);
-                    }
+                    !end.conn.am_interested() && !live.picker.have().has(piece)
+                });
+                if may_interest {
+                    self.update_interest(l, to);
+                }
+                if let Some((live, end)) = self.parts(l, to) {
                     debug_assert_eq!(
                         end.conn.am_interested(),
                         !live.picker.is_complete()

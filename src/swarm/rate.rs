@@ -80,9 +80,7 @@ impl RateMeter {
     /// between 19 and 20 s; a meter younger than that is averaged over its own age, but never
     /// over less than one second (so a single early burst does not read as a huge rate).
     pub fn rate(&self, now: Duration) -> u64 {
-        let now = now.max(self.start);
-        let sec = now.as_secs().max(self.head);
-        let oldest = sec.saturating_sub(BUCKETS as u64 - 1);
+        let (now, sec, oldest) = self.window_at(now);
         // Since `sec >= head`, every second in [oldest, head] is still held by its bucket; the
         // buckets hold seconds head - 19 ..= head (those before the start hold 0), so the sum
         // over [oldest, head] is the window less its first `sec - head` seconds.
@@ -95,6 +93,20 @@ impl RateMeter {
                 .sum();
             u64::try_from(self.window - gone).unwrap_or(u64::MAX)
         };
+        self.per_second(sum, now, oldest)
+    }
+
+    /// The window ending at `now`: `now` (no earlier than the start), its second (no earlier
+    /// than the newest bucket's) and the window's oldest second.
+    fn window_at(&self, now: Duration) -> (Duration, u64, u64) {
+        let now = now.max(self.start);
+        let sec = now.as_secs().max(self.head);
+        (now, sec, sec.saturating_sub(BUCKETS as u64 - 1))
+    }
+
+    /// `sum` bytes over the window from second `oldest` (or the start) to `now`, per second,
+    /// over at least one second.
+    fn per_second(&self, sum: u64, now: Duration, oldest: u64) -> u64 {
         let window_start = Duration::from_secs(oldest).max(self.start);
         let span = now
             .saturating_sub(window_start)
@@ -166,19 +178,12 @@ mod tests {
 
     /// The rate as the window's buckets summed one by one (the definition).
     fn brute_rate(m: &RateMeter, now: Duration) -> u64 {
-        let now = now.max(m.start);
-        let sec = now.as_secs().max(m.head);
-        let oldest = sec.saturating_sub(BUCKETS as u64 - 1);
+        let (now, _, oldest) = m.window_at(now);
         let mut sum: u64 = 0;
         for s in oldest..=m.head {
             sum = sum.saturating_add(m.buckets[(s % BUCKETS as u64) as usize]);
         }
-        let window_start = Duration::from_secs(oldest).max(m.start);
-        let span = now
-            .saturating_sub(window_start)
-            .max(Duration::from_secs(1))
-            .as_nanos();
-        (u128::from(sum) * 1_000_000_000 / span).min(u128::from(u64::MAX)) as u64
+        m.per_second(sum, now, oldest)
     }
 
     #[test]
