@@ -24,7 +24,7 @@
 //! availability the peer can serve, ties broken at random).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::Hash;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -128,40 +128,6 @@ struct PeerEntry {
 
 const NO_SLOT: u32 = u32::MAX;
 
-/// The hasher of the picker's peer table (one lookup per `have`): a multiply-rotate hash
-/// (FxHash's), several times cheaper than the default SipHash for the small integer keys
-/// callers use. SipHash's resistance to chosen keys buys nothing here: the table holds the
-/// connected peers only, a few hundred at most, and nothing iterates it, so the hash never
-/// shows in any result.
-#[derive(Clone, Copy, Debug, Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// The piece picker of one torrent, generic over the caller's peer key.
 #[derive(Clone, Debug)]
 pub struct Picker<K> {
@@ -171,7 +137,10 @@ pub struct Picker<K> {
     avail: Availability,
     /// Peers that have every piece, counted apart from `avail`.
     seeds: u32,
-    peers: HashMap<K, PeerEntry, BuildHasherDefault<KeyHasher>>,
+    /// Keyed by the caller's small integer peer keys, one lookup per `have`: FxHash
+    /// (`rustc-hash`) is several times cheaper than SipHash there, and since nothing iterates
+    /// the table no result depends on the hash.
+    peers: HashMap<K, PeerEntry, rustc_hash::FxBuildHasher>,
     partials: Vec<Partial<K>>,
     /// How many of `partials` have open blocks (often none when pieces are one block each, so
     /// picking need not walk every outstanding request).
