@@ -397,7 +397,7 @@ fn pump(
     let closed = || std::io::Error::other("seed closed the connection");
     loop {
         while reader.skip > 0 {
-            match recv_now(fd, None, reader.skip) {
+            match discard_now(fd, reader.skip) {
                 Ok(0) => return Err(closed()),
                 Ok(n) => reader.skip -= n.min(reader.skip),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
@@ -407,8 +407,7 @@ fn pump(
         if events.len() >= PUMP_BATCH {
             return Ok(());
         }
-        let len = buf.len();
-        match recv_now(fd, Some(&mut *buf), len) {
+        match recv_now(fd, buf) {
             Ok(0) => return Err(closed()),
             Ok(n) => reader
                 .feed(&buf[..n], events)
@@ -419,23 +418,30 @@ fn pump(
     }
 }
 
-/// One non-blocking `recv` of at most `len` bytes: into `buf`, or (no buffer) discarded in
-/// the kernel with `MSG_TRUNC`, which a TCP socket honours without copying the data.
-fn recv_now(fd: std::os::fd::RawFd, buf: Option<&mut [u8]>, len: usize) -> std::io::Result<usize> {
-    let (ptr, len, flags) = match buf {
-        Some(b) => (
-            b.as_mut_ptr().cast::<libc::c_void>(),
-            len.min(b.len()),
-            libc::MSG_DONTWAIT,
-        ),
-        None => (
-            std::ptr::null_mut(),
-            len,
-            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-        ),
-    };
-    // SAFETY: `ptr` is null (MSG_TRUNC on TCP writes nothing) or points to `len` writable
-    // bytes of `buf`, borrowed for the call.
+/// A non-blocking `recv` into `buf`.
+fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    recv_flags(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+}
+
+/// A non-blocking `recv` of at most `len` bytes discarded in the kernel: `MSG_TRUNC`, which a
+/// TCP socket honours without copying the data anywhere.
+fn discard_now(fd: std::os::fd::RawFd, len: usize) -> std::io::Result<usize> {
+    recv_flags(
+        fd,
+        std::ptr::null_mut(),
+        len,
+        libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+    )
+}
+
+fn recv_flags(
+    fd: std::os::fd::RawFd,
+    ptr: *mut libc::c_void,
+    len: usize,
+    flags: libc::c_int,
+) -> std::io::Result<usize> {
+    // SAFETY: the two callers pass either `len` writable bytes of a borrowed buffer or a null
+    // pointer with MSG_TRUNC, for which TCP writes nothing.
     let n = unsafe { libc::recv(fd, ptr, len, flags) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
