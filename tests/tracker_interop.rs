@@ -47,31 +47,19 @@ impl Tracker {
     /// transmission, seeding, does not dial the leecher it is told about: the test would
     /// time out on the order of the two first announces, not on the tracker.
     fn wait_for_seeds(&self, torrent: &std::path::Path, seeds: u32) {
-        use std::io::{Read, Write};
         let hash = hex::decode(info_hash_hex(torrent)).unwrap();
-        let escaped: String = hash.iter().map(|b| format!("%{b:02X}")).collect();
-        let addr = self
+        let target = format!("/scrape?info_hash={}", url_encode(&hash));
+        let addr: std::net::SocketAddr = self
             .http
             .strip_prefix("http://")
             .and_then(|r| r.split('/').next())
             .unwrap()
-            .to_owned();
+            .parse()
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            write!(
-                s,
-                "GET /scrape?info_hash={escaped} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut reply = Vec::new();
-            s.read_to_end(&mut reply).unwrap();
-            let body_at = reply
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .expect("an HTTP reply")
-                + 4;
-            let scrape = ScrapeResponse::decode(&reply[body_at..]).expect("a scrape reply");
+            let (_, body) = http_get(addr, &target);
+            let scrape = ScrapeResponse::decode(&body).expect("a scrape reply");
             let complete = scrape.files.first().map_or(0, |(_, f)| f.complete);
             if complete >= seeds {
                 return;

@@ -14,6 +14,7 @@ use seedbox::tracker::registry::RegistryConfig;
 use seedbox::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
 use seedbox::tracker::udp_codec::{Request, Response, UdpAnnounce};
 use seedbox::tracker::Event;
+use support::{http_connect, http_get, read_http_response, url_encode};
 
 fn config() -> TrackerConfig {
     TrackerConfig {
@@ -27,54 +28,16 @@ fn start() -> TrackerHandle {
     TrackerServer::start(config()).unwrap()
 }
 
-fn enc(b: &[u8]) -> String {
-    b.iter().map(|x| format!("%{x:02X}")).collect()
-}
-
 fn query(hash: &[u8], peer: u8, port: u16, left: &str) -> String {
     format!(
         "info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}",
-        enc(hash),
-        enc(&[peer; 20])
+        url_encode(hash),
+        url_encode(&[peer; 20])
     )
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Reads one response: (status line, body). Panics on a closed connection.
-fn read_response(s: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).expect("read response head");
-        assert_eq!(n, 1, "connection closed before a response");
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .expect("content length")
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    (head.lines().next().unwrap().to_owned(), body)
-}
-
-fn get(addr: SocketAddr, target: &str) -> (String, Vec<u8>) {
-    let mut s = connect(addr);
-    write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    read_response(&mut s)
-}
-
 fn announce(addr: SocketAddr, q: &str) -> TrackerReply {
-    let (status, body) = get(addr, &format!("/announce?{q}"));
+    let (status, body) = http_get(addr, &format!("/announce?{q}"));
     assert_eq!(status, "HTTP/1.1 200 OK");
     TrackerReply::decode(&body).unwrap()
 }
@@ -127,7 +90,7 @@ fn missing_info_hash_is_a_failure() {
     let a = t.http_addr().unwrap();
     let q = format!(
         "peer_id={}&port=1&uploaded=0&downloaded=0&left=0",
-        enc(&[1; 20])
+        url_encode(&[1; 20])
     );
     assert!(failure(a, &q).contains("info_hash"));
     still_answers(a);
@@ -198,7 +161,7 @@ fn huge_numwant_is_capped() {
 fn one_mebibyte_query_string_closes_the_connection() {
     let t = start();
     let a = t.http_addr().unwrap();
-    let mut s = connect(a);
+    let mut s = http_connect(a);
     let mut req = format!("GET /announce?{}&pad=", query(&[1; 20], 1, 1, "0")).into_bytes();
     req.resize(1 << 20, b'a');
     req.extend_from_slice(b" HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -220,14 +183,14 @@ fn methods_other_than_get_get_405_and_close() {
     let t = start();
     let a = t.http_addr().unwrap();
     for method in ["POST", "PUT", "DELETE", "HEAD"] {
-        let mut s = connect(a);
+        let mut s = http_connect(a);
         write!(
             s,
             "{method} /announce?{} HTTP/1.1\r\nHost: t\r\n\r\n",
             query(&[1; 20], 1, 1, "0")
         )
         .unwrap();
-        let (status, _) = read_response(&mut s);
+        let (status, _) = read_http_response(&mut s);
         assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
         assert!(closed_by(&mut s, Instant::now() + Duration::from_secs(5)));
     }
@@ -243,7 +206,7 @@ fn headers_dribbled_one_byte_a_second_are_dropped_within_the_timeout() {
         "GET /announce?{} HTTP/1.1\r\nHost: t\r\n\r\n",
         query(&[1; 20], 1, 1, "0")
     );
-    let mut s = connect(a);
+    let mut s = http_connect(a);
     let started = Instant::now();
     let mut sent = 0;
     let closed_at = loop {
@@ -272,7 +235,7 @@ fn headers_dribbled_one_byte_a_second_are_dropped_within_the_timeout() {
 fn keep_alive_and_pipelined_requests() {
     let t = start();
     let a = t.http_addr().unwrap();
-    let mut s = connect(a);
+    let mut s = http_connect(a);
     let one = format!(
         "GET /announce?{} HTTP/1.1\r\nHost: t\r\n\r\n",
         query(&[4; 20], 1, 7001, "5")
@@ -282,12 +245,12 @@ fn keep_alive_and_pipelined_requests() {
         query(&[4; 20], 2, 7002, "5")
     );
     s.write_all(one.as_bytes()).unwrap();
-    let (status, _) = read_response(&mut s);
+    let (status, _) = read_http_response(&mut s);
     assert_eq!(status, "HTTP/1.1 200 OK");
     // Two requests in one write, answered in order on the same connection.
     s.write_all(format!("{two}{one}").as_bytes()).unwrap();
     for want in [7001, 7002] {
-        let (_, body) = read_response(&mut s);
+        let (_, body) = read_http_response(&mut s);
         match TrackerReply::decode(&body).unwrap() {
             TrackerReply::Ok(r) => {
                 assert_eq!(r.peers.len(), 1);
@@ -316,7 +279,7 @@ fn stopped_removes_and_no_peer_gets_itself() {
         }
         f => panic!("{f:?}"),
     }
-    let (_, body) = get(a, &format!("/scrape?info_hash={}", enc(&h)));
+    let (_, body) = http_get(a, &format!("/scrape?info_hash={}", url_encode(&h)));
     let sc = ScrapeResponse::decode(&body).unwrap();
     assert_eq!(sc.files[0].0, InfoHash(h));
     assert_eq!(sc.files[0].1.incomplete, 1);
@@ -333,7 +296,7 @@ fn ipv6_peers_come_in_peers6_and_dictionary_lists() {
     let a = t.http_addr().unwrap();
     let h = [6u8; 20];
     announce(a, &query(&h, 1, 7001, "5"));
-    let (_, body) = get(a, &format!("/announce?{}", query(&h, 2, 7002, "5")));
+    let (_, body) = http_get(a, &format!("/announce?{}", query(&h, 2, 7002, "5")));
     assert!(body.windows(6).any(|w| w == b"peers6"));
     match TrackerReply::decode(&body).unwrap() {
         TrackerReply::Ok(r) => {
@@ -376,18 +339,18 @@ fn serves_torrent_files_and_an_index() {
     let bytes = support::pseudo_random(5000, 3);
     t.add_torrent_file("my <release>", bytes.clone(), InfoHash([0xcd; 20]))
         .unwrap();
-    let (status, body) = get(a, "/torrents/my%20%3Crelease%3E.torrent");
+    let (status, body) = http_get(a, "/torrents/my%20%3Crelease%3E.torrent");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, bytes);
     for index in ["/", "/torrents/"] {
-        let (status, body) = get(a, index);
+        let (status, body) = http_get(a, index);
         assert_eq!(status, "HTTP/1.1 200 OK");
         let html = String::from_utf8(body).unwrap();
         assert!(html.contains("my &lt;release&gt;"), "{html}");
         assert!(html.contains(&format!("magnet:?xt=urn:btih:{}", "cd".repeat(20))));
     }
     assert_eq!(
-        get(a, "/torrents/other.torrent").0,
+        http_get(a, "/torrents/other.torrent").0,
         "HTTP/1.1 404 Not Found"
     );
 }
@@ -657,10 +620,10 @@ fn cli_serves_the_torrents_folder() {
         .trim_end_matches("/announce")
         .parse()
         .unwrap();
-    let (status, body) = get(addr, "/torrents/song%20%26%20dance.torrent");
+    let (status, body) = http_get(addr, "/torrents/song%20%26%20dance.torrent");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, std::fs::read(&t).unwrap());
-    let (_, index) = get(addr, "/");
+    let (_, index) = http_get(addr, "/");
     let index = String::from_utf8(index).unwrap();
     assert!(index.contains("song &amp; dance"), "{index}");
     assert!(

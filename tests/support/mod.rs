@@ -445,3 +445,47 @@ impl Drop for Opentracker {
         let _ = self.child.wait();
     }
 }
+
+/// Percent-encodes every byte (`%XX`), as a tracker query's `info_hash` and `peer_id`.
+pub fn url_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|x| format!("%{x:02X}")).collect()
+}
+
+/// A TCP connection to `addr` whose reads give up after 10 s.
+pub fn http_connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s
+}
+
+/// Reads one HTTP response: (status line, body). Panics on a closed connection.
+pub fn read_http_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read response head");
+        assert_eq!(n, 1, "connection closed before a response");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("content length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (head.lines().next().unwrap().to_owned(), body)
+}
+
+/// `GET target` on a new connection to `addr`: (status line, body).
+pub fn http_get(addr: std::net::SocketAddr, target: &str) -> (String, Vec<u8>) {
+    use std::io::Write;
+    let mut s = http_connect(addr);
+    write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_http_response(&mut s)
+}
