@@ -335,7 +335,10 @@ async fn run_loop(
         let tracker_answered = match tracker {
             Some(t) => tokio::select! {
                 _ = tokio::time::sleep_until(next_tick) => false,
-                _ = t.peers_arrived() => true,
+                _ = t.peers_arrived() => {
+                    session.borrow_mut().add_candidates(t.new_peers());
+                    true
+                }
             },
             None => {
                 tokio::time::sleep_until(next_tick).await;
@@ -343,10 +346,6 @@ async fn run_loop(
             }
         };
         if tracker_answered {
-            if let Some(t) = tracker {
-                let fresh = t.new_peers();
-                session.borrow_mut().add_candidates(fresh);
-            }
             continue;
         }
         next_tick = tokio::time::Instant::now() + TICK;
