@@ -210,17 +210,22 @@ async fn worker(
 ) -> std::io::Result<Histogram<u64>> {
     let hist = Rc::new(std::cell::RefCell::new(new_histogram()));
     let config = Rc::new(config);
+    let sockets = Rc::new(OpenSockets::default());
     let mut tasks = Vec::new();
     for index in conns {
         let config = config.clone();
-        let (stop, measuring, counters, hist) = (
+        let (stop, measuring, counters, hist, sockets) = (
             stop.clone(),
             measuring.clone(),
             counters.clone(),
             hist.clone(),
+            sockets.clone(),
         );
         tasks.push(tokio_uring::spawn(async move {
-            let result = connection(&config, index, &stop, &measuring, &counters, &hist).await;
+            let result = connection(
+                &config, index, &stop, &measuring, &counters, &hist, &sockets,
+            )
+            .await;
             if let Err(e) = result {
                 if !stop.load(Ordering::Relaxed) {
                     tracing::debug!("connection {index}: {e}");
@@ -232,9 +237,56 @@ async fn worker(
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(tasks);
+    // The runtime must not be dropped with a receive still in flight: tokio-uring then frees
+    // memory the kernel may still write (seen as glibc's "corrupted double-linked list" abort
+    // at the end of a 512-connection run). shutdown(2) completes every pending receive, so
+    // each task sees its socket end and returns; wait for all of them.
+    sockets.shutdown_all();
+    let all = futures_join_all(tasks);
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        tracing::warn!("some connections did not end within {SHUTDOWN_GRACE:?} of the stop");
+    }
     let h = hist.borrow().clone();
     Ok(h)
+}
+
+/// How long the workers wait for their connections to end after the stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Awaits every task in turn (they run concurrently anyway; this only waits for the last).
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// The sockets of one worker's live connections, so the stop can shut them all down.
+#[derive(Default)]
+struct OpenSockets(std::cell::RefCell<std::collections::HashSet<std::os::fd::RawFd>>);
+
+impl OpenSockets {
+    /// Registers `fd` until the returned guard is dropped (declare it after the stream, so it
+    /// is dropped, and the descriptor forgotten, before the stream closes it).
+    fn register(&self, fd: std::os::fd::RawFd) -> SocketGuard<'_> {
+        self.0.borrow_mut().insert(fd);
+        SocketGuard(self, fd)
+    }
+
+    fn shutdown_all(&self) {
+        for &fd in self.0.borrow().iter() {
+            // SAFETY: `fd` is an open socket of a live connection (it leaves the set before
+            // its stream is dropped); shutdown(2) does not close it.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
+}
+
+struct SocketGuard<'a>(&'a OpenSockets, std::os::fd::RawFd);
+
+impl Drop for SocketGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.borrow_mut().remove(&self.1);
+    }
 }
 
 fn connect_std(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result<std::net::TcpStream> {
@@ -256,11 +308,13 @@ async fn connection(
     measuring: &AtomicBool,
     counters: &WorkerCounters,
     hist: &std::cell::RefCell<Histogram<u64>>,
+    sockets: &OpenSockets,
 ) -> std::io::Result<()> {
     let source =
         (!config.source_ips.is_empty()).then(|| config.source_ips[index % config.source_ips.len()]);
     let std_stream = connect_std(config.target, source)?;
     let stream = tokio_uring::net::TcpStream::from_std(std_stream);
+    let _registered = sockets.register(stream.as_raw_fd());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.rng_seed ^ index as u64);
     let peer_id = PeerId::generate(&mut rng);
     let hs = Handshake::new(config.info_hash, peer_id).encode().to_vec();

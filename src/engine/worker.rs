@@ -221,6 +221,16 @@ async fn core_main(
     for tc in &ctx.torrent_cores {
         tc.borrow_mut().close_all();
     }
+    // Let the closed connections end (each shuts its socket down, which completes its
+    // pending receive): dropping the runtime with operations in flight lets tokio-uring free
+    // buffers the kernel may still write.
+    let counters = ctx.counters();
+    for _ in 0..200 {
+        if counters.peers.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if let (Some(ring), Some(reaper)) = (&ctx.zero_copy, reaper) {
         // Let the closed connections' sends finish (their notifications free the buffers).
         for _ in 0..100 {
