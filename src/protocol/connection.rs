@@ -568,9 +568,13 @@ impl Connection {
         }
     }
 
-    /// Announces a piece we completed: queues `have`.
+    /// Announces a piece we completed: queues `have`. Before the handshake it does nothing:
+    /// the availability [`Connection::on_handshake`] queues is taken from our bitfield then,
+    /// so it covers the piece, and a `have` ahead of the handshake is a protocol violation.
     pub fn have(&mut self, piece: u32) {
-        self.outbox.push_back(Message::Have(piece));
+        if self.handshaken {
+            self.outbox.push_back(Message::Have(piece));
+        }
     }
 
     /// Lets the peer request `piece` even while we choke it (Fast only; returns false and does

@@ -194,6 +194,30 @@ fn our_choke_unchoke_interest_queue_messages_on_change() {
 // ---- piece availability ----
 
 #[test]
+fn have_before_the_handshake_is_not_sent_and_the_bitfield_covers_it() {
+    let geometry = PieceGeometry::new(16384, 16384 * 8);
+    let mut c = Connection::new(ConnectionConfig::default(), geometry, Duration::ZERO);
+    c.have(3);
+    assert_eq!(c.poll_message(Duration::ZERO), None);
+    let mut ours = Bitfield::new(8);
+    ours.set(3);
+    let theirs = Handshake::new(InfoHash([1; 20]), PeerId([2; 20]));
+    c.on_handshake(&theirs, &ours, Duration::ZERO);
+    let sent: Vec<Message> = std::iter::from_fn(|| c.poll_message(Duration::ZERO)).collect();
+    assert!(
+        sent.iter().all(|m| !matches!(m, Message::Have(_))),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, Message::Bitfield(b) if b[0] == 0b0001_0000)),
+        "{sent:?}"
+    );
+    c.have(4);
+    assert_eq!(c.poll_message(Duration::ZERO), Some(Message::Have(4)));
+}
+
+#[test]
 fn have_sets_their_bitfield_and_is_range_checked() {
     let mut c = conn(false);
     assert_eq!(msg(&mut c, Message::Have(3)), Ok(Some(Event::Have(3))));
