@@ -270,11 +270,33 @@ async fn drive(
         total,
     )
     .await;
+    end_connections(&session).await;
     if let Some(t) = tracker {
         // Sends `stopped`; blocks this thread for a few seconds at most, at exit.
         t.shutdown();
     }
     result
+}
+
+/// Shuts every peer's socket down and waits (2 s at most) for their tasks to end: dropping
+/// the runtime with receives in flight lets tokio-uring free buffers the kernel may still
+/// write (the abort `bench load` showed; see `engine::worker`). shutdown(2) completes them.
+async fn end_connections(session: &Rc<RefCell<session::Session>>) {
+    let streams: Vec<_> = session
+        .borrow()
+        .peers
+        .values()
+        .map(|p| p.stream.clone())
+        .collect();
+    for stream in streams {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    for _ in 0..200 {
+        if session.borrow().peers.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The download loop's period: choking, rates, tracker stats, progress.
