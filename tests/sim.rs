@@ -138,60 +138,6 @@ fn same_seed_same_bytes() {
     }
 }
 
-/// Quiet `have`s applied just before the receiver next acts, instead of each as its own
-/// event, must give the very same run: same JSON (but the event count), same CSVs.
-#[test]
-fn quiet_haves_without_events_give_the_same_run() {
-    let configs = [
-        small_swarm(5),
-        SimConfig {
-            size: 8 << 20,
-            piece_length: 64 * 1024,
-            seed_up: 2 * MBIT,
-            classes: vec![
-                PeerClass {
-                    weight: 0.6,
-                    down: 20 * MBIT,
-                    up: 2 * MBIT,
-                },
-                PeerClass {
-                    weight: 0.4,
-                    down: 100 * MBIT,
-                    up: 20 * MBIT,
-                },
-            ],
-            arrivals: vec![phase(60.0, 2.0 / 60.0)],
-            max_peers: 8,
-            unchoke_slots: 2,
-            linger: Duration::from_secs(30),
-            ..SimConfig::default()
-        },
-        SimConfig {
-            choker: ChokerKind::Unlimited,
-            ..small_swarm(9)
-        },
-    ];
-    for cfg in configs {
-        let mut fast = sim::run(&cfg).unwrap();
-        let reference = sim::run(&SimConfig {
-            every_have_an_event: true,
-            ..cfg.clone()
-        })
-        .unwrap();
-        assert!(
-            fast.events < reference.events,
-            "{} events against {}",
-            fast.events,
-            reference.events
-        );
-        fast.events = reference.events;
-        assert!(
-            outputs(&fast) == outputs(&reference),
-            "the shortcut changed the run"
-        );
-    }
-}
-
 /// A flash crowd of fast peers on a slow origin.
 fn crowd(picker: Strategy) -> Report {
     let cfg = SimConfig {

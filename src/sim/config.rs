@@ -116,13 +116,6 @@ pub struct SimConfig {
     /// (used by `plan` to reject an uplink quickly); `None` runs to the end.
     #[serde(skip)]
     pub abort_after: Option<Duration>,
-    /// Deliver every `have` as an event of its own, as the engine's session handles it,
-    /// instead of applying the quiet ones (those that can change nothing but the receiver's
-    /// record of the sender's pieces) just before the receiver next acts. The run is the
-    /// same either way, only slower and with more events; this is the reference
-    /// `tests/sim.rs` compares the shortcut against.
-    #[serde(skip)]
-    pub every_have_an_event: bool,
 }
 
 fn ser_strategy<S: serde::Serializer>(st: &Strategy, s: S) -> Result<S::Ok, S::Error> {
@@ -177,7 +170,6 @@ impl Default for SimConfig {
             drain: Duration::from_secs(24 * 3600),
             numwant: 50,
             abort_after: None,
-            every_have_an_event: false,
         }
     }
 }

@@ -57,8 +57,6 @@ pub struct EventQueue<E> {
     free: Vec<u32>,
     seq: u64,
     now: Nanos,
-    /// Sequence number of the event popped last.
-    current: u64,
 }
 
 impl<E> Default for EventQueue<E> {
@@ -69,7 +67,6 @@ impl<E> Default for EventQueue<E> {
             free: Vec::new(),
             seq: 0,
             now: 0,
-            current: 0,
         }
     }
 }
@@ -82,21 +79,8 @@ impl<E> EventQueue<E> {
 
     /// Schedules `event` at `at` (never before now).
     pub fn push(&mut self, at: Nanos, event: E) {
-        let seq = self.reserve();
-        self.push_reserved(at, seq, event);
-    }
-
-    /// Takes the next sequence number without scheduling anything: the place, among events
-    /// at the same instant, of something handled outside the queue (or scheduled later with
-    /// [`EventQueue::push_reserved`]).
-    pub fn reserve(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// Schedules `event` at `at` (never before now) in the place `seq` reserved.
-    pub fn push_reserved(&mut self, at: Nanos, seq: u64, event: E) {
         let at = at.max(self.now);
+        self.seq += 1;
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(event);
@@ -107,23 +91,20 @@ impl<E> EventQueue<E> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.heap.push(Key { at, seq, slot });
+        self.heap.push(Key {
+            at,
+            seq: self.seq,
+            slot,
+        });
     }
 
     /// Takes the earliest event and advances the clock to it.
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
         let k = self.heap.pop()?;
         self.now = k.at;
-        self.current = k.seq;
         let event = self.slots[k.slot as usize].take().expect("queued event");
         self.free.push(k.slot);
         Some((k.at, event))
-    }
-
-    /// Where the event popped last stands: its time and sequence number. Whatever was
-    /// scheduled (or reserved) with a smaller pair comes before it.
-    pub fn position(&self) -> (Nanos, u64) {
-        (self.now, self.current)
     }
 
     /// Events waiting.
@@ -155,20 +136,5 @@ mod tests {
         assert_eq!(order, vec![(3, "e"), (5, "b"), (5, "c"), (9, "d")]);
         assert!(q.is_empty());
         assert_eq!(q.now(), 9);
-    }
-
-    #[test]
-    fn a_reserved_place_keeps_its_order_among_equal_times() {
-        let mut q = EventQueue::default();
-        q.push(5, "a");
-        let late = q.reserve();
-        q.push(5, "c");
-        q.push_reserved(5, late, "b");
-        assert_eq!(q.pop(), Some((5, "a")));
-        let first = q.position();
-        assert_eq!(q.pop(), Some((5, "b")));
-        assert_eq!(q.position(), (5, late));
-        assert!(first < q.position());
-        assert_eq!(q.pop(), Some((5, "c")));
     }
 }

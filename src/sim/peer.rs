@@ -4,8 +4,6 @@
 //! the engine's [`Connection`] state machine plus the [`RateMeter`]s and timestamps the
 //! leecher session keeps per peer (`engine/download/session.rs`).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use crate::protocol::Connection;
@@ -54,26 +52,6 @@ pub struct Live {
     pub links: Vec<LinkIdx>,
     /// When it last asked the tracker for peers.
     pub last_announce: Nanos,
-    /// `have`s on their way to it that can change nothing when they arrive but its record of
-    /// what the sender holds (see `swarm.rs`): applied, in order, before it next acts.
-    pub pending_haves: BinaryHeap<Reverse<PendingHave>>,
-}
-
-/// A `have` in flight that is delivered without an event of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PendingHave {
-    /// Arrival time.
-    pub at: Nanos,
-    /// Its place among the events at the same instant (from the event queue).
-    pub seq: u64,
-    /// The connection.
-    pub link: LinkIdx,
-    /// The connection's generation when it was sent (a closed link's haves are dropped).
-    pub gen: u32,
-    /// The receiving end.
-    pub to: u8,
-    /// The piece.
-    pub piece: u32,
 }
 
 /// One end of a connection: what a peer knows about the peer at the other end.

@@ -17,7 +17,6 @@
 //! `have`s over time was tried and changes the results (see `bench-results/flash-crowd.md`,
 //! "Speed").
 
-use std::cmp::Reverse;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +35,7 @@ use super::arrivals::Arrivals;
 use super::config::{ChokerKind, Mode, SimConfig, SimError, Units};
 use super::event::{duration, nanos, EventQueue, Nanos, SECOND};
 use super::network::{Due, FlowId, Network};
-use super::peer::{End, Link, LinkIdx, Live, Peer, PeerIdx, PendingHave, ORIGIN};
+use super::peer::{End, Link, LinkIdx, Live, Peer, PeerIdx, ORIGIN};
 use super::report::{Report, TimelineRow};
 
 /// A leecher short of connections asks the tracker again at most this often.
@@ -146,7 +145,6 @@ struct Sim<'a> {
     events: u64,
     timeline: Vec<TimelineRow>,
     dirty: Vec<(LinkIdx, u8)>,
-    outgoing: Vec<Message>,
     due: Vec<Due>,
     picks: Vec<BlockRef>,
     snaps: Vec<PeerSnapshot<PeerIdx>>,
@@ -199,7 +197,6 @@ impl<'a> Sim<'a> {
             events: 0,
             timeline: Vec::new(),
             dirty: Vec::new(),
-            outgoing: Vec::new(),
             due: Vec::new(),
             picks: Vec::new(),
             snaps: Vec::new(),
@@ -235,7 +232,6 @@ impl<'a> Sim<'a> {
                 choker,
                 links: Vec::new(),
                 last_announce: 0,
-                pending_haves: Default::default(),
             })),
         });
         sim.member_pos.push(u32::MAX);
@@ -302,37 +298,30 @@ impl<'a> Sim<'a> {
                 gen,
                 to,
                 msgs,
-            } => {
-                if !self.link_ok(link, gen) {
-                    return;
-                }
-                let receiver =
-                    self.links[link as usize].as_ref().expect("checked").ends[usize::from(to)].peer;
-                self.sync(receiver);
-                match msgs {
-                    Batch::One(msg) => self.on_message(link, usize::from(to), msg),
-                    Batch::Many(msgs) => {
-                        for msg in msgs {
-                            // As if each message were its own event: flush what the previous
-                            // one caused, and stop where the run would have stopped.
-                            if !self.link_ok(link, gen) || self.finished() {
-                                break;
-                            }
-                            self.on_message(link, usize::from(to), msg);
-                            self.flush();
-                        }
+            } => match msgs {
+                Batch::One(msg) => {
+                    if self.link_ok(link, gen) {
+                        self.on_message(link, usize::from(to), msg);
                     }
                 }
-            }
+                Batch::Many(msgs) => {
+                    for msg in msgs {
+                        // As if each message were its own event: flush what the previous
+                        // one caused, and stop where the run would have stopped.
+                        if !self.link_ok(link, gen) || self.finished() {
+                            break;
+                        }
+                        self.on_message(link, usize::from(to), msg);
+                        self.flush();
+                    }
+                }
+            },
             Ev::Sent { flow, tgen } => {
                 if self.net.is_current(flow, tgen) {
                     self.on_sent(flow);
                 }
             }
-            Ev::Tick { peer } => {
-                self.sync(peer);
-                self.tick(peer);
-            }
+            Ev::Tick { peer } => self.tick(peer),
             Ev::Leave { peer } => self.leave(peer),
             Ev::Sample => {
                 self.sample();
@@ -410,7 +399,6 @@ impl<'a> Sim<'a> {
                 choker: Choker::new(self.peer_choker()),
                 links: Vec::new(),
                 last_announce: self.now,
-                pending_haves: Default::default(),
             })),
         });
         self.member_pos.push(u32::MAX);
@@ -542,13 +530,6 @@ impl<'a> Sim<'a> {
     }
 
     fn close_link(&mut self, l: LinkIdx) {
-        let Some(link) = self.links[l as usize].as_ref() else {
-            return;
-        };
-        // `peer_left` takes the bitfield back out of the availability: bring both in.
-        let (a, b) = (link.ends[0].peer, link.ends[1].peer);
-        self.sync(a);
-        self.sync(b);
         let Some(link) = self.links[l as usize].take() else {
             return;
         };
@@ -733,7 +714,6 @@ impl<'a> Sim<'a> {
     fn flush(&mut self) {
         let now = duration(self.now);
         let mut dirty = std::mem::take(&mut self.dirty);
-        let mut out = std::mem::take(&mut self.outgoing);
         for &(l, side) in &dirty {
             let Some(link) = self.links[l as usize].as_mut() else {
                 continue;
@@ -741,13 +721,27 @@ impl<'a> Sim<'a> {
             let gen = self.link_gen[l as usize];
             let at = self.now + link.one_way;
             let conn = &mut link.ends[side as usize].conn;
-            out.clear();
-            out.extend(std::iter::from_fn(|| conn.poll_message(now)));
-            if !out.is_empty() {
-                self.send(l, gen, 1 - side, at, &mut out);
-            }
+            let Some(first) = conn.poll_message(now) else {
+                continue;
+            };
+            let msgs = match conn.poll_message(now) {
+                None => Batch::One(first),
+                Some(second) => {
+                    let mut v = vec![first, second];
+                    v.extend(std::iter::from_fn(|| conn.poll_message(now)));
+                    Batch::Many(v)
+                }
+            };
+            self.queue.push(
+                at,
+                Ev::Deliver {
+                    link: l,
+                    gen,
+                    to: 1 - side,
+                    msgs,
+                },
+            );
         }
-        self.outgoing = out;
         dirty.clear();
         self.dirty = dirty;
         for d in self.due.drain(..) {
@@ -756,173 +750,6 @@ impl<'a> Sim<'a> {
                 Ev::Sent {
                     flow: d.id,
                     tgen: d.tgen,
-                },
-            );
-        }
-    }
-
-    /// Puts the messages one end sent at one instant on the wire to end `to`, arriving at
-    /// `at`: one event for all of them, except the quiet `have`s, which wait in the
-    /// receiver's `pending_haves` (each in the place in the queue's order it would have had)
-    /// and the messages either side of one, which go as separate events in their order.
-    fn send(&mut self, l: LinkIdx, gen: u32, to: u8, at: Nanos, out: &mut Vec<Message>) {
-        // The choke state the receiver will be in when a message arrives is the sender's now,
-        // unless a choke or unchoke follows that message in this batch.
-        let last_toggle = out
-            .iter()
-            .rposition(|m| matches!(m, Message::Choke | Message::Unchoke));
-        let mut run: Option<Batch> = None;
-        for (i, msg) in out.drain(..).enumerate() {
-            if let Message::Have(piece) = msg {
-                if !self.cfg.every_have_an_event
-                    && last_toggle.map_or(true, |t| t < i)
-                    && self.is_quiet(l, usize::from(to), piece)
-                {
-                    if let Some(msgs) = run.take() {
-                        self.queue.push(
-                            at,
-                            Ev::Deliver {
-                                link: l,
-                                gen,
-                                to,
-                                msgs,
-                            },
-                        );
-                    }
-                    let seq = self.queue.reserve();
-                    let link = self.links[l as usize].as_ref().expect("live link");
-                    let receiver = link.ends[usize::from(to)].peer;
-                    let pending = PendingHave {
-                        at,
-                        seq,
-                        link: l,
-                        gen,
-                        to,
-                        piece,
-                    };
-                    if let Some(live) = self.live_mut(receiver) {
-                        live.pending_haves.push(Reverse(pending));
-                    }
-                    continue;
-                }
-            }
-            run = Some(match run.take() {
-                None => Batch::One(msg),
-                Some(Batch::One(first)) => Batch::Many(vec![first, msg]),
-                Some(Batch::Many(mut v)) => {
-                    v.push(msg);
-                    Batch::Many(v)
-                }
-            });
-        }
-        if let Some(msgs) = run {
-            self.queue.push(
-                at,
-                Ev::Deliver {
-                    link: l,
-                    gen,
-                    to,
-                    msgs,
-                },
-            );
-        }
-    }
-
-    /// Whether a `have` of `piece` sent now to end `to` of `l` can, when it arrives, change
-    /// nothing but that end's record of the sender's pieces and its picker's availability.
-    /// `on_message` would then find nothing to do: the receiver is complete, or the sender
-    /// chokes it (so `fill_requests` stops at once; the simulator grants no allowed-fast
-    /// pieces) and the piece cannot make it interested (it is interested already, or has
-    /// the piece). Pieces are never lost, the choke state it will see is the sender's now
-    /// (the caller checks no choke or unchoke follows), and if it loses interest in the
-    /// meantime `update_interest` turns the link's pending haves back into events.
-    fn is_quiet(&self, l: LinkIdx, to: usize, piece: u32) -> bool {
-        let Some(link) = self.links[l as usize].as_ref() else {
-            return false;
-        };
-        let receiver = &link.ends[to];
-        let Some(live) = self.live(receiver.peer) else {
-            return false;
-        };
-        live.picker.is_complete()
-            || (link.ends[1 - to].conn.am_choking()
-                && receiver.conn.their_allowed_fast().is_empty()
-                && (receiver.conn.am_interested() || live.picker.have().has(piece)))
-    }
-
-    /// Applies the pending `have`s of `p` that arrived before the event being handled, in
-    /// the order their own events would have run. Called before anything reads what `p`
-    /// knows of its peers' pieces (its picker's availability, its ends' bitfields).
-    fn sync(&mut self, p: PeerIdx) {
-        let position = self.queue.position();
-        loop {
-            let Some(live) = self.peers[p as usize].live.as_deref_mut() else {
-                return;
-            };
-            let Some(&Reverse(h)) = live.pending_haves.peek() else {
-                return;
-            };
-            if (h.at, h.seq) >= position {
-                return;
-            }
-            live.pending_haves.pop();
-            self.apply_have(h);
-        }
-    }
-
-    /// What `on_message` does with a quiet `have`.
-    fn apply_have(&mut self, h: PendingHave) {
-        if !self.link_ok(h.link, h.gen) {
-            return;
-        }
-        let to = usize::from(h.to);
-        let key = self.links[h.link as usize].as_ref().expect("checked").ends[1 - to].peer;
-        let Some((live, end)) = self.parts(h.link, to) else {
-            return;
-        };
-        let event = end
-            .conn
-            .on_message(Message::Have(h.piece), live.picker.have(), duration(h.at));
-        debug_assert!(event.is_ok(), "a have between two engine state machines");
-        if let Ok(Some(Event::Have(piece))) = event {
-            let _ = live.picker.peer_have(key, piece);
-        }
-        debug_assert!(
-            live.picker.is_complete()
-                || (end.conn.peer_choking()
-                    && (end.conn.am_interested() || live.picker.have().has(h.piece))),
-            "a pending have stayed quiet"
-        );
-    }
-
-    /// End `side` of `l` lost interest: the `have`s on their way to it were quiet because it
-    /// was interested, so they become events again, each in its own place.
-    fn materialize(&mut self, l: LinkIdx, side: usize) {
-        let Some(link) = self.links[l as usize].as_ref() else {
-            return;
-        };
-        let p = link.ends[side].peer;
-        self.sync(p);
-        let Some(live) = self.peers[p as usize].live.as_deref_mut() else {
-            return;
-        };
-        if live.pending_haves.is_empty() {
-            return;
-        }
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut live.pending_haves)
-            .into_vec()
-            .into_iter()
-            .partition(|Reverse(h)| h.link == l && usize::from(h.to) == side);
-        live.pending_haves = rest.into();
-        for Reverse(h) in mine {
-            self.queue.push_reserved(
-                h.at,
-                h.seq,
-                Ev::Deliver {
-                    link: h.link,
-                    gen: h.gen,
-                    to: h.to,
-                    msgs: Batch::One(Message::Have(h.piece)),
                 },
             );
         }
@@ -1104,14 +931,11 @@ impl<'a> Sim<'a> {
         let Some(live) = self.peers[end.peer as usize].live.as_deref() else {
             return;
         };
-        let complete = live.picker.is_complete();
-        let interested = !complete && live.picker.is_interesting(end.conn.their_have());
+        let interested =
+            !live.picker.is_complete() && live.picker.is_interesting(end.conn.their_have());
         if interested != end.conn.am_interested() {
             end.conn.set_interested(interested);
             self.dirty.push((l, side as u8));
-            if !interested && !complete {
-                self.materialize(l, side);
-            }
         }
     }
 
