@@ -218,6 +218,10 @@ async fn core_main(
     }
     publisher.abort();
     housekeeper.abort();
+    // The accept dropped by the select is still in flight: shutdown(2) on the listening
+    // socket completes it (EINVAL), so the wait below reaps it before the runtime drops.
+    // SAFETY: the listener is open (it is dropped at the end of this function).
+    unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&listener), libc::SHUT_RD) };
     for tc in &ctx.torrent_cores {
         tc.borrow_mut().close_all();
     }
@@ -225,6 +229,7 @@ async fn core_main(
     // pending receive): dropping the runtime with operations in flight lets tokio-uring free
     // buffers the kernel may still write.
     let counters = ctx.counters();
+    tokio::time::sleep(Duration::from_millis(1)).await;
     for _ in 0..200 {
         if counters.peers.load(Ordering::Relaxed) == 0 {
             break;

@@ -213,6 +213,7 @@ async fn drive(
         listen_port: Some(listen_port),
         ..ConnectionConfig::default()
     };
+    let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
     // Incoming peers.
     {
         let session = session.clone();
@@ -220,8 +221,11 @@ async fn drive(
         let max_peers = config.max_peers;
         tokio_uring::spawn(async move {
             loop {
-                let Ok((stream, addr)) = listener.accept().await else {
-                    continue;
+                let (stream, addr) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    // The listener was shut down at exit.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+                    Err(_) => continue,
                 };
                 let mut s = session.borrow_mut();
                 if s.is_banned(addr) || s.connected.len() >= max_peers {
@@ -270,6 +274,9 @@ async fn drive(
         total,
     )
     .await;
+    // Complete the accept in flight (EINVAL) so it is reaped before the runtime drops.
+    // SAFETY: the listener is open: the accept task holding it runs until the runtime drops.
+    unsafe { libc::shutdown(listener_fd, libc::SHUT_RD) };
     end_connections(&session).await;
     if let Some(t) = tracker {
         // Sends `stopped`; blocks this thread for a few seconds at most, at exit.
