@@ -242,7 +242,7 @@ async fn worker(
     // at the end of a 512-connection run). shutdown(2) completes every pending receive, so
     // each task sees its socket end and returns; wait for all of them.
     sockets.shutdown_all();
-    let all = futures_join_all(tasks);
+    let all = await_all(tasks);
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("some connections did not end within {SHUTDOWN_GRACE:?} of the stop");
     }
@@ -254,7 +254,7 @@ async fn worker(
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Awaits every task in turn (they run concurrently anyway; this only waits for the last).
-async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+async fn await_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
     for t in tasks {
         let _ = t.await;
     }

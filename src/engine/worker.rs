@@ -229,21 +229,14 @@ async fn core_main(
     // pending receive): dropping the runtime with operations in flight lets tokio-uring free
     // buffers the kernel may still write.
     let counters = ctx.counters();
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    for _ in 0..200 {
-        if counters.peers.load(Ordering::Relaxed) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        || counters.peers.load(Ordering::Relaxed) == 0,
+        Duration::from_secs(2),
+    )
+    .await;
     if let (Some(ring), Some(reaper)) = (&ctx.zero_copy, reaper) {
         // Let the closed connections' sends finish (their notifications free the buffers).
-        for _ in 0..100 {
-            if ring.in_flight() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(|| ring.in_flight() == 0, Duration::from_secs(1)).await;
         reaper.abort();
         let c = ring.counts();
         tracing::info!(
@@ -254,6 +247,22 @@ async fn core_main(
         );
     }
     publish_now(&ctx);
+}
+
+/// Sleeps in steps of 10 ms until `done()` or `limit` has passed. It sleeps before the first
+/// check, so the runtime reaps the completions already posted (a shut-down listener's
+/// `accept`) even when `done()` holds at once: for the waits at exit, before the runtime
+/// drops.
+pub(crate) async fn wait_until(mut done: impl FnMut() -> bool, limit: Duration) {
+    const STEP: Duration = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    while waited < limit {
+        tokio::time::sleep(STEP).await;
+        waited += STEP;
+        if done() {
+            return;
+        }
+    }
 }
 
 /// Choker rounds when due; the peers of stopped torrents are closed.

@@ -285,9 +285,10 @@ async fn drive(
     result
 }
 
-/// Shuts every peer's socket down and waits (2 s at most) for their tasks to end: dropping
-/// the runtime with receives in flight lets tokio-uring free buffers the kernel may still
-/// write (the abort `bench load` showed; see `engine::worker`). shutdown(2) completes them.
+/// Shuts every peer's socket down and waits (2 s at most) for their tasks to end, and for the
+/// listener's `accept` to be reaped: dropping the runtime with receives in flight lets
+/// tokio-uring free buffers the kernel may still write (the abort `bench load` showed; see
+/// `engine::worker`). shutdown(2) completes them.
 async fn end_connections(session: &Rc<RefCell<session::Session>>) {
     let streams: Vec<_> = session
         .borrow()
@@ -298,12 +299,7 @@ async fn end_connections(session: &Rc<RefCell<session::Session>>) {
     for stream in streams {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
-    for _ in 0..200 {
-        if session.borrow().peers.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    super::worker::wait_until(|| session.borrow().peers.is_empty(), Duration::from_secs(2)).await;
 }
 
 /// The download loop's period: choking, rates, tracker stats, progress.
