@@ -333,6 +333,35 @@ fn many_idle_connections_time_out_and_do_not_block_others() {
     seed.assert_alive();
 }
 
+/// Peers that connect and never handshake do not hold the exit: on SIGTERM the seed shuts
+/// their sockets down too (they are in no torrent yet) instead of waiting out its 2 s grace
+/// and dropping its runtimes with their receives in flight.
+#[test]
+fn peers_still_in_their_handshake_do_not_hold_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = start(dir.path(), &[]);
+    let pid = seed.child.id();
+    let listening = open_sockets(pid);
+    let silent: Vec<RawPeer> = (0..8).map(|_| RawPeer::connect(seed.addr, None)).collect();
+    let start = std::time::Instant::now();
+    while open_sockets(pid) < listening + silent.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the seed holds {} sockets, not its {listening} and the {} silent connections",
+            open_sockets(pid),
+            silent.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = std::time::Instant::now();
+    let (status, err) = seed.terminate();
+    let took = start.elapsed();
+    assert!(status.success(), "exit {status}: {err}");
+    // `terminate` polls every 100 ms; without the shutdown the exit takes over 2 s.
+    assert!(took < Duration::from_secs(1), "exit took {took:?}: {err}");
+    drop(silent);
+}
+
 #[test]
 fn max_upload_rate_holds_the_seed_back() {
     let dir = tempfile::tempdir().unwrap();

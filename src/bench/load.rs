@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 
+use crate::engine::sockets::OpenSockets;
 use crate::metainfo::InfoHash;
 use crate::protocol::extension::{ExtendedHandshake, EXTENDED_HANDSHAKE_ID};
 use crate::protocol::wire::{Handshake, Message, MessageDecoder};
@@ -260,35 +261,6 @@ async fn await_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// The sockets of one worker's live connections, so the stop can shut them all down.
-#[derive(Default)]
-struct OpenSockets(std::cell::RefCell<std::collections::HashSet<std::os::fd::RawFd>>);
-
-impl OpenSockets {
-    /// Registers `fd` until the returned guard is dropped (declare it after the stream, so it
-    /// is dropped, and the descriptor forgotten, before the stream closes it).
-    fn register(&self, fd: std::os::fd::RawFd) -> SocketGuard<'_> {
-        self.0.borrow_mut().insert(fd);
-        SocketGuard(self, fd)
-    }
-
-    fn shutdown_all(&self) {
-        for &fd in self.0.borrow().iter() {
-            // SAFETY: `fd` is an open socket of a live connection (it leaves the set before
-            // its stream is dropped); shutdown(2) does not close it.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-        }
-    }
-}
-
-struct SocketGuard<'a>(&'a OpenSockets, std::os::fd::RawFd);
-
-impl Drop for SocketGuard<'_> {
-    fn drop(&mut self) {
-        self.0 .0.borrow_mut().remove(&self.1);
-    }
-}
-
 fn connect_std(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result<std::net::TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
@@ -308,7 +280,7 @@ async fn connection(
     measuring: &AtomicBool,
     counters: &WorkerCounters,
     hist: &std::cell::RefCell<Histogram<u64>>,
-    sockets: &OpenSockets,
+    sockets: &Rc<OpenSockets>,
 ) -> std::io::Result<()> {
     let source =
         (!config.source_ips.is_empty()).then(|| config.source_ips[index % config.source_ips.len()]);

@@ -14,6 +14,7 @@ pub mod download;
 pub mod listen;
 mod peer;
 pub mod send;
+pub mod sockets;
 pub mod stats;
 pub mod torrents;
 pub mod tune;

@@ -84,6 +84,9 @@ pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext
         tracing::debug!(%addr, "socket options not applied: {e}");
     }
     let stream = Rc::new(stream);
+    let _registered = ctx
+        .sockets
+        .register(std::os::fd::AsRawFd::as_raw_fd(&*stream));
     let result = serve_inner(&stream, addr, ctx).await;
     // Always: a receive still in flight (a dropped read future) holds the descriptor open
     // until it completes, and shutdown(2) completes it.

@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 use super::choke::{PeerKey, TorrentCore};
+use super::sockets::OpenSockets;
 use super::stats::{CoreStats, EngineStats};
 use super::zerocopy::ZeroCopyRing;
 use super::{peer, EngineConfig, TorrentSet};
@@ -65,6 +66,8 @@ pub(super) struct CoreContext {
     pub bucket: Option<RefCell<TokenBucket>>,
     /// This core's ring for zero-copy sends (with `send_zc_threshold`).
     pub zero_copy: Option<std::rc::Rc<ZeroCopyRing>>,
+    /// This core's connections' sockets, handshaking ones included, for the exit.
+    pub sockets: std::rc::Rc<OpenSockets>,
     next_key: Cell<PeerKey>,
 }
 
@@ -157,6 +160,7 @@ pub fn run(
                     torrent_cores,
                     bucket,
                     zero_copy,
+                    sockets: Default::default(),
                     next_key: Cell::new(0),
                 };
                 tokio_uring::start(core_main(listener, std::rc::Rc::new(ctx), stop))
@@ -225,9 +229,10 @@ async fn core_main(
     for tc in &ctx.torrent_cores {
         tc.borrow_mut().close_all();
     }
-    // Let the closed connections end (each shuts its socket down, which completes its
-    // pending receive): dropping the runtime with operations in flight lets tokio-uring free
-    // buffers the kernel may still write.
+    // Peers still in their handshake are in no torrent yet: shut every socket down, which
+    // completes each pending receive. Then let the connections end: dropping the runtime
+    // with operations in flight lets tokio-uring free buffers the kernel may still write.
+    ctx.sockets.shutdown_all();
     let counters = ctx.counters();
     wait_until(
         || counters.peers.load(Ordering::Relaxed) == 0,

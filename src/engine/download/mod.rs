@@ -285,21 +285,14 @@ async fn drive(
     result
 }
 
-/// Shuts every peer's socket down and waits (2 s at most) for their tasks to end, and for the
-/// listener's `accept` to be reaped: dropping the runtime with receives in flight lets
-/// tokio-uring free buffers the kernel may still write (the abort `bench load` showed; see
-/// `engine::worker`). shutdown(2) completes them.
+/// Shuts every connection's socket down, handshaking ones included, and waits (2 s at most)
+/// for their tasks to end, and for the listener's `accept` to be reaped: dropping the runtime
+/// with receives in flight lets tokio-uring free buffers the kernel may still write (see
+/// `engine::sockets`). shutdown(2) completes them.
 async fn end_connections(session: &Rc<RefCell<session::Session>>) {
-    let streams: Vec<_> = session
-        .borrow()
-        .peers
-        .values()
-        .map(|p| p.stream.clone())
-        .collect();
-    for stream in streams {
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-    }
-    super::worker::wait_until(|| session.borrow().peers.is_empty(), Duration::from_secs(2)).await;
+    let sockets = session.borrow().sockets.clone();
+    sockets.shutdown_all();
+    super::worker::wait_until(|| sockets.is_empty(), Duration::from_secs(2)).await;
 }
 
 /// The download loop's period: choking, rates, tracker stats, progress.

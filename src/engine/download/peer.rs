@@ -41,6 +41,8 @@ pub async fn run_peer(
     config: ConnectionConfig,
 ) {
     let stream = Rc::new(stream);
+    let sockets = session.borrow().sockets.clone();
+    let _registered = sockets.register(std::os::fd::AsRawFd::as_raw_fd(&*stream));
     let result = run_inner(&session, stream.clone(), addr, side, config).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     match result {

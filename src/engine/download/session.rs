@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Notify;
 
+use crate::engine::sockets::OpenSockets;
 use crate::metainfo::Torrent;
 use crate::protocol::{Connection, Event, Message, PeerId, Violation};
 use crate::storage::{MappedStorage, WritableStorage};
@@ -116,6 +117,8 @@ pub struct Session {
     pub candidates: VecDeque<SocketAddr>,
     /// Addresses connected or being connected.
     pub connected: HashSet<SocketAddr>,
+    /// The sockets of every connection, handshaking ones included, for the exit.
+    pub sockets: Rc<OpenSockets>,
     /// Strikes per address.
     strikes: HashMap<SocketAddr, u32>,
     /// Addresses to dial again later: (when, address), and failures so far per address.
@@ -167,6 +170,7 @@ impl Session {
             next_key: 0,
             candidates: VecDeque::new(),
             connected: HashSet::new(),
+            sockets: Rc::default(),
             strikes: HashMap::new(),
             retries: Vec::new(),
             failures: HashMap::new(),
