@@ -98,6 +98,38 @@ fn show_json_has_the_documented_fields() {
     assert!(v["creation_date"].is_i64());
 }
 
+/// Output into a pipe whose reader has gone (`seedbox show T | head -1`) ends the command
+/// quietly with status 141, as SIGPIPE would, instead of a "Broken pipe" panic.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_141() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("f.bin", 100_000)]);
+    let t = dir.path().join("f.torrent");
+    let f = dir.path().join("f.bin");
+    let o = run(&["create", f.to_str().unwrap(), "-o", t.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [
+        vec!["show", t.to_str().unwrap()],
+        vec!["show", "--json", t.to_str().unwrap()],
+    ] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills both descriptors; each is owned exactly once below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // The reader is gone before the command writes a byte.
+        drop(reader);
+        let o = seedbox()
+            .args(&args)
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
+
 fn evil_torrent(path: &[&str]) -> Vec<u8> {
     let file = Owned::dict().insert("length", 5i64).insert(
         "path",

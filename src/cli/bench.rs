@@ -117,7 +117,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 a.threads,
                 Duration::from_secs_f64(a.seconds),
             );
-            println!(
+            outln!(
                 "sha1 {:?} threads={} piece_length={} {:.3} GB/s",
                 which,
                 a.threads,
@@ -146,9 +146,9 @@ fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let report = run_load(&config)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "{} connections ({} connected), queue {}: {:.3} Gbit/s, {:.0} blocks/s over {:.1} s",
             report.conns,
             report.connected,
@@ -158,23 +158,27 @@ fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
             report.seconds
         );
         let l = &report.latency_us;
-        println!(
+        outln!(
             "request-to-block latency: p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
-            l.p50, l.p99, l.p999, l.max, l.count
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max,
+            l.count
         );
         if let Some(to) = report.queue_capped_to {
-            println!(
+            outln!(
                 "queue capped: {} connections kept {to} requests in flight (the seed's reqq), not {}",
                 report.queue_capped_conns, report.queue
             );
         }
-        println!("errors: {}", report.errors);
+        outln!("errors: {}", report.errors);
         let timeline: Vec<String> = report
             .timeline_gbit_per_s
             .iter()
             .map(|g| format!("{g:.2}"))
             .collect();
-        println!("per second (Gbit/s): {}", timeline.join(" "));
+        outln!("per second (Gbit/s): {}", timeline.join(" "));
     }
     if report.connected == 0 {
         anyhow::bail!("no connection to {} completed the handshake", a.addr);

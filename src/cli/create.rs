@@ -125,17 +125,17 @@ pub fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
         })?;
     write_atomically(&output, &bytes)?;
     let secs = started.elapsed().as_secs_f64();
-    println!("created   {}", output.display());
-    println!("name      {}", torrent.name);
-    println!("info-hash {}", torrent.info_hash);
-    println!(
+    outln!("created   {}", output.display());
+    outln!("name      {}", torrent.name);
+    outln!("info-hash {}", torrent.info_hash);
+    outln!(
         "pieces    {} x {} bytes, {} bytes in {} files",
         torrent.piece_count(),
         torrent.piece_length,
         torrent.total_length,
         torrent.files.len()
     );
-    println!("magnet    {}", torrent.magnet());
+    outln!("magnet    {}", torrent.magnet());
     tracing::debug!(
         "hashed {total} bytes in {secs:.2} s ({:.2} GB/s)",
         total as f64 / secs / 1e9

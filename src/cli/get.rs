@@ -140,10 +140,10 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     )?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let t = &report.totals;
-        println!(
+        outln!(
             "{} {}: {} bytes down, {} up ({} while downloading), {} wasted, {} hash failures, {} banned, {} pieces resumed, {:.1} s",
             if report.complete { "complete" } else { "INCOMPLETE" },
             torrent.name,

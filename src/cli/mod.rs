@@ -5,6 +5,35 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the commands' output, quiet when stdout is a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the commands' output, quiet when stdout is a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// Writes the commands' output. When the reader has gone (`seedbox show T | head -1`), it
+/// ends the process with status 141, as SIGPIPE would in a shell; `println!` would panic.
+/// SIGPIPE itself stays ignored: a peer closing its socket must not kill a seed.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("seedbox: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 mod bench;
 mod create;
 mod get;

@@ -159,7 +159,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         Some(r) => Some((r, "--per-core".to_owned())),
         None => per_core_from_bench_results(),
     };
-    println!(
+    outln!(
         "plan: {} bytes, arrivals {}, peers {:.3}/{:.3} Mbit/s down/up, linger {} s, \
          target p95 {} s in every phase",
         args.size,
@@ -169,16 +169,21 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         args.linger.as_secs_f64(),
         args.target_p95.as_secs_f64()
     );
-    println!(
+    outln!(
         "{:<14} {:>16} {:>12} {:>12} {:>6} {:>6}",
-        "delivery", "origin Mbit/s", "worst p95 s", "origin GB", "cores", "runs"
+        "delivery",
+        "origin Mbit/s",
+        "worst p95 s",
+        "origin GB",
+        "cores",
+        "runs"
     );
     for (name, s, p95, _) in &rows {
         let cores = per_core
             .as_ref()
             .map(|(r, _)| format!("{}", s.uplink.div_ceil((*r).max(1))))
             .unwrap_or_else(|| "n/a".to_owned());
-        println!(
+        outln!(
             "{:<14} {:>16.3} {:>12.1} {:>12.3} {:>6} {:>6}",
             name,
             mbit(s.uplink),
@@ -189,17 +194,17 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         );
     }
     match &per_core {
-        Some((r, from)) => println!(
+        Some((r, from)) => outln!(
             "cores: origin uplink / {:.3} Mbit/s per core ({from})",
             mbit(*r)
         ),
-        None => println!(
+        None => outln!(
             "cores: n/a (no `per core:` throughput in bench-results/*.md; pass --per-core RATE)"
         ),
     }
-    println!("reproduce:");
+    outln!("reproduce:");
     for (_, _, _, cmd) in &rows {
-        println!("  {cmd}");
+        outln!("  {cmd}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -165,14 +165,14 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         loaded.push((torrent, dir));
     }
     if let Some((handle, url)) = &tracker {
-        println!("tracker   {url}");
+        outln!("tracker   {url}");
         if let Some(a) = handle.http_addr() {
             let host = url
                 .strip_prefix("http://")
                 .and_then(|r| r.split('/').next())
                 .map(str::to_owned)
                 .unwrap_or_else(|| a.to_string());
-            println!("torrents  http://{host}/torrents/");
+            outln!("torrents  http://{host}/torrents/");
         }
     }
     let mut serving = Vec::new();
@@ -217,14 +217,14 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let peer_id = PeerId::generate(&mut rand::thread_rng());
     let mut trackers = Vec::new();
     for t in set.iter() {
-        println!("seeding   {}", t.torrent.name);
-        println!("info-hash {}", t.torrent.info_hash);
-        println!("magnet    {}", t.torrent.magnet());
+        outln!("seeding   {}", t.torrent.name);
+        outln!("info-hash {}", t.torrent.info_hash);
+        outln!("magnet    {}", t.torrent.magnet());
         if !args.no_tracker && !engine::download::tracker_tiers(&t.torrent).is_empty() {
             trackers.push(start_announcer(&t.torrent, t.index, peer_id, listen.port()));
         }
     }
-    println!("listening {listen}");
+    outln!("listening {listen}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
@@ -429,7 +429,7 @@ fn load_target(
     };
     let out = parent.join(format!("{}.torrent", scan.name));
     super::create::write_atomically(&out, &bytes)?;
-    println!("created   {}", out.display());
+    outln!("created   {}", out.display());
     Ok((torrent, parent, bytes))
 }
 

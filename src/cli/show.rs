@@ -57,48 +57,48 @@ pub fn torrent_json(t: &Torrent) -> serde_json::Value {
 pub fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let t = Torrent::load(&args.torrent)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&torrent_json(&t))?);
+        outln!("{}", serde_json::to_string_pretty(&torrent_json(&t))?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("name          {}", t.name);
-    println!("info-hash     {}", t.info_hash);
+    outln!("name          {}", t.name);
+    outln!("info-hash     {}", t.info_hash);
     if let Some(v2) = t.info_hash_v2 {
-        println!("info-hash v2  {}", hex::encode(v2));
+        outln!("info-hash v2  {}", hex::encode(v2));
     }
-    println!("piece length  {}", t.piece_length);
-    println!("pieces        {}", t.piece_count());
-    println!("total size    {} bytes", t.total_length);
+    outln!("piece length  {}", t.piece_length);
+    outln!("pieces        {}", t.piece_count());
+    outln!("total size    {} bytes", t.total_length);
     if t.private {
-        println!("private       yes");
+        outln!("private       yes");
     }
     for (i, tier) in t.announce_list.iter().enumerate() {
-        println!("tier {i:<8} {}", tier.join(" "));
+        outln!("tier {i:<8} {}", tier.join(" "));
     }
     if t.announce_list.is_empty() {
         if let Some(a) = &t.announce {
-            println!("announce      {a}");
+            outln!("announce      {a}");
         }
     }
     for w in &t.url_list {
-        println!("web seed      {w}");
+        outln!("web seed      {w}");
     }
     if let Some(c) = &t.comment {
-        println!("comment       {c}");
+        outln!("comment       {c}");
     }
     if let Some(c) = &t.created_by {
-        println!("created by    {c}");
+        outln!("created by    {c}");
     }
     if let Some(d) = t.creation_date {
-        println!("creation date {d}");
+        outln!("creation date {d}");
     }
     if let Some(s) = &t.source {
-        println!("source        {s}");
+        outln!("source        {s}");
     }
-    println!("magnet        {}", t.magnet());
+    outln!("magnet        {}", t.magnet());
     let shown: Vec<_> = t.files.iter().filter(|f| !f.padding).collect();
-    println!("files         {}", shown.len());
+    outln!("files         {}", shown.len());
     for f in shown {
-        println!("  {:>14}  {}", f.length, f.display_path());
+        outln!("  {:>14}  {}", f.length, f.display_path());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -260,9 +260,9 @@ pub fn run(args: SimCmd) -> anyhow::Result<ExitCode> {
         sim::plot::swarm_size(&report, &dir.join("swarm-size.svg"))?;
     }
     if args.json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json());
     } else {
-        print!("{}", report.summary());
+        out!("{}", report.summary());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -134,13 +134,13 @@ pub fn run(args: TrackerArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("serving {n} torrent files from {}", dir.display());
     }
     if let Some(url) = tracker.announce_url() {
-        println!("HTTP {url}");
+        outln!("HTTP {url}");
     }
     if let Some(url) = tracker.udp_url() {
-        println!("UDP {url}");
+        outln!("UDP {url}");
     }
     if let Some(n) = whitelisted {
-        println!("whitelist: {n} swarms");
+        outln!("whitelist: {n} swarms");
     }
     use std::io::Write;
     std::io::stdout().flush().ok();

@@ -75,25 +75,25 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             "bad_files": bad_files,
             "seconds": secs,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for p in &report.file_problems {
-            println!("file problem: {p}");
+            outln!("file problem: {p}");
         }
         for (i, pieces) in &report.bad_files {
-            println!(
+            outln!(
                 "bad file: {} (pieces {})",
                 torrent.files[*i].display_path(),
                 ranges(pieces)
             );
         }
         if !report.bad_pieces.is_empty() {
-            println!("bad pieces: {}", ranges(&report.bad_pieces));
+            outln!("bad pieces: {}", ranges(&report.bad_pieces));
         }
         if !report.missing_pieces.is_empty() {
-            println!("missing pieces: {}", ranges(&report.missing_pieces));
+            outln!("missing pieces: {}", ranges(&report.missing_pieces));
         }
-        println!(
+        outln!(
             "{}: {}/{} pieces good, {} bytes checked in {secs:.2} s",
             if ok { "OK" } else { "FAILED" },
             report.good_count(),
