@@ -234,7 +234,8 @@ pub struct Connection {
     /// Pieces we may request while the peer chokes us.
     their_allowed_fast: Vec<u32>,
     inbound: VecDeque<BlockRef>,
-    outstanding: Vec<(BlockRef, Duration)>,
+    /// Oldest first; blocks mostly arrive in request order, so retiring one is O(1).
+    outstanding: VecDeque<(BlockRef, Duration)>,
     outbox: VecDeque<Message>,
     unexpected_blocks: u64,
     created: Duration,
@@ -262,7 +263,7 @@ impl Connection {
             our_allowed_fast: Vec::new(),
             their_allowed_fast: Vec::new(),
             inbound: VecDeque::new(),
-            outstanding: Vec::new(),
+            outstanding: VecDeque::new(),
             outbox: VecDeque::new(),
             unexpected_blocks: 0,
             created: now,
@@ -613,7 +614,7 @@ impl Connection {
         if self.request_capacity() == 0 {
             return Err(RequestError::PipelineFull);
         }
-        self.outstanding.push((block, now));
+        self.outstanding.push_back((block, now));
         self.outbox.push_back(Message::Request(block));
         Ok(())
     }
@@ -726,7 +727,7 @@ impl Connection {
     }
 
     /// Our outstanding requests with the time each was made, oldest first.
-    pub fn outstanding(&self) -> &[(BlockRef, Duration)] {
+    pub fn outstanding(&self) -> &VecDeque<(BlockRef, Duration)> {
         &self.outstanding
     }
 
