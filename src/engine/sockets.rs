@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// The registered sockets of one core (or one download).
 #[derive(Debug, Default)]
@@ -36,6 +37,14 @@ impl OpenSockets {
             // its stream is dropped); shutdown(2) does not close it.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
+    }
+
+    /// Shuts every registered socket down ([`OpenSockets::shutdown_all`]) and waits, `limit`
+    /// at most, until their connections have ended and unregistered them: what `seed` and
+    /// `get` do before their runtimes drop.
+    pub async fn end_all(&self, limit: Duration) {
+        self.shutdown_all();
+        super::worker::wait_until(|| self.is_empty(), limit).await;
     }
 
     /// Whether no socket is registered (every connection has ended).

@@ -232,13 +232,7 @@ async fn core_main(
     // Peers still in their handshake are in no torrent yet: shut every socket down, which
     // completes each pending receive. Then let the connections end: dropping the runtime
     // with operations in flight lets tokio-uring free buffers the kernel may still write.
-    ctx.sockets.shutdown_all();
-    let counters = ctx.counters();
-    wait_until(
-        || counters.peers.load(Ordering::Relaxed) == 0,
-        Duration::from_secs(2),
-    )
-    .await;
+    ctx.sockets.end_all(Duration::from_secs(2)).await;
     if let (Some(ring), Some(reaper)) = (&ctx.zero_copy, reaper) {
         // Let the closed connections' sends finish (their notifications free the buffers).
         wait_until(|| ring.in_flight() == 0, Duration::from_secs(1)).await;

@@ -277,22 +277,16 @@ async fn drive(
     // Complete the accept in flight (EINVAL) so it is reaped before the runtime drops.
     // SAFETY: the listener is open: the accept task holding it runs until the runtime drops.
     unsafe { libc::shutdown(listener_fd, libc::SHUT_RD) };
-    end_connections(&session).await;
+    // Every connection's socket, handshaking ones included, is shut down and its task awaited
+    // (2 s at most), with the listener's `accept`: dropping the runtime with receives in
+    // flight lets tokio-uring free buffers the kernel may still write (see `engine::sockets`).
+    let sockets = session.borrow().sockets.clone();
+    sockets.end_all(Duration::from_secs(2)).await;
     if let Some(t) = tracker {
         // Sends `stopped`; blocks this thread for a few seconds at most, at exit.
         t.shutdown();
     }
     result
-}
-
-/// Shuts every connection's socket down, handshaking ones included, and waits (2 s at most)
-/// for their tasks to end, and for the listener's `accept` to be reaped: dropping the runtime
-/// with receives in flight lets tokio-uring free buffers the kernel may still write (see
-/// `engine::sockets`). shutdown(2) completes them.
-async fn end_connections(session: &Rc<RefCell<session::Session>>) {
-    let sockets = session.borrow().sockets.clone();
-    sockets.shutdown_all();
-    super::worker::wait_until(|| sockets.is_empty(), Duration::from_secs(2)).await;
 }
 
 /// The download loop's period: choking, rates, tracker stats, progress.
