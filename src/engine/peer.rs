@@ -148,6 +148,8 @@ async fn serve_inner(
         handshake_timeout: ctx.config.handshake_timeout,
         idle_timeout: ctx.config.idle_timeout,
         keepalive_interval: ctx.config.keepalive_interval,
+        // A seed completes no piece: it never sends `have`.
+        send_redundant_haves: false,
         listen_port: Some(ctx.listen_port),
         peer_ip: Some(addr.ip()),
     };

@@ -53,6 +53,9 @@ pub struct ConnectionConfig {
     pub idle_timeout: Duration,
     /// Queue a keep-alive when we have sent nothing for this long.
     pub keepalive_interval: Duration,
+    /// Announce every piece we complete to every peer, even to peers that have it already
+    /// (off by default: see [`Connection::have`]).
+    pub send_redundant_haves: bool,
     /// Our TCP listen port, advertised as `p` in our extension handshake.
     pub listen_port: Option<u16>,
     /// The peer's address as we see it, advertised as `yourip` in our extension handshake.
@@ -73,6 +76,7 @@ impl Default for ConnectionConfig {
             // Peers send keep-alives about every 2 minutes; leave them a margin.
             idle_timeout: Duration::from_secs(180),
             keepalive_interval: Duration::from_secs(90),
+            send_redundant_haves: false,
             listen_port: None,
             peer_ip: None,
         }
@@ -569,13 +573,25 @@ impl Connection {
         }
     }
 
-    /// Announces a piece we completed: queues `have`. Before the handshake it does nothing:
-    /// the availability [`Connection::on_handshake`] queues is taken from our bitfield then,
-    /// so it covers the piece, and a `have` ahead of the handshake is a protocol violation.
-    pub fn have(&mut self, piece: u32) {
-        if self.handshaken {
-            self.outbox.push_back(Message::Have(piece));
+    /// Announces a piece we completed (`our_have` already includes it): queues `have` and
+    /// returns true, or returns false when nothing needs sending.
+    ///
+    /// Before the handshake nothing is sent: the availability [`Connection::on_handshake`]
+    /// queues is taken from our bitfield then, so it covers the piece, and a `have` ahead of
+    /// the handshake is a protocol violation. Unless
+    /// [`ConnectionConfig::send_redundant_haves`] is set, a peer that has the piece already is
+    /// not told ("have suppression": such a peer never requests it, so the `have` tells it
+    /// nothing it acts on); the piece that completes our download is always announced, so
+    /// every peer sees us become a seed.
+    pub fn have(&mut self, piece: u32, our_have: &Bitfield) -> bool {
+        if !self.handshaken {
+            return false;
         }
+        if !self.config.send_redundant_haves && self.their_have.has(piece) && !our_have.is_full() {
+            return false;
+        }
+        self.outbox.push_back(Message::Have(piece));
+        true
     }
 
     /// Lets the peer request `piece` even while we choke it (Fast only; returns false and does

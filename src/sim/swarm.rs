@@ -15,7 +15,8 @@
 //! same run as one event per message; only the run's event count is lower. Every `have` is
 //! still its own delivery, the instant its piece completes plus the one-way delay: batching
 //! `have`s over time was tried and changes the results (see `bench-results/flash-crowd.md`,
-//! "Speed").
+//! "Speed"). As in the engine, a peer that has the piece already is not sent its `have`
+//! (see `Connection::have`): about half of all `have`s.
 
 use std::time::Duration;
 
@@ -552,12 +553,27 @@ impl<'a> Sim<'a> {
                 live.links.remove(i);
             }
             // Released requests go to the other connections now.
-            if !end.conn.outstanding().is_empty() && !live.picker.is_complete() {
-                let others = live.links.clone();
-                for o in others {
-                    let s = self.side(o, end.peer);
-                    self.fill_requests(o, s);
-                }
+            if !end.conn.outstanding().is_empty() {
+                self.refill_others(end.peer, l);
+            }
+        }
+    }
+
+    /// Requests of `p` were released (rejected, dropped by a choke, or their connection
+    /// closed): its connections other than `except` may ask for them now (mirrors
+    /// `Session::refill_others`).
+    fn refill_others(&mut self, p: PeerIdx, except: LinkIdx) {
+        let Some(live) = self.live(p) else {
+            return;
+        };
+        if live.picker.is_complete() {
+            return;
+        }
+        let others = live.links.clone();
+        for o in others {
+            if o != except {
+                let s = self.side(o, p);
+                self.fill_requests(o, s);
             }
         }
     }
@@ -823,9 +839,12 @@ impl<'a> Sim<'a> {
             Some(Event::Unchoked) | Some(Event::AllowedFast(_)) => self.fill_requests(l, to),
             Some(Event::Choked { dropped }) => {
                 if let Some((live, _)) = self.parts(l, to) {
-                    for b in dropped {
+                    for &b in &dropped {
                         live.picker.request_rejected(b, key);
                     }
+                }
+                if !dropped.is_empty() {
+                    self.refill_others(p, l);
                 }
             }
             Some(Event::Rejected(b)) => {
@@ -833,6 +852,7 @@ impl<'a> Sim<'a> {
                     live.picker.request_rejected(b, key);
                 }
                 self.fill_requests(l, to);
+                self.refill_others(p, l);
             }
             Some(Event::Block { block, .. }) => self.on_block(l, to, block),
             Some(Event::RequestQueued(_)) => self.start_send(l, to),
@@ -908,10 +928,17 @@ impl<'a> Sim<'a> {
             };
             let s = link.side_of(p);
             let conn = &mut link.ends[s].conn;
-            conn.have(piece);
+            let ours = self.peers[p as usize]
+                .live
+                .as_deref()
+                .expect("live")
+                .picker
+                .have();
+            if conn.have(piece, ours) {
+                self.dirty.push((l, s as u8));
+            }
             // Our new piece can only cost interest, and only in a peer that has it.
             let recheck = conn.am_interested() && conn.their_have().has(piece);
-            self.dirty.push((l, s as u8));
             if recheck {
                 self.update_interest(l, s);
             }

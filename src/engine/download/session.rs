@@ -229,6 +229,21 @@ impl Session {
             self.picker.peer_left(key, slot.conn.their_have());
             self.choker.peer_left(&key);
             self.connection_ended(slot.addr);
+            if !slot.conn.outstanding().is_empty() {
+                self.refill_others(key);
+            }
+        }
+    }
+
+    /// Requests to peer `key` were released (rejected, dropped by a choke, or the peer left):
+    /// the other peers may be asked for them now rather than at the next tick.
+    fn refill_others(&mut self, key: PeerKey) {
+        if self.picker.is_complete() {
+            return;
+        }
+        let others: Vec<PeerKey> = self.peers.keys().copied().filter(|&k| k != key).collect();
+        for k in others {
+            self.fill_requests(k);
         }
     }
 
@@ -277,13 +292,17 @@ impl Session {
             }
             Some(Event::Unchoked) | Some(Event::AllowedFast(_)) => self.fill_requests(key),
             Some(Event::Choked { dropped }) => {
-                for b in dropped {
+                for &b in &dropped {
                     self.picker.request_rejected(b, key);
+                }
+                if !dropped.is_empty() {
+                    self.refill_others(key);
                 }
             }
             Some(Event::Rejected(b)) => {
                 self.picker.request_rejected(b, key);
                 self.fill_requests(key);
+                self.refill_others(key);
             }
             Some(Event::Block { block, data }) => self.on_block(key, block, data)?,
             Some(Event::RequestQueued(_)) => peer.wake.notify_one(),
@@ -350,8 +369,9 @@ impl Session {
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
             for k in keys {
                 if let Some(p) = self.peers.get_mut(&k) {
-                    p.conn.have(piece);
-                    p.wake.notify_one();
+                    if p.conn.have(piece, self.picker.have()) {
+                        p.wake.notify_one();
+                    }
                 }
                 self.update_interest(k);
             }

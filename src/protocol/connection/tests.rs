@@ -187,8 +187,43 @@ fn our_choke_unchoke_interest_queue_messages_on_change() {
         drain(&mut c),
         vec![Message::Interested, Message::NotInterested]
     );
-    c.have(3);
+    assert!(c.have(3, &full()));
     assert_eq!(drain(&mut c), vec![Message::Have(3)]);
+}
+
+#[test]
+fn a_peer_that_has_the_piece_is_not_told_but_sees_us_complete() {
+    let mut ours = Bitfield::new(4);
+    let mut c = conn(false);
+    msg(&mut c, Message::Have(1)).unwrap();
+    msg(&mut c, Message::Have(2)).unwrap();
+    ours.set(0);
+    assert!(c.have(0, &ours), "the peer lacks piece 0");
+    ours.set(1);
+    assert!(!c.have(1, &ours), "the peer has piece 1: suppressed");
+    ours.set(3);
+    assert!(c.have(3, &ours));
+    ours.set(2);
+    assert!(ours.is_full());
+    assert!(
+        c.have(2, &ours),
+        "the piece that completes us is always sent"
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![Message::Have(0), Message::Have(3), Message::Have(2)]
+    );
+    // Opting out of suppression sends every piece.
+    let config = ConnectionConfig {
+        send_redundant_haves: true,
+        ..ConnectionConfig::default()
+    };
+    let mut c = conn_with(config, false, false);
+    msg(&mut c, Message::Have(1)).unwrap();
+    let mut ours = Bitfield::new(4);
+    ours.set(1);
+    assert!(c.have(1, &ours));
+    assert_eq!(drain(&mut c), vec![Message::Have(1)]);
 }
 
 // ---- piece availability ----
@@ -197,10 +232,10 @@ fn our_choke_unchoke_interest_queue_messages_on_change() {
 fn have_before_the_handshake_is_not_sent_and_the_bitfield_covers_it() {
     let geometry = PieceGeometry::new(16384, 16384 * 8);
     let mut c = Connection::new(ConnectionConfig::default(), geometry, Duration::ZERO);
-    c.have(3);
-    assert_eq!(c.poll_message(Duration::ZERO), None);
     let mut ours = Bitfield::new(8);
     ours.set(3);
+    assert!(!c.have(3, &ours));
+    assert_eq!(c.poll_message(Duration::ZERO), None);
     let theirs = Handshake::new(InfoHash([1; 20]), PeerId([2; 20]));
     c.on_handshake(&theirs, &ours, Duration::ZERO);
     let sent: Vec<Message> = std::iter::from_fn(|| c.poll_message(Duration::ZERO)).collect();
@@ -213,7 +248,8 @@ fn have_before_the_handshake_is_not_sent_and_the_bitfield_covers_it() {
             .any(|m| matches!(m, Message::Bitfield(b) if b[0] == 0b0001_0000)),
         "{sent:?}"
     );
-    c.have(4);
+    ours.set(4);
+    assert!(c.have(4, &ours));
     assert_eq!(c.poll_message(Duration::ZERO), Some(Message::Have(4)));
 }
 
@@ -863,7 +899,7 @@ fn idle_timeout_counts_from_the_last_message_received() {
     c.on_handshake(&handshake(false, false), &full(), s(10));
     c.on_message(Message::KeepAlive, &full(), s(100)).unwrap();
     // Keep our side busy so only the idle timer matters.
-    c.have(0);
+    c.have(0, &Bitfield::new(4));
     assert_eq!(c.poll_timeout(s(279)), None);
     assert_eq!(c.poll_timeout(s(280)), Some(Timeout::Idle));
 }
