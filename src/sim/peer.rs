@@ -74,6 +74,10 @@ pub struct End {
     pub flow: Option<FlowId>,
     /// The unit being sent.
     pub sending: Option<BlockRef>,
+    /// How many pieces the other end has that this end's peer lacks: this end is interested
+    /// exactly when it is non-zero (`Picker::is_interesting`, kept up to date piece by piece
+    /// instead of rescanning both bitfields).
+    pub wanted: u32,
 }
 
 /// A connection between two peers.

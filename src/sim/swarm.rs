@@ -488,6 +488,7 @@ impl<'a> Sim<'a> {
             rtt: duration(2 * one_way),
             flow: None,
             sending: None,
+            wanted: 0,
         };
         let link = Link {
             one_way,
@@ -805,6 +806,14 @@ impl<'a> Sim<'a> {
             None => {}
             Some(Event::Availability) => {
                 let ok = self.parts(l, to).is_some_and(|(live, end)| {
+                    let ours = live.picker.have();
+                    end.wanted = end
+                        .conn
+                        .their_have()
+                        .words()
+                        .zip(ours.words())
+                        .map(|(t, o)| (t & !o).count_ones())
+                        .sum();
                     live.picker
                         .peer_bitfield(key, end.conn.their_have())
                         .is_ok()
@@ -822,7 +831,11 @@ impl<'a> Sim<'a> {
                 // `update_interest`'s scan is needed only then.
                 let may_interest = self.parts(l, to).is_some_and(|(live, end)| {
                     let _ = live.picker.peer_have(key, piece);
-                    !end.conn.am_interested() && !live.picker.have().has(piece)
+                    if live.picker.have().has(piece) {
+                        return false;
+                    }
+                    end.wanted += 1;
+                    !end.conn.am_interested()
                 });
                 if may_interest {
                     self.update_interest(l, to);
@@ -927,18 +940,22 @@ impl<'a> Sim<'a> {
                 continue;
             };
             let s = link.side_of(p);
-            let conn = &mut link.ends[s].conn;
+            let end = &mut link.ends[s];
             let ours = self.peers[p as usize]
                 .live
                 .as_deref()
                 .expect("live")
                 .picker
                 .have();
-            if conn.have(piece, ours) {
+            if end.conn.have(piece, ours) {
                 self.dirty.push((l, s as u8));
             }
             // Our new piece can only cost interest, and only in a peer that has it.
-            let recheck = conn.am_interested() && conn.their_have().has(piece);
+            let theirs_too = end.conn.their_have().has(piece);
+            if theirs_too {
+                end.wanted -= 1;
+            }
+            let recheck = theirs_too && end.conn.am_interested();
             if recheck {
                 self.update_interest(l, s);
             }
@@ -958,8 +975,11 @@ impl<'a> Sim<'a> {
         let Some(live) = self.peers[end.peer as usize].live.as_deref() else {
             return;
         };
-        let interested =
-            !live.picker.is_complete() && live.picker.is_interesting(end.conn.their_have());
+        let interested = !live.picker.is_complete() && end.wanted > 0;
+        debug_assert_eq!(
+            interested,
+            !live.picker.is_complete() && live.picker.is_interesting(end.conn.their_have())
+        );
         if interested != end.conn.am_interested() {
             end.conn.set_interested(interested);
             self.dirty.push((l, side as u8));

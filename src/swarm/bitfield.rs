@@ -111,7 +111,18 @@ impl Bitfield {
 
     /// Iterates the set pieces in ascending order.
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.len).filter(move |&p| self.has(p))
+        // A byte at a time, skipping empty ones: spare bits are always zero.
+        self.bytes.iter().enumerate().flat_map(|(i, &byte)| {
+            let mut bits = byte;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let z = bits.leading_zeros();
+                bits &= !(0x80 >> z);
+                Some(i as u32 * 8 + z)
+            })
+        })
     }
 
     /// The bitfield as 64-bit words, `len.div_ceil(64)` of them: piece `p` is bit
@@ -146,6 +157,24 @@ mod tests {
         assert_eq!(b.count(), 2);
         assert!(b.unset(0));
         assert_eq!(b.ones().collect::<Vec<_>>(), vec![9]);
+    }
+
+    #[test]
+    fn ones_lists_the_set_pieces_in_order() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for len in [0u32, 1, 7, 8, 9, 63, 64, 65, 1000] {
+            let mut b = Bitfield::new(len);
+            for p in 0..len {
+                if rng.gen_bool(0.3) {
+                    b.set(p);
+                }
+            }
+            let expected: Vec<u32> = (0..len).filter(|&p| b.has(p)).collect();
+            assert_eq!(b.ones().collect::<Vec<_>>(), expected, "len {len}");
+            let full = Bitfield::full(len);
+            assert_eq!(full.ones().count() as u32, len);
+        }
     }
 
     #[test]

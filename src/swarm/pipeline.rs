@@ -30,8 +30,18 @@ pub const DEFAULT_REQQ: u32 = 250;
 /// is always allowed.
 pub fn pipeline_depth(download_rate: u64, rtt: Duration, reqq: Option<u32>) -> u32 {
     let reqq = reqq.unwrap_or(DEFAULT_REQQ).max(1);
-    let bytes_in_flight = u128::from(download_rate).saturating_mul(rtt.as_nanos()) / 1_000_000_000;
-    let blocks = bytes_in_flight.div_ceil(u128::from(BLOCK_SIZE));
+    // In u64 when it cannot overflow, as u128 division is a library call.
+    let blocks = match u64::try_from(rtt.as_nanos())
+        .ok()
+        .and_then(|rtt| download_rate.checked_mul(rtt))
+    {
+        Some(x) => u128::from((x / 1_000_000_000).div_ceil(u64::from(BLOCK_SIZE))),
+        None => {
+            let bytes_in_flight =
+                u128::from(download_rate).saturating_mul(rtt.as_nanos()) / 1_000_000_000;
+            bytes_in_flight.div_ceil(u128::from(BLOCK_SIZE))
+        }
+    };
     let depth = u32::try_from(blocks)
         .unwrap_or(u32::MAX)
         .saturating_add(PIPELINE_MARGIN);
@@ -43,6 +53,33 @@ mod tests {
     use super::*;
 
     const MB: u64 = 1 << 20;
+
+    #[test]
+    fn the_u64_shortcut_agrees_with_u128_arithmetic() {
+        use rand::{Rng, SeedableRng};
+        let reference = |rate: u64, rtt: Duration, reqq: Option<u32>| {
+            let reqq = reqq.unwrap_or(DEFAULT_REQQ).max(1);
+            let bytes = u128::from(rate).saturating_mul(rtt.as_nanos()) / 1_000_000_000;
+            let blocks = bytes.div_ceil(u128::from(BLOCK_SIZE));
+            let depth = u32::try_from(blocks)
+                .unwrap_or(u32::MAX)
+                .saturating_add(PIPELINE_MARGIN);
+            depth.max(MIN_PIPELINE).min(reqq)
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..10_000 {
+            let rate = rng.gen::<u64>() >> rng.gen_range(0..64);
+            let rtt = Duration::from_nanos(rng.gen::<u64>() >> rng.gen_range(0..64));
+            let reqq = Some(rng.gen_range(1..u32::MAX));
+            assert_eq!(
+                pipeline_depth(rate, rtt, reqq),
+                reference(rate, rtt, reqq),
+                "{rate} {rtt:?}"
+            );
+        }
+        let slow = Duration::from_secs(u64::MAX);
+        assert_eq!(pipeline_depth(u64::MAX, slow, None), DEFAULT_REQQ);
+    }
 
     #[test]
     fn bandwidth_delay_product_plus_margin() {

@@ -112,7 +112,12 @@ impl RateMeter {
             .saturating_sub(window_start)
             .max(Duration::from_secs(1))
             .as_nanos();
-        (u128::from(sum) * 1_000_000_000 / span).min(u128::from(u64::MAX)) as u64
+        // In u64 when it cannot overflow (any rate below 18 GB per window), as u128 division
+        // is a library call.
+        match (sum.checked_mul(1_000_000_000), u64::try_from(span)) {
+            (Some(scaled), Ok(span)) => scaled / span,
+            _ => (u128::from(sum) * 1_000_000_000 / span).min(u128::from(u64::MAX)) as u64,
+        }
     }
 }
 
@@ -147,6 +152,17 @@ mod tests {
         let mut m = RateMeter::new(secs(10.0));
         m.record(1_000, secs(10.1));
         assert_eq!(m.rate(secs(10.2)), 1_000);
+    }
+
+    #[test]
+    fn rates_past_the_u64_shortcut_are_exact() {
+        // 40 GB in one second: too many for the u64 path, computed in u128.
+        let mut m = RateMeter::new(Duration::ZERO);
+        m.record(40_000_000_000, secs(0.5));
+        assert_eq!(m.rate(secs(2.0)), 20_000_000_000);
+        let mut m = RateMeter::new(Duration::ZERO);
+        m.record(u64::MAX, secs(0.5));
+        assert_eq!(m.rate(secs(1.0)), u64::MAX);
     }
 
     #[test]
