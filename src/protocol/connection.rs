@@ -219,10 +219,12 @@ pub enum Event {
 }
 
 /// The protocol state of one peer connection.
+///
+/// `repr(C)` keeps the fields in the order written, those a `have`, a request or a block
+/// touches first, so a caller can prefetch them (see `sim::swarm`); the cold ones follow.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Connection {
-    config: ConnectionConfig,
-    geometry: PieceGeometry,
     handshaken: bool,
     fast: bool,
     extension_protocol: bool,
@@ -230,21 +232,28 @@ pub struct Connection {
     am_interested: bool,
     peer_choking: bool,
     peer_interested: bool,
-    their_have: Bitfield,
     availability_known: bool,
-    their_extensions: Option<ExtendedHandshake>,
-    /// Pieces the peer may request while we choke it (we told it with `allowed fast`).
-    our_allowed_fast: Vec<u32>,
-    /// Pieces we may request while the peer chokes us.
-    their_allowed_fast: Vec<u32>,
-    inbound: VecDeque<BlockRef>,
+    /// Most requests outstanding at once: ours, capped by the peer's `reqq`.
+    outbound_limit: u32,
+    /// The peer's `reqq` (BEP 10), once its extension handshake arrived.
+    their_reqq: Option<u32>,
+    their_have: Bitfield,
+    last_received: Duration,
     /// Oldest first; blocks mostly arrive in request order, so retiring one is O(1).
     outstanding: VecDeque<(BlockRef, Duration)>,
     outbox: VecDeque<Message>,
+    /// Pieces we may request while the peer chokes us.
+    their_allowed_fast: Vec<u32>,
+    geometry: PieceGeometry,
+    inbound: VecDeque<BlockRef>,
+    last_sent: Duration,
+    // Cold: set up once, or read by timers.
+    config: ConnectionConfig,
+    /// Pieces the peer may request while we choke it (we told it with `allowed fast`).
+    our_allowed_fast: Vec<u32>,
+    their_extensions: Option<ExtendedHandshake>,
     unexpected_blocks: u64,
     created: Duration,
-    last_received: Duration,
-    last_sent: Duration,
 }
 
 impl Connection {
@@ -252,6 +261,8 @@ impl Connection {
     /// timeout starts now). Both sides start choking and not interested.
     pub fn new(config: ConnectionConfig, geometry: PieceGeometry, now: Duration) -> Self {
         Connection {
+            outbound_limit: config.max_outbound_requests,
+            their_reqq: None,
             config,
             geometry,
             handshaken: false,
@@ -440,6 +451,11 @@ impl Connection {
                 }
                 if id == EXTENDED_HANDSHAKE_ID {
                     let hs = ExtendedHandshake::parse(&payload)?;
+                    self.their_reqq = hs.reqq;
+                    self.outbound_limit = self
+                        .config
+                        .max_outbound_requests
+                        .min(hs.reqq.unwrap_or(u32::MAX));
                     self.their_extensions = Some(hs.clone());
                     Some(Event::ExtendedHandshake(Box::new(hs)))
                 } else {
@@ -651,13 +667,12 @@ impl Connection {
 
     /// How many more requests the peer accepts now: our limit, capped by its `reqq`.
     pub fn request_capacity(&self) -> usize {
-        let theirs = self
-            .their_extensions
-            .as_ref()
-            .and_then(|e| e.reqq)
-            .unwrap_or(u32::MAX);
-        let limit = self.config.max_outbound_requests.min(theirs) as usize;
-        limit.saturating_sub(self.outstanding.len())
+        (self.outbound_limit as usize).saturating_sub(self.outstanding.len())
+    }
+
+    /// The `reqq` of the peer's extension handshake, if it sent one with it.
+    pub fn their_reqq(&self) -> Option<u32> {
+        self.their_reqq
     }
 
     /// Checks the timers: `Some` means drop the peer. Queues a keep-alive when we have sent

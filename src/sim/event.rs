@@ -132,6 +132,13 @@ impl<E> EventQueue<E> {
         Some((at, event))
     }
 
+    /// The earliest event, which [`EventQueue::pop`] takes next unless an earlier one is
+    /// pushed first.
+    pub fn peek(&self) -> Option<&E> {
+        let top = *self.heap.first()?;
+        self.slots[key_slot(top)].as_ref()
+    }
+
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.heap.len()

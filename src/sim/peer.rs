@@ -55,32 +55,38 @@ pub struct Live {
 }
 
 /// One end of a connection: what a peer knows about the peer at the other end.
+///
+/// `repr(C)`, as [`Link`]: the small fields every message reads first, then the download
+/// meter `fill_requests` reads, then the connection (its own hot fields first), then the upload
+/// meter, so the simulator can prefetch an end before its event runs.
+#[repr(C)]
 pub struct End {
     /// The peer at this end.
     pub peer: PeerIdx,
-    /// The engine's connection state machine.
-    pub conn: Connection,
-    /// What this end uploads to the other.
-    pub up: RateMeter,
-    /// What this end receives from the other.
-    pub down: RateMeter,
-    /// When the handshake completed.
-    pub connected_at: Duration,
-    /// When a block last arrived from the other end.
-    pub last_block_at: Option<Duration>,
-    /// Smoothed request-to-block time (as the session keeps it, for pipeline depth).
-    pub rtt: Duration,
-    /// The flow sending this end's current unit, if any.
-    pub flow: Option<FlowId>,
-    /// The unit being sent.
-    pub sending: Option<BlockRef>,
     /// How many pieces the other end has that this end's peer lacks: this end is interested
     /// exactly when it is non-zero (`Picker::is_interesting`, kept up to date piece by piece
     /// instead of rescanning both bitfields).
     pub wanted: u32,
+    /// The flow sending this end's current unit, if any.
+    pub flow: Option<FlowId>,
+    /// Smoothed request-to-block time (as the session keeps it, for pipeline depth).
+    pub rtt: Duration,
+    /// The unit being sent.
+    pub sending: Option<BlockRef>,
+    /// When a block last arrived from the other end.
+    pub last_block_at: Option<Duration>,
+    /// What this end receives from the other.
+    pub down: RateMeter,
+    /// The engine's connection state machine.
+    pub conn: Connection,
+    /// What this end uploads to the other.
+    pub up: RateMeter,
+    /// When the handshake completed.
+    pub connected_at: Duration,
 }
 
-/// A connection between two peers.
+/// A connection between two peers (`repr(C)`: see [`End`]).
+#[repr(C)]
 pub struct Link {
     /// One-way delay of every message.
     pub one_way: Nanos,
@@ -92,5 +98,37 @@ impl Link {
     /// Which end belongs to `peer`.
     pub fn side_of(&self, peer: PeerIdx) -> usize {
         usize::from(self.ends[0].peer != peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ConnectionConfig;
+    use crate::swarm::PieceGeometry;
+
+    /// `Sim::prefetch_event` computes an end's address from the slot's: that needs the link
+    /// at offset 0 of its `Option`.
+    #[test]
+    fn an_optional_link_keeps_its_payload_at_offset_zero() {
+        let geometry = PieceGeometry::new(16384, 16384 * 4);
+        let end = |peer| End {
+            peer,
+            wanted: 0,
+            flow: None,
+            rtt: Duration::ZERO,
+            sending: None,
+            last_block_at: None,
+            down: RateMeter::new(Duration::ZERO),
+            conn: Connection::new(ConnectionConfig::default(), geometry, Duration::ZERO),
+            up: RateMeter::new(Duration::ZERO),
+            connected_at: Duration::ZERO,
+        };
+        let slot = Some(Link {
+            one_way: 0,
+            ends: [end(1), end(2)],
+        });
+        let link = slot.as_ref().expect("some") as *const Link as usize;
+        assert_eq!(link, &slot as *const Option<Link> as usize);
     }
 }

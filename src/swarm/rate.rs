@@ -18,18 +18,20 @@ const BUCKETS: usize = RATE_WINDOW.as_secs() as usize;
 /// so a simulator can keep two per peer for thousands of peers. Time going backwards is
 /// tolerated: such bytes are counted in the newest bucket.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct RateMeter {
-    /// Bytes per second-bucket; bucket `s % BUCKETS` holds second `s` when `s` is in the window.
-    buckets: [u64; BUCKETS],
+    /// The sum of `buckets`, exactly (no saturation, so `rate` gives what summing the buckets
+    /// with saturation would).
+    window: u128,
     /// The second (since the origin) of the newest bucket.
     head: u64,
     /// When the meter started measuring; the rate of a young meter is averaged over its age.
     start: Duration,
     /// Bytes recorded since the start.
     total: u64,
-    /// The sum of `buckets`, exactly (no saturation, so `rate` gives what summing the buckets
-    /// with saturation would).
-    window: u128,
+    /// Bytes per second-bucket; bucket `s % BUCKETS` holds second `s` when `s` is in the window.
+    /// Last (`repr(C)`): a current meter's `rate` reads only the fields above.
+    buckets: [u64; BUCKETS],
 }
 
 impl RateMeter {

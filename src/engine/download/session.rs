@@ -457,7 +457,7 @@ impl Session {
         if p.conn.peer_choking() && p.conn.their_allowed_fast().is_empty() {
             return;
         }
-        let reqq = p.conn.their_extensions().and_then(|e| e.reqq);
+        let reqq = p.conn.their_reqq();
         let depth = pipeline_depth(p.down.rate(now), p.rtt.max(REQUEST_QUEUE_TIME), reqq);
         let want = (depth as usize)
             .saturating_sub(p.conn.outstanding().len())
