@@ -4,6 +4,18 @@
 //! pieces we no longer want (we have them), bucket `k >= 1` the wanted pieces that `k - 1` peers
 //! have. Changing a piece's count by one moves it across one bucket boundary with a single swap,
 //! so a peer's bitfield costs O(pieces) and a `have` O(1); nothing is ever sorted.
+//!
+//! A word bitmap of the pieces no peer has (`zero`) lets the picker ask "is any of these pieces
+//! in the bucket of availability 0?" 64 pieces at a time instead of probing that bucket piece by
+//! piece.
+
+/// Where piece `p` lives in a word bitmap laid out as the wire bytes of a bitfield read
+/// little-endian: word `p / 64`, whose byte `k` is the wire byte `8 * (p / 64) + k`, in which
+/// the first piece is the high bit. Returns the word's index and the piece's bit. (A word of
+/// [`super::Bitfield::words`] is the same word byte-swapped.)
+pub(crate) fn piece_bit(p: u32) -> (usize, u64) {
+    ((p / 64) as usize, 1u64 << ((p % 64) ^ 7))
+}
 
 /// A piece's availability count and its position in the rarest-first order.
 #[derive(Clone, Copy, Debug, Default)]
@@ -23,6 +35,8 @@ pub(crate) struct Availability {
     /// `start[k]` is the index in `order` where bucket `k` begins; bucket `k` ends where
     /// bucket `k + 1` begins (or at the end of `order`).
     start: Vec<u32>,
+    /// The pieces whose count is 0, wanted or not, laid out as in [`piece_bit`].
+    zero: Vec<u64>,
 }
 
 impl Availability {
@@ -33,16 +47,64 @@ impl Availability {
         for (i, &p) in order.iter().enumerate() {
             piece[p as usize].pos = i as u32;
         }
+        let n = order.len();
+        let mut zero = vec![u64::MAX; n.div_ceil(64)];
+        if n % 64 != 0 {
+            if let Some(last) = zero.last_mut() {
+                *last = (u64::MAX << (64 - n % 64)).swap_bytes();
+            }
+        }
         Availability {
             piece,
             order,
             start: vec![0, 0],
+            zero,
         }
     }
 
     /// How many peers have `piece`.
     pub(crate) fn count(&self, piece: u32) -> u32 {
         self.piece[piece as usize].count
+    }
+
+    /// `piece`'s index in its bucket (see [`Availability::bucket`]), when it is wanted.
+    pub(crate) fn offset_in_bucket(&self, piece: u32) -> usize {
+        let e = self.piece[piece as usize];
+        debug_assert!(e.pos >= self.start[1], "piece {piece} is not wanted");
+        (e.pos - self.start[e.count as usize + 1]) as usize
+    }
+
+    /// Whether any piece set in `pieces` (laid out as in [`piece_bit`]) has count 0.
+    pub(crate) fn any_with_count_zero(&self, pieces: &[u64]) -> bool {
+        pieces.iter().zip(&self.zero).any(|(p, z)| p & z != 0)
+    }
+
+    /// The pieces set in `pieces` (laid out as in [`piece_bit`]) of the lowest count, pushed
+    /// to `ties` (cleared first) in index order. Returns that count (`u32::MAX` when `pieces`
+    /// is empty) and how many pieces are set in `pieces`.
+    pub(crate) fn least_counted(&self, pieces: &[u64], ties: &mut Vec<u32>) -> (u32, u32) {
+        ties.clear();
+        let mut least = u32::MAX;
+        let mut seen = 0;
+        for (i, &w) in pieces.iter().enumerate() {
+            // In index order: the first piece is the high bit once byte-swapped.
+            let mut w = w.swap_bytes();
+            while w != 0 {
+                let z = w.leading_zeros();
+                w &= !(1u64 << (63 - z));
+                let p = i as u32 * 64 + z;
+                let c = self.piece[p as usize].count;
+                seen += 1;
+                if c <= least {
+                    if c < least {
+                        least = c;
+                        ties.clear();
+                    }
+                    ties.push(p);
+                }
+            }
+        }
+        (least, seen)
     }
 
     fn end(&self, bucket: usize) -> u32 {
@@ -65,11 +127,16 @@ impl Availability {
     }
 
     /// One more peer has `piece`.
+    #[inline(always)]
     pub(crate) fn increment(&mut self, piece: u32) {
         let e = &mut self.piece[piece as usize];
         let c = e.count;
         e.count = c + 1;
         let at = e.pos;
+        if c == 0 {
+            let (w, bit) = piece_bit(piece);
+            self.zero[w] &= !bit;
+        }
         if at < self.start[1] {
             return; // not wanted
         }
@@ -84,12 +151,17 @@ impl Availability {
     }
 
     /// One peer fewer has `piece` (ignored when the count is already 0).
+    #[inline]
     pub(crate) fn decrement(&mut self, piece: u32) {
         let c = self.piece[piece as usize].count;
         if c == 0 {
             return;
         }
         self.piece[piece as usize].count = c - 1;
+        if c == 1 {
+            let (w, bit) = piece_bit(piece);
+            self.zero[w] |= bit;
+        }
         if !self.is_wanted(piece) {
             return;
         }
@@ -149,6 +221,38 @@ mod tests {
         }
         let in_buckets: usize = (0..a.buckets()).map(|k| a.bucket(k).len()).sum();
         assert_eq!(in_buckets, wanted.iter().filter(|&&w| w).count());
+        for k in 0..a.buckets() {
+            for (i, &p) in a.bucket(k).iter().enumerate() {
+                assert_eq!(a.offset_in_bucket(p), i);
+            }
+        }
+        // The bitmap of count 0, spare bits clear; what the picker asks of it.
+        let n = a.piece.len();
+        assert_eq!(a.zero.len(), n.div_ceil(64));
+        for (p, e) in a.piece.iter().enumerate() {
+            let (w, bit) = piece_bit(p as u32);
+            assert_eq!(a.zero[w] & bit != 0, e.count == 0, "piece {p}");
+            let mut one = vec![0u64; a.zero.len()];
+            one[w] = bit;
+            assert_eq!(a.any_with_count_zero(&one), e.count == 0);
+        }
+        for spare in n..a.zero.len() * 64 {
+            let (w, bit) = piece_bit(spare as u32);
+            assert_eq!(a.zero[w] & bit, 0);
+        }
+        // Least count and its ties, in index order, against a brute force over every piece.
+        let mut all = vec![0u64; a.zero.len()];
+        for p in 0..n as u32 {
+            let (w, bit) = piece_bit(p);
+            all[w] |= bit;
+        }
+        let mut ties = vec![7];
+        let (least, seen) = a.least_counted(&all, &mut ties);
+        assert_eq!(seen as usize, n);
+        let brute = a.piece.iter().map(|e| e.count).min().unwrap_or(u32::MAX);
+        assert_eq!(least, brute);
+        let brute_ties: Vec<u32> = (0..n as u32).filter(|&p| a.count(p) == brute).collect();
+        assert_eq!(ties, brute_ties);
     }
 
     #[test]
@@ -156,8 +260,11 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let n = 200u32;
-        let mut a = Availability::new((0..n).collect());
+        let mut order: Vec<u32> = (0..n).collect();
+        order.reverse();
+        let mut a = Availability::new(order);
         let mut wanted = vec![true; n as usize];
+        check(&a, &wanted);
         let mut counts = vec![0u32; n as usize];
         for step in 0..20_000 {
             let p = rng.gen_range(0..n);

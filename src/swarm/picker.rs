@@ -21,7 +21,10 @@
 //! (the common case in a flash crowd, asked again on every block received); rarest first walks
 //! the buckets only while that is cheaper than looking at each candidate's availability, and
 //! otherwise takes the least available candidate directly (both give a piece of the lowest
-//! availability the peer can serve, ties broken at random).
+//! availability the peer can serve, ties broken at random). The simulator's output depends on
+//! every choice and every draw of that walk, so its shortcuts (passing the bucket of
+//! availability 0 in one step, replaying the rest of the walk from the candidates) reproduce
+//! the walk exactly; a test holds them to the plain walk.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -29,7 +32,7 @@ use std::hash::Hash;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::availability::Availability;
+use super::availability::{piece_bit, Availability};
 use super::{Bitfield, BlockRef, PieceGeometry, BLOCK_SIZE};
 
 /// How new pieces are chosen.
@@ -128,6 +131,16 @@ struct PeerEntry {
 
 const NO_SLOT: u32 = u32::MAX;
 
+/// For a peer with up to this many pieces, rarest first looks at each candidate's availability
+/// rather than walk on past the first failures (see [`Picker::rarest_replay`]).
+const REPLAY_UP_TO: usize = 64;
+
+/// Whether piece `p` is set in `words` (laid out as in [`piece_bit`]).
+fn has_bit(words: &[u64], p: u32) -> bool {
+    let (w, bit) = piece_bit(p);
+    words[w] & bit != 0
+}
+
 /// The piece picker of one torrent, generic over the caller's peer key.
 #[derive(Clone, Debug)]
 pub struct Picker<K> {
@@ -151,11 +164,14 @@ pub struct Picker<K> {
     unrequested: u64,
     /// Sequential strategy: every piece below it is had or started.
     seq_cursor: u32,
-    /// Pieces that cannot be started: had or partial. Piece `p` is bit `63 - p % 64` of word
-    /// `p / 64`, as in [`Bitfield::words`].
+    /// Pieces that cannot be started: had or partial. A word bitmap laid out as the wire bytes
+    /// read little-endian (see [`piece_bit`]), so that a peer's bitfield is combined with it
+    /// by plain loads.
     blocked: Vec<u64>,
     /// Reused buffer for the tied rarest candidates.
     ties: Vec<u32>,
+    /// Reused buffer: the pieces the peer being served could start, laid out as `blocked`.
+    cand: Vec<u64>,
 }
 
 impl<K: Copy + Eq + Hash> Picker<K> {
@@ -184,6 +200,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             seq_cursor: 0,
             blocked: vec![0; (n as usize).div_ceil(64)],
             ties: Vec::new(),
+            cand: Vec::new(),
         }
     }
 
@@ -591,8 +608,8 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     }
 
     fn set_blocked(&mut self, piece: u32, blocked: bool) {
-        let bit = 1u64 << (63 - piece % 64);
-        let w = &mut self.blocked[(piece / 64) as usize];
+        let (w, bit) = piece_bit(piece);
+        let w = &mut self.blocked[w];
         if blocked {
             *w |= bit;
         } else {
@@ -601,25 +618,27 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     }
 
     fn is_blocked(&self, piece: u32) -> bool {
-        self.blocked[(piece / 64) as usize] & (1u64 << (63 - piece % 64)) != 0
+        has_bit(&self.blocked, piece)
     }
 
-    /// Whether `piece` may be started for a peer with `peer_has`.
-    fn startable(&self, piece: u32, peer_has: &Bitfield) -> bool {
-        !self.is_blocked(piece) && peer_has.has(piece)
-    }
-
-    /// The pieces a peer with `peer_has` could start, as words (see `blocked`).
+    /// The pieces a peer with `peer_has` could start, as words laid out as in
+    /// [`Bitfield::words`] (piece `p` is bit `63 - p % 64` of word `p / 64`).
     fn candidates<'a>(&'a self, peer_has: &'a Bitfield) -> impl Iterator<Item = u64> + 'a {
         peer_has
             .words()
             .zip(&self.blocked)
-            .map(|(has, blocked)| has & !blocked)
+            .map(|(has, blocked)| has & !blocked.swap_bytes())
     }
 
     fn next_new_piece<R: Rng + ?Sized>(&mut self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
-        let count: u32 = self.candidates(peer_has).map(u64::count_ones).sum();
-        if count == 0 {
+        if self.config.strategy == Strategy::RarestFirst
+            && self.have.count() >= self.config.random_first
+        {
+            return self.rarest_first(peer_has, rng);
+        }
+        // Nothing to start: no draw. (The candidates are counted only when a draw needs it:
+        // without a popcnt instruction in the baseline target that is the dearer part.)
+        if !self.candidates(peer_has).any(|w| w != 0) {
             return None;
         }
         match self.config.strategy {
@@ -630,70 +649,185 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 }
                 self.first_candidate_from(peer_has, self.seq_cursor)
             }
-            Strategy::Random => self.nth_candidate(peer_has, rng.gen_range(0..count)),
-            Strategy::RarestFirst if self.have.count() < self.config.random_first => {
+            Strategy::Random | Strategy::RarestFirst => {
+                let count: u32 = self.candidates(peer_has).map(u64::count_ones).sum();
                 self.nth_candidate(peer_has, rng.gen_range(0..count))
             }
-            Strategy::RarestFirst => {
-                // Walking the buckets finds a candidate in a few probes when the peer has many
-                // of the rarest pieces (a seed); give up once it has cost as much as looking
-                // at every candidate would.
-                let mut budget = count as usize + self.blocked.len();
-                for a in 0..self.avail.buckets() {
-                    let bucket = self.avail.bucket(a);
-                    if bucket.is_empty() {
-                        continue;
+        }
+    }
+
+    /// Rarest first past the random start, as a walk of the buckets from the rarest: in each
+    /// non-empty bucket one draw of where to start, then the bucket's pieces in cyclic order
+    /// from there until one is a candidate. The walk finds one in a few probes when the peer
+    /// has many of the rarest pieces (a seed). After `count + words` failed probes (`count`
+    /// candidates, `words` words per bitmap), about what looking at every candidate costs, it
+    /// gives up and takes [`Picker::rarest_candidate`] (a second draw).
+    ///
+    /// The choices and the draws are part of the simulator's output, so the shortcuts below
+    /// replay that walk exactly, failed probe for failed probe, draw for draw (the tests keep
+    /// the plain walk as `reference_next_new_piece`):
+    /// - the bucket of availability 0 is passed in one step when it holds no candidate, as
+    ///   the bitmap of count-0 pieces tells exactly. (For a peer counted in the availability
+    ///   it never does, each of its pieces having count >= 1; but a seed, a peer not
+    ///   announced or a caller passing another bitfield gets the bucket probed as before.)
+    /// - `count` is not needed before `words + 1` failures (there is a candidate); then the
+    ///   peer's own piece count, an upper bound, may already show the walk giving up;
+    /// - for a peer with few pieces the rest of the walk is replayed from the candidates'
+    ///   availability ([`Picker::rarest_replay`]), otherwise `count` is taken by a popcount.
+    fn rarest_first<R: Rng + ?Sized>(&mut self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
+        if !self.fill_candidates(peer_has) {
+            return None;
+        }
+        let words = self.blocked.len();
+        let few = peer_has.count() as usize <= REPLAY_UP_TO;
+        // The walk gives up at `limit` failures, not known before `failed > words`.
+        let mut limit = None;
+        let mut failed = 0;
+        for a in 0..self.avail.buckets() {
+            let bucket = self.avail.bucket(a);
+            let len = bucket.len();
+            if len == 0 {
+                continue;
+            }
+            let start = rng.gen_range(0..len);
+            if a == 0 && !self.avail.any_with_count_zero(&self.cand) {
+                // Every probe of this bucket would fail.
+                if limit.is_none() && failed + len > words {
+                    if failed + len >= peer_has.count() as usize + words {
+                        // Gives up here, whatever the exact count (at most the peer's).
+                        return self.rarest_candidate(rng);
                     }
-                    let start = rng.gen_range(0..bucket.len());
-                    let (tail, head) = (&bucket[start..], &bucket[..start]);
-                    for &p in tail.iter().chain(head) {
-                        if self.startable(p, peer_has) {
-                            return Some(p);
-                        }
-                        budget -= 1;
-                        if budget == 0 {
-                            return self.rarest_candidate(peer_has, rng);
-                        }
+                    if few {
+                        return self.rarest_replay(a, start, 0, failed, rng);
                     }
+                    limit = Some(self.cand_count() as usize + words);
                 }
-                None
+                if limit.is_some_and(|l| failed + len >= l) {
+                    return self.rarest_candidate(rng);
+                }
+                failed += len;
+                continue;
+            }
+            let (tail, head) = (&bucket[start..], &bucket[..start]);
+            for (k, &p) in tail.iter().chain(head).enumerate() {
+                if has_bit(&self.cand, p) {
+                    return Some(p);
+                }
+                failed += 1;
+                match limit {
+                    None if failed > words => {
+                        if few {
+                            return self.rarest_replay(a, start, k + 1, failed, rng);
+                        }
+                        let l = self.cand_count() as usize + words;
+                        if failed >= l {
+                            return self.rarest_candidate(rng);
+                        }
+                        limit = Some(l);
+                    }
+                    Some(l) if failed >= l => return self.rarest_candidate(rng),
+                    _ => {}
+                }
             }
         }
+        None
     }
 
-    /// Calls `f` with every piece a peer with `peer_has` could start, in index order.
-    fn for_each_candidate(&self, peer_has: &Bitfield, mut f: impl FnMut(u32)) {
-        for (i, mut w) in self.candidates(peer_has).enumerate() {
-            while w != 0 {
-                let z = w.leading_zeros();
-                f(i as u32 * 64 + z);
-                w &= !(1u64 << (63 - z));
-            }
+    /// Sets `cand` to the pieces a peer with `peer_has` could start; false when there is none.
+    fn fill_candidates(&mut self, peer_has: &Bitfield) -> bool {
+        let words = self.blocked.len();
+        self.cand.resize(words, 0);
+        let bytes = peer_has.as_bytes();
+        let whole = bytes.chunks_exact(8);
+        let rest = whole.remainder();
+        let mut any = 0;
+        for ((c, &blocked), chunk) in self.cand.iter_mut().zip(&self.blocked).zip(whole) {
+            *c = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) & !blocked;
+            any |= *c;
         }
+        if !rest.is_empty() {
+            let has = rest.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+            let last = words - 1;
+            self.cand[last] = has & !self.blocked[last];
+            any |= self.cand[last];
+        }
+        any != 0
     }
 
-    /// A startable piece of the lowest availability, ties broken uniformly at random.
-    fn rarest_candidate<R: Rng + ?Sized>(
+    /// The number of pieces in `cand`.
+    fn cand_count(&self) -> u32 {
+        self.cand.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// The rest of the walk of [`Picker::rarest_first`], from bucket `a` (where it started at
+    /// `start` and has failed `k` probes; `failed` in all), replayed from the candidates'
+    /// availability: a bucket rarer than the least availability holds no candidate (all its
+    /// probes fail), and in that of the least the walk stops at the tie nearest after its
+    /// start in cyclic order. Same draws, same choice, same point of giving up.
+    fn rarest_replay<R: Rng + ?Sized>(
         &mut self,
-        peer_has: &Bitfield,
+        mut a: usize,
+        mut start: usize,
+        mut k: usize,
+        mut failed: usize,
         rng: &mut R,
     ) -> Option<u32> {
-        let mut ties = std::mem::take(&mut self.ties);
-        ties.clear();
-        let mut least = u32::MAX;
-        self.for_each_candidate(peer_has, |p| {
-            let c = self.avail.count(p);
-            if c < least {
-                least = c;
-                ties.clear();
+        let (least, count) = self.avail.least_counted(&self.cand, &mut self.ties);
+        if self.ties.is_empty() {
+            return None;
+        }
+        let limit = count as usize + self.blocked.len();
+        let least = least as usize;
+        debug_assert!(a <= least && least < self.avail.buckets());
+        while a < least {
+            let rest = self.avail.bucket(a).len() - k;
+            if failed + rest >= limit {
+                return self.rarest_tie(rng);
             }
-            if c == least {
-                ties.push(p);
+            failed += rest;
+            loop {
+                a += 1;
+                if a > least {
+                    return None; // no bucket holds the ties: cannot happen
+                }
+                let len = self.avail.bucket(a).len();
+                if len > 0 {
+                    start = rng.gen_range(0..len);
+                    k = 0;
+                    break;
+                }
             }
-        });
-        let got = (!ties.is_empty()).then(|| ties[rng.gen_range(0..ties.len())]);
-        self.ties = ties;
-        got
+        }
+        let len = self.avail.bucket(a).len();
+        let (mut nearest, mut distance) = (self.ties[0], usize::MAX);
+        for &p in &self.ties {
+            let at = self.avail.offset_in_bucket(p);
+            let d = if at >= start {
+                at - start
+            } else {
+                at + len - start
+            };
+            if d < distance {
+                (nearest, distance) = (p, d);
+            }
+        }
+        debug_assert!(distance >= k);
+        if failed + (distance - k) >= limit {
+            return self.rarest_tie(rng);
+        }
+        Some(nearest)
+    }
+
+    /// A startable piece (in `cand`) of the lowest availability, ties broken uniformly at
+    /// random.
+    fn rarest_candidate<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<u32> {
+        self.avail.least_counted(&self.cand, &mut self.ties);
+        self.rarest_tie(rng)
+    }
+
+    /// One of `ties` at random.
+    fn rarest_tie<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<u32> {
+        (!self.ties.is_empty()).then(|| self.ties[rng.gen_range(0..self.ties.len())])
     }
 
     /// The `k`-th startable piece in index order (uniformly random for a random `k`).
@@ -1288,6 +1422,210 @@ mod tests {
                 for x in 0..n {
                     let partial = p.slot[x as usize] != NO_SLOT;
                     assert_eq!(p.is_blocked(x), p.have().has(x) || partial, "piece {x}");
+                }
+            }
+        }
+    }
+
+    /// The choice of a new piece as first written: every probe of the rarest-first walk made
+    /// one by one, the fallback by brute force. The picker must choose the same piece with
+    /// the same draws, however it gets there.
+    fn reference_next_new_piece(
+        p: &Picker<u32>,
+        has: &Bitfield,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<u32> {
+        let startable = |x: u32| !p.is_blocked(x) && has.has(x);
+        let cands: Vec<u32> = (0..p.geometry().piece_count())
+            .filter(|&x| startable(x))
+            .collect();
+        let count = cands.len() as u32;
+        if count == 0 {
+            return None;
+        }
+        match p.config.strategy {
+            Strategy::Sequential => return Some(cands[0]),
+            Strategy::Random => return Some(cands[rng.gen_range(0..count) as usize]),
+            Strategy::RarestFirst if p.have().count() < p.config.random_first => {
+                return Some(cands[rng.gen_range(0..count) as usize]);
+            }
+            Strategy::RarestFirst => {}
+        }
+        let rarest = |rng: &mut ChaCha8Rng| {
+            let least = cands.iter().map(|&x| p.avail.count(x)).min();
+            let ties: Vec<u32> = cands
+                .iter()
+                .copied()
+                .filter(|&x| Some(p.avail.count(x)) == least)
+                .collect();
+            Some(ties[rng.gen_range(0..ties.len())])
+        };
+        let mut budget = count as usize + p.blocked.len();
+        for a in 0..p.avail.buckets() {
+            let bucket = p.avail.bucket(a);
+            if bucket.is_empty() {
+                continue;
+            }
+            let start = rng.gen_range(0..bucket.len());
+            for &x in bucket[start..].iter().chain(&bucket[..start]) {
+                if startable(x) {
+                    return Some(x);
+                }
+                budget -= 1;
+                if budget == 0 {
+                    return rarest(rng);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn new_pieces_and_draws_match_the_plain_walk() {
+        // Swarms of every shape the shortcuts distinguish: sparse peers (replayed from their
+        // candidates) and dense ones (walked), seeds by bitfield and by `have all`, a large or
+        // small bucket of availability 0, the budget running out in it or later, and callers
+        // that break the contract (a peer never announced, a seed passing a partial bitfield),
+        // for which bucket 0 does hold candidates. Same piece, same draws, every time.
+        let mut compared = 0;
+        for seed in 0..48u64 {
+            let mut r = ChaCha8Rng::seed_from_u64(1000 + seed);
+            let n = [1, 64, 65, 130, 300, 1000][seed as usize % 6];
+            let strategy = if seed % 8 == 7 {
+                Strategy::Random
+            } else {
+                Strategy::RarestFirst
+            };
+            let mut p = picker(n, strategy, [0, 2, 5][seed as usize % 3]);
+            let mut peers: Vec<Bitfield> = Vec::new();
+            for k in 0..10u32 {
+                let mut b = Bitfield::new(n);
+                match r.gen_range(0..6) {
+                    0 => {
+                        // A few pieces.
+                        for _ in 0..r.gen_range(1..6) {
+                            b.set(r.gen_range(0..n));
+                        }
+                    }
+                    1 => b = Bitfield::full(n),
+                    _ => {
+                        let density = r.gen_range(0.0..1.0);
+                        (0..n).filter(|_| r.gen_bool(density)).for_each(|x| {
+                            b.set(x);
+                        });
+                    }
+                }
+                match k {
+                    8 => {} // never announced
+                    9 => p.peer_have_all(k).unwrap(),
+                    _ => p.peer_bitfield(k, &b).unwrap(),
+                }
+                peers.push(b);
+            }
+            for _ in 0..300 {
+                let k = r.gen_range(0..peers.len());
+                let has = peers[k].clone();
+                match r.gen_range(0..10) {
+                    0..=5 => {
+                        let mut expected_rng = r.clone();
+                        let expected = reference_next_new_piece(&p, &has, &mut expected_rng);
+                        let got = p.next_new_piece(&has, &mut r);
+                        assert_eq!(got, expected, "seed {seed}");
+                        assert_eq!(r.get_word_pos(), expected_rng.get_word_pos(), "seed {seed}");
+                        compared += 1;
+                        if let Some(x) = got {
+                            let slot = p.partial_slot(x);
+                            let mut out = Vec::new();
+                            p.request_open(slot, k as u32, 4, &mut out);
+                        }
+                    }
+                    6 => {
+                        if let Some(part) = p.partials.first() {
+                            let piece = part.piece;
+                            if r.gen_range(0..4) == 0 {
+                                p.piece_failed(piece);
+                            } else {
+                                complete(&mut p, piece, 0);
+                            }
+                        }
+                    }
+                    7 if k < 8 => {
+                        p.peer_left(k as u32, &peers[k]);
+                        p.peer_bitfield(k as u32, &peers[k]).unwrap();
+                    }
+                    _ => {
+                        let x = r.gen_range(0..n);
+                        if peers[k].set(x) && k != 8 {
+                            p.peer_have(k as u32, x).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 5000);
+    }
+
+    #[test]
+    fn candidate_bitmap_matches_the_bitfield() {
+        // Every size around the word and byte boundaries: the little-endian word bitmap holds
+        // exactly the pieces the peer has that are neither had nor partial.
+        let mut r = ChaCha8Rng::seed_from_u64(9);
+        for n in 1..=140u32 {
+            let mut p = picker(n, Strategy::RarestFirst, 0);
+            for _ in 0..n / 3 {
+                let x = r.gen_range(0..n);
+                if r.gen_bool(0.5) {
+                    complete(&mut p, x, 0);
+                } else {
+                    p.partial_slot(x);
+                }
+            }
+            let has = bits(n, &(0..n).filter(|_| r.gen_bool(0.6)).collect::<Vec<_>>());
+            let any = p.fill_candidates(&has);
+            let brute = startable_brute(&p, &has);
+            assert_eq!(any, !brute.is_empty(), "{n}");
+            for x in 0..n {
+                assert_eq!(has_bit(&p.cand, x), brute.contains(&x), "{n}: piece {x}");
+            }
+            for spare in n..p.cand.len() as u32 * 64 {
+                assert!(!has_bit(&p.cand, spare), "{n}: spare {spare}");
+            }
+            let big_endian: Vec<u64> = p.cand.iter().map(|w| w.swap_bytes()).collect();
+            assert_eq!(big_endian, p.candidates(&has).collect::<Vec<_>>(), "{n}");
+        }
+    }
+
+    #[test]
+    fn giving_up_in_bucket_zero_matches_the_plain_walk_at_the_boundary() {
+        // The walk gives up after `count + words` failed probes. Bucket 0 (no peer has these
+        // pieces) one shorter than that, as long, one longer: passing it in one step must give
+        // up exactly when probing it one piece at a time would, for a dense peer (whose budget
+        // is counted) and for a sparse one (whose walk is replayed from its candidates).
+        let n = 256;
+        let words = 4;
+        for (pieces, had) in [(100, 40), (50, 0), (30, 10)] {
+            let count = pieces - had;
+            for l0 in [count + words - 1, count + words, count + words + 1] {
+                for seed in 0..20 {
+                    let mut p = picker(n, Strategy::RarestFirst, 0);
+                    let has = bits(n, &(0..pieces).collect::<Vec<_>>());
+                    p.peer_bitfield(1, &has).unwrap();
+                    for x in 0..had {
+                        complete(&mut p, x, 1);
+                    }
+                    // Leave `l0` pieces nobody has, give the rest to a peer that is not asked.
+                    let others: Vec<u32> = (pieces + l0..n).collect();
+                    p.peer_bitfield(2, &bits(n, &others)).unwrap();
+                    assert_eq!(p.avail.bucket(0).len() as u32, l0);
+                    let mut r = ChaCha8Rng::seed_from_u64(seed);
+                    let mut expected_rng = r.clone();
+                    let expected = reference_next_new_piece(&p, &has, &mut expected_rng);
+                    assert_eq!(p.next_new_piece(&has, &mut r), expected, "{pieces} {l0}");
+                    assert_eq!(
+                        r.get_word_pos(),
+                        expected_rng.get_word_pos(),
+                        "{pieces} {l0}"
+                    );
                 }
             }
         }
