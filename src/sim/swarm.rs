@@ -844,14 +844,7 @@ impl<'a> Sim<'a> {
             None => {}
             Some(Event::Availability) => {
                 let ok = self.parts(l, to).is_some_and(|(live, end)| {
-                    let ours = live.picker.have();
-                    end.wanted = end
-                        .conn
-                        .their_have()
-                        .words()
-                        .zip(ours.words())
-                        .map(|(t, o)| (t & !o).count_ones())
-                        .sum();
+                    end.wanted = live.picker.missing_from(end.conn.their_have());
                     live.picker
                         .peer_bitfield(key, end.conn.their_have())
                         .is_ok()

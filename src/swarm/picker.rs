@@ -251,6 +251,19 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 .any(|(p, h)| p & !h != 0)
     }
 
+    /// How many pieces a peer with `peer_has` has that we lack: non-zero exactly when it
+    /// [`is_interesting`](Picker::is_interesting) (0 for a bitfield of the wrong length).
+    pub fn missing_from(&self, peer_has: &Bitfield) -> u32 {
+        if peer_has.len() != self.have.len() {
+            return 0;
+        }
+        peer_has
+            .words()
+            .zip(self.have.words())
+            .map(|(p, h)| (p & !h).count_ones())
+            .sum()
+    }
+
     fn announce(&mut self, peer: K) -> Result<&mut PeerEntry, PickerError> {
         let entry = self.peers.entry(peer).or_default();
         if entry.announced {
@@ -1048,6 +1061,21 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, vec![0, BLOCK_SIZE, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE]);
         assert_eq!(p.partial_pieces(), 2);
+    }
+
+    #[test]
+    fn missing_from_counts_what_makes_a_peer_interesting() {
+        let mut p = picker(130, Strategy::RarestFirst, 0);
+        for piece in [0, 64, 129] {
+            p.piece_verified(piece);
+        }
+        let peer = bits(130, &[0, 1, 63, 64, 65, 129]);
+        assert_eq!(p.missing_from(&peer), 3);
+        assert!(p.is_interesting(&peer));
+        let nothing_new = bits(130, &[0, 64, 129]);
+        assert_eq!(p.missing_from(&nothing_new), 0);
+        assert!(!p.is_interesting(&nothing_new));
+        assert_eq!(p.missing_from(&Bitfield::full(129)), 0, "wrong length");
     }
 
     #[test]
