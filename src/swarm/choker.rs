@@ -2,7 +2,7 @@
 //!
 //! Every [`CHOKE_INTERVAL`] the caller hands [`Choker::round`] a snapshot of its peers; the
 //! choker unchokes the `slots` interested peers that reciprocate best (as a leecher: who
-//! uploads to us fastest, ignoring snubbing peers; as a seed: who we upload to fastest), plus one
+//! uploads to us fastest, snubbing peers last; as a seed: who we upload to fastest), plus one
 //! optimistic unchoke rotated every [`OPTIMISTIC_INTERVAL`], picked at random among the choked
 //! interested peers with connections younger than [`NEW_PEER_AGE`] [`NEW_PEER_WEIGHT`] times as
 //! likely. It returns only the changes, so the caller sends choke/unchoke messages only for
@@ -16,8 +16,9 @@ use rand::Rng;
 pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the optimistic unchoke rotates.
 pub const OPTIMISTIC_INTERVAL: Duration = Duration::from_secs(30);
-/// A peer that sent us no block for this long is snubbing us (leecher mode): it does not count
-/// as reciprocating and can only get the optimistic slot.
+/// A peer that sent us no block for this long is snubbing us (leecher mode): it comes after
+/// every peer that does not for the regular slots, so it gets one only when no other
+/// interested peer wants it (or through the optimistic slot).
 pub const SNUB_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections younger than this are favoured for the optimistic unchoke.
 pub const NEW_PEER_AGE: Duration = Duration::from_secs(60);
@@ -240,7 +241,7 @@ impl<K: Copy + Ord> Choker<K> {
             peers
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.wants_data() && (seeding || unlimited || !p.is_snubbing(now)))
+                .filter(|(_, p)| p.wants_data())
                 .map(|(i, _)| i),
         );
         if let Slots::Limited(n) = self.config.slots {
@@ -252,11 +253,15 @@ impl<K: Copy + Ord> Choker<K> {
                     p.download_rate
                 }
             };
+            // As a leecher, peers that snub us come after every peer that does not; a slot
+            // no reciprocating peer wants still goes to one of them rather than to nobody.
+            let snubs = |p: &PeerSnapshot<K>| !seeding && p.is_snubbing(now);
             // Fastest first; ties go to the older connection, then the smaller key.
             let order = |&a: &usize, &b: &usize| {
                 let (pa, pb) = (&peers[a], &peers[b]);
-                rate(pb)
-                    .cmp(&rate(pa))
+                snubs(pa)
+                    .cmp(&snubs(pb))
+                    .then(rate(pb).cmp(&rate(pa)))
                     .then(pa.connected_at.cmp(&pb.connected_at))
                     .then(pa.key.cmp(&pb.key))
             };
@@ -482,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn snubbing_peers_only_get_the_optimistic_slot() {
+    fn snubbing_peers_come_after_every_other_peer_for_the_regular_slots() {
         let now = secs(1000);
         let mut peers: Vec<_> = (0..3).map(|k| peer(k, 1000, 0, now)).collect();
         // Peer 0 was fast but sent nothing for 60 s; peer 1 never sent anything in 500 s.
@@ -496,15 +501,28 @@ mod tests {
         peers.push(fresh);
         assert!(peers[0].is_snubbing(now) && peers[1].is_snubbing(now));
         assert!(!peers[2].is_snubbing(now) && !peers[3].is_snubbing(now));
+        // Two slots: the two that do not snub, although peer 0 is faster than peer 3.
+        let mut c = no_optimistic(Slots::Limited(2));
+        c.round(now, &peers, &mut rng());
+        assert_eq!(sorted(c.unchoked().to_vec()), vec![2, 3]);
+        // Three: the faster snubbing peer takes the slot no other peer wants.
+        let mut c = no_optimistic(Slots::Limited(3));
+        c.round(now, &peers, &mut rng());
+        assert_eq!(sorted(c.unchoked().to_vec()), vec![0, 2, 3]);
+        // Four: slots are not left empty while interested peers wait. (They were: a simulated
+        // flash crowd in which nobody had sent anyone a block for a minute stalled for many
+        // minutes on optimistic unchokes alone, with its origin idle.)
         let mut c = no_optimistic(Slots::Limited(4));
         c.round(now, &peers, &mut rng());
-        assert_eq!(c.unchoked(), &[2, 3]);
-        // With the optimistic slot, one of the snubbing peers may be unchoked, only through it.
-        let mut c = Choker::new(ChokerConfig::default());
+        assert_eq!(sorted(c.unchoked().to_vec()), vec![0, 1, 2, 3]);
+        // As a seed, snubbing means nothing: the fastest uploads win.
+        let mut c = no_optimistic(Slots::Limited(2));
+        c.set_seeding(true);
+        for (i, p) in peers.iter_mut().enumerate() {
+            p.upload_rate = [500, 400, 0, 100][i];
+        }
         c.round(now, &peers, &mut rng());
-        let opt = c.optimistic().expect("an optimistic unchoke");
-        assert!(opt == 0 || opt == 1);
-        assert_eq!(sorted(c.unchoked().to_vec()), sorted(vec![2, 3, opt]));
+        assert_eq!(sorted(c.unchoked().to_vec()), vec![0, 1]);
     }
 
     #[test]
