@@ -634,25 +634,23 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         has_bit(&self.blocked, piece)
     }
 
-    /// The pieces a peer with `peer_has` could start, as words laid out as in
-    /// [`Bitfield::words`] (piece `p` is bit `63 - p % 64` of word `p / 64`).
-    fn candidates<'a>(&'a self, peer_has: &'a Bitfield) -> impl Iterator<Item = u64> + 'a {
-        peer_has
-            .words()
-            .zip(&self.blocked)
-            .map(|(has, blocked)| has & !blocked.swap_bytes())
+    /// The candidates [`Picker::fill_candidates`] left in `cand`, as words laid out as in
+    /// [`Bitfield::words`] (piece `p` is bit `63 - p % 64` of word `p / 64`), for walking them
+    /// in index order.
+    fn candidate_words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.cand.iter().map(|w| w.swap_bytes())
     }
 
     fn next_new_piece<R: Rng + ?Sized>(&mut self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
+        // Nothing to start: no draw. (The candidates are counted only when a draw needs it:
+        // without a popcnt instruction in the baseline target that is the dearer part.)
+        if !self.fill_candidates(peer_has) {
+            return None;
+        }
         if self.config.strategy == Strategy::RarestFirst
             && self.have.count() >= self.config.random_first
         {
             return self.rarest_first(peer_has, rng);
-        }
-        // Nothing to start: no draw. (The candidates are counted only when a draw needs it:
-        // without a popcnt instruction in the baseline target that is the dearer part.)
-        if !self.candidates(peer_has).any(|w| w != 0) {
-            return None;
         }
         match self.config.strategy {
             Strategy::Sequential => {
@@ -660,11 +658,11 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 while self.seq_cursor < n && self.is_blocked(self.seq_cursor) {
                     self.seq_cursor += 1;
                 }
-                self.first_candidate_from(peer_has, self.seq_cursor)
+                self.first_candidate_from(self.seq_cursor)
             }
             Strategy::Random | Strategy::RarestFirst => {
-                let count: u32 = self.candidates(peer_has).map(u64::count_ones).sum();
-                self.nth_candidate(peer_has, rng.gen_range(0..count))
+                let count = self.cand_count();
+                self.nth_candidate(rng.gen_range(0..count))
             }
         }
     }
@@ -687,10 +685,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     ///   peer's own piece count, an upper bound, may already show the walk giving up;
     /// - for a peer with few pieces the rest of the walk is replayed from the candidates'
     ///   availability ([`Picker::rarest_replay`]), otherwise `count` is taken by a popcount.
+    ///
+    /// `cand` holds the candidates ([`Picker::fill_candidates`]), at least one.
     fn rarest_first<R: Rng + ?Sized>(&mut self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
-        if !self.fill_candidates(peer_has) {
-            return None;
-        }
         let words = self.blocked.len();
         let few = peer_has.count() as usize <= REPLAY_UP_TO;
         // The walk gives up at `limit` failures, not known before `failed > words`.
@@ -844,8 +841,8 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     }
 
     /// The `k`-th startable piece in index order (uniformly random for a random `k`).
-    fn nth_candidate(&self, peer_has: &Bitfield, mut k: u32) -> Option<u32> {
-        for (i, mut w) in self.candidates(peer_has).enumerate() {
+    fn nth_candidate(&self, mut k: u32) -> Option<u32> {
+        for (i, mut w) in self.candidate_words().enumerate() {
             let ones = w.count_ones();
             if k >= ones {
                 k -= ones;
@@ -860,9 +857,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     }
 
     /// The first startable piece at or after `from`.
-    fn first_candidate_from(&self, peer_has: &Bitfield, from: u32) -> Option<u32> {
+    fn first_candidate_from(&self, from: u32) -> Option<u32> {
         let skip = (from / 64) as usize;
-        self.candidates(peer_has)
+        self.candidate_words()
             .enumerate()
             .skip(skip)
             .find_map(|(i, mut w)| {
@@ -1618,8 +1615,12 @@ mod tests {
             for spare in n..p.cand.len() as u32 * 64 {
                 assert!(!has_bit(&p.cand, spare), "{n}: spare {spare}");
             }
-            let big_endian: Vec<u64> = p.cand.iter().map(|w| w.swap_bytes()).collect();
-            assert_eq!(big_endian, p.candidates(&has).collect::<Vec<_>>(), "{n}");
+            // In index order, as `Bitfield::words` lays pieces out.
+            let mut in_order = vec![0u64; p.cand.len()];
+            for &x in &brute {
+                in_order[(x / 64) as usize] |= 1 << (63 - x % 64);
+            }
+            assert_eq!(p.candidate_words().collect::<Vec<_>>(), in_order, "{n}");
         }
     }
 
