@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::protocol::Connection;
-use crate::swarm::{BlockRef, Choker, Picker, RateMeter};
+use crate::swarm::{BlockRef, Choker, Picker, PieceLines, RateMeter};
 
 use super::event::Nanos;
 use super::network::FlowId;
@@ -75,6 +75,8 @@ pub struct End {
     pub sending: Option<BlockRef>,
     /// When a block last arrived from the other end.
     pub last_block_at: Option<Duration>,
+    /// Where this end's peer's [`Live`] and picker records are, for prefetch hints only.
+    pub hints: Hints,
     /// What this end receives from the other.
     pub down: RateMeter,
     /// The engine's connection state machine.
@@ -83,6 +85,17 @@ pub struct End {
     pub up: RateMeter,
     /// When the handshake completed.
     pub connected_at: Duration,
+}
+
+/// Addresses of the state a message to an end's peer will touch besides the end itself,
+/// taken when the connection is made (a live peer's state never moves) and used only as
+/// prefetch hints (see `Sim::prefetch_deep`): never dereferenced.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hints {
+    /// The peer's [`Live`].
+    pub live: usize,
+    /// Its picker's per-piece records.
+    pub lines: PieceLines,
 }
 
 /// A connection between two peers (`repr(C)`: see [`End`]).
@@ -119,6 +132,7 @@ mod tests {
             rtt: Duration::ZERO,
             sending: None,
             last_block_at: None,
+            hints: Hints::default(),
             down: RateMeter::new(Duration::ZERO),
             conn: Connection::new(ConnectionConfig::default(), geometry, Duration::ZERO),
             up: RateMeter::new(Duration::ZERO),

@@ -34,9 +34,9 @@ use crate::swarm::{
 
 use super::arrivals::Arrivals;
 use super::config::{ChokerKind, Mode, SimConfig, SimError, Units};
-use super::event::{duration, nanos, EventQueue, Nanos, SECOND};
+use super::event::{duration, nanos, prefetch, EventQueue, Nanos, SECOND};
 use super::network::{Due, FlowId, Network};
-use super::peer::{End, Link, LinkIdx, Live, Peer, PeerIdx, ORIGIN};
+use super::peer::{End, Hints, Link, LinkIdx, Live, Peer, PeerIdx, ORIGIN};
 use super::report::{Report, TimelineRow};
 
 /// A leecher short of connections asks the tracker again at most this often.
@@ -45,21 +45,6 @@ pub const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
 static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
-
-/// Asks the CPU to start loading the cache line holding `p`: a hint that never faults and
-/// changes nothing. A big run's peers and connections are tens of MB touched at random, so
-/// the loop prefetches the next event's connection while the current event runs.
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` does not dereference `p` and cannot fault whatever the address;
-    // the SSE it needs is part of x86_64.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 /// Where a long run stands, for a progress bar.
 #[derive(Clone, Copy, Debug)]
@@ -284,8 +269,15 @@ impl<'a> Sim<'a> {
             }
             self.now = at;
             self.events += 1;
+            // Two events ahead: the one after next gets its end's lines loaded; the next one,
+            // whose end was loaded that way one event ago, the lines its end points to.
+            self.queue.prefetch_upcoming();
+            if let Some(after) = self.queue.peek_second() {
+                self.prefetch_event(after);
+            }
             if let Some(next) = self.queue.peek() {
                 self.prefetch_event(next);
+                self.prefetch_deep(next);
             }
             self.handle(ev);
             self.flush();
@@ -358,16 +350,42 @@ impl<'a> Sim<'a> {
         if let Ev::Deliver { link, to, .. } = *ev {
             // `Option<Link>` keeps its payload at offset 0 (the niche is in the link's vectors;
             // a test checks it).
-            let base = self.links.as_ptr().wrapping_add(link as usize).cast::<u8>();
-            let ends = base.wrapping_add(std::mem::offset_of!(Link, ends));
-            let end = ends.wrapping_add(usize::from(to) * std::mem::size_of::<End>());
+            let base = self.links.as_ptr().wrapping_add(link as usize) as usize;
+            let ends = base + std::mem::offset_of!(Link, ends);
+            let end = ends + usize::from(to) * std::mem::size_of::<End>();
             prefetch(end);
-            prefetch(end.wrapping_add(std::mem::offset_of!(End, down)));
-            let conn = end.wrapping_add(std::mem::offset_of!(End, conn));
+            prefetch(end + std::mem::offset_of!(End, down));
+            let conn = end + std::mem::offset_of!(End, conn);
             for line in 0..3 {
-                prefetch(conn.wrapping_add(64 * line));
+                prefetch(conn + 64 * line);
             }
-            prefetch(ends.wrapping_add(usize::from(1 - to) * std::mem::size_of::<End>()));
+            prefetch(ends + usize::from(1 - to) * std::mem::size_of::<End>());
+        }
+    }
+
+    /// Prefetches what the next event will touch beyond its end, from the addresses the end
+    /// holds ([`Hints`]) and the piece its message names: the peer's [`Live`] (the picker's
+    /// fields), the picker's records of the piece and the bit of the piece in the connection's
+    /// record of the other end's pieces. Reads the end, which [`Sim::prefetch_event`] loaded
+    /// one event earlier.
+    fn prefetch_deep(&self, ev: &Ev) {
+        let Ev::Deliver { link, to, msgs, .. } = ev else {
+            return;
+        };
+        let Some(link) = self.links[*link as usize].as_ref() else {
+            return;
+        };
+        let end = &link.ends[usize::from(*to)];
+        for line in 0..6 {
+            prefetch(end.hints.live + 64 * line);
+        }
+        let piece = match msgs {
+            Batch::One(Message::Have(piece)) | Batch::One(Message::Piece { piece, .. }) => *piece,
+            _ => return,
+        };
+        prefetch(end.conn.their_have().byte_address(piece));
+        for a in end.hints.lines.of(piece) {
+            prefetch(a);
         }
     }
 
@@ -516,8 +534,15 @@ impl<'a> Sim<'a> {
     fn connect(&mut self, a: PeerIdx, b: PeerIdx) {
         let one_way = self.peers[a as usize].latency + self.peers[b as usize].latency;
         let now = duration(self.now);
+        let hints = |peer: PeerIdx| {
+            self.live(peer).map_or(Hints::default(), |live| Hints {
+                live: live as *const Live as usize,
+                lines: live.picker.piece_lines(),
+            })
+        };
         let end = |peer| End {
             peer,
+            hints: hints(peer),
             conn: Connection::new(self.conn_cfg.clone(), self.units.geometry, now),
             up: RateMeter::new(now),
             down: RateMeter::new(now),

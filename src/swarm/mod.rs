@@ -17,7 +17,7 @@ pub use choker::{
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
-pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, Strategy};
+pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, PieceLines, Strategy};
 pub use pipeline::{
     pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN, REQUEST_QUEUE_TIME,
 };

@@ -141,6 +141,32 @@ fn has_bit(words: &[u64], p: u32) -> bool {
     words[w] & bit != 0
 }
 
+/// Where one piece's records in a [`Picker`] are, for a caller that prefetches them before
+/// the `have` or block that will touch them (see `sim::swarm`). Plain addresses, taken once
+/// (the picker's per-piece arrays are sized at creation and never move) and never
+/// dereferenced: a stale one only costs a wasted load.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PieceLines {
+    entries: usize,
+    entry_size: usize,
+    slots: usize,
+    have: usize,
+}
+
+impl PieceLines {
+    /// The addresses of `piece`'s availability entry, its partial-piece slot and the byte of
+    /// our bitfield that holds it.
+    pub fn of(&self, piece: u32) -> [usize; 3] {
+        let p = piece as usize;
+        [
+            self.entries.wrapping_add(p.wrapping_mul(self.entry_size)),
+            self.slots
+                .wrapping_add(p.wrapping_mul(std::mem::size_of::<u32>())),
+            self.have.wrapping_add(p / 8),
+        ]
+    }
+}
+
 /// The piece picker of one torrent, generic over the caller's peer key.
 #[derive(Clone, Debug)]
 pub struct Picker<K> {
@@ -207,6 +233,17 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     /// The torrent's geometry.
     pub fn geometry(&self) -> &PieceGeometry {
         &self.geometry
+    }
+
+    /// Where each piece's records are, for prefetch hints (see [`PieceLines`]).
+    pub fn piece_lines(&self) -> PieceLines {
+        let (entries, entry_size) = self.avail.entry_addresses();
+        PieceLines {
+            entries,
+            entry_size,
+            slots: self.slot.as_ptr() as usize,
+            have: self.have.byte_address(0),
+        }
     }
 
     /// The pieces we have (verified).
