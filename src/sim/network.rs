@@ -85,6 +85,20 @@ impl Network {
         &self.flows[id as usize]
     }
 
+    /// The address of flow `id`'s record, for prefetch hints: computed without reading
+    /// anything.
+    pub fn flow_address(&self, id: FlowId) -> usize {
+        self.flows.as_ptr().wrapping_add(id as usize) as usize
+    }
+
+    /// The addresses of the records of the hosts flow `id` joins (reads the flow's record), for
+    /// prefetch hints.
+    pub fn host_addresses(&self, id: FlowId) -> Option<[usize; 2]> {
+        let f = self.flows.get(id as usize)?;
+        let host = |h: u32| self.hosts.as_ptr().wrapping_add(h as usize) as usize;
+        Some([host(f.sender), host(f.receiver)])
+    }
+
     /// Whether `id` is live and its generation is `tgen`.
     pub fn is_current(&self, id: FlowId, tgen: u32) -> bool {
         self.flows

@@ -343,44 +343,63 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Prefetches the hot lines of the connection end `ev` will be delivered to (see
-    /// [`End`]'s layout) and the other end's first line. Only a hint: addresses are computed
-    /// without reading anything, and a wrong one costs a wasted load.
+    /// Prefetches the first lines `ev` will touch that can be found without reading memory
+    /// that may not be in cache yet: for a delivery, the hot lines of the receiving end (see
+    /// [`End`]'s layout) and the other end's first line; for a unit sent, its flow. Only a
+    /// hint: a wrong address costs a wasted load.
     fn prefetch_event(&self, ev: &Ev) {
-        if let Ev::Deliver { link, to, .. } = *ev {
-            // `Option<Link>` keeps its payload at offset 0 (the niche is in the link's vectors;
-            // a test checks it).
-            let base = self.links.as_ptr().wrapping_add(link as usize) as usize;
-            let ends = base + std::mem::offset_of!(Link, ends);
-            let end = ends + usize::from(to) * std::mem::size_of::<End>();
-            prefetch(end);
-            prefetch(end + std::mem::offset_of!(End, down));
-            let conn = end + std::mem::offset_of!(End, conn);
-            for line in 0..3 {
-                prefetch(conn + 64 * line);
-            }
-            prefetch(ends + usize::from(1 - to) * std::mem::size_of::<End>());
+        match *ev {
+            Ev::Deliver { link, to, .. } => self.prefetch_end(link, usize::from(to)),
+            Ev::Sent { flow, .. } => prefetch(self.net.flow_address(flow)),
+            _ => {}
         }
     }
 
-    /// Prefetches what the next event will touch beyond its end, from the addresses the end
-    /// holds ([`Hints`]) and the piece its message names: the peer's [`Live`] (the picker's
-    /// fields), the picker's records of the piece and the bit of the piece in the connection's
-    /// record of the other end's pieces. Reads the end, which [`Sim::prefetch_event`] loaded
-    /// one event earlier.
+    /// Prefetches the hot lines of end `side` of `link` and the first line of the other end.
+    fn prefetch_end(&self, link: LinkIdx, side: usize) {
+        // `Option<Link>` keeps its payload at offset 0 (the niche is in the link's vectors;
+        // a test checks it).
+        let base = self.links.as_ptr().wrapping_add(link as usize) as usize;
+        let ends = base + std::mem::offset_of!(Link, ends);
+        let end = ends + side * std::mem::size_of::<End>();
+        prefetch(end);
+        prefetch(end + std::mem::offset_of!(End, down));
+        let conn = end + std::mem::offset_of!(End, conn);
+        for line in 0..3 {
+            prefetch(conn + 64 * line);
+        }
+        prefetch(ends + (1 - side) * std::mem::size_of::<End>());
+    }
+
+    /// Prefetches what the next event will touch beyond what [`Sim::prefetch_event`] loaded
+    /// one event earlier, reading that. For a delivery: the receiving peer's [`Peer`] and
+    /// [`Live`] (the picker's fields) from the addresses the end holds ([`Hints`]), and for a
+    /// message that names a piece the picker's records of it and its bit in the connection's
+    /// record of the other end's pieces. For a unit sent: the sending end and both hosts.
     fn prefetch_deep(&self, ev: &Ev) {
-        let Ev::Deliver { link, to, msgs, .. } = ev else {
+        let (link, to, msgs) = match ev {
+            Ev::Deliver { link, to, msgs, .. } => (*link, usize::from(*to), msgs),
+            Ev::Sent { flow, .. } => {
+                if let Some(hosts) = self.net.host_addresses(*flow) {
+                    let f = self.net.flow(*flow);
+                    self.prefetch_end(f.link, usize::from(f.side));
+                    hosts.into_iter().for_each(prefetch);
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(link) = self.links[link as usize].as_ref() else {
             return;
         };
-        let Some(link) = self.links[*link as usize].as_ref() else {
-            return;
-        };
-        let end = &link.ends[usize::from(*to)];
+        let end = &link.ends[to];
+        prefetch(self.peers.as_ptr().wrapping_add(end.peer as usize) as usize);
         for line in 0..6 {
             prefetch(end.hints.live + 64 * line);
         }
         let piece = match msgs {
             Batch::One(Message::Have(piece)) | Batch::One(Message::Piece { piece, .. }) => *piece,
+            Batch::One(Message::Request(b)) => b.piece,
             _ => return,
         };
         prefetch(end.conn.their_have().byte_address(piece));
