@@ -229,3 +229,47 @@ fn verify_reports_missing_and_wrong_size_files() {
     // mid.bin spans 1_000..51_000: its tail (pieces 1) is missing; z.txt is in the last piece.
     assert_eq!(v["missing_pieces"], serde_json::json!([1, 10]));
 }
+
+/// `plan` sizes both delivery modes (bisected side by side) and, run away from the source
+/// tree, still turns the uplink into cores with the throughput record built into the binary.
+#[test]
+fn plan_sizes_both_modes_and_finds_a_per_core_figure_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = seedbox()
+        .current_dir(dir.path())
+        .args([
+            "plan",
+            "--size",
+            "100000",
+            "--arrivals",
+            "6/min for 10m",
+            "--peer-up",
+            "1Mbit",
+            "--peer-down",
+            "3Mbit",
+            "--target-p95",
+            "60s",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let row = |mode: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(mode))
+            .unwrap_or_else(|| panic!("no {mode} row in\n{out}"))
+            .to_owned()
+    };
+    for mode in ["swarm", "client-server"] {
+        // origin Mbit/s, worst p95, origin GB, cores, runs
+        let line = row(mode);
+        let cols: Vec<&str> = line.split_whitespace().skip(1).collect();
+        assert_eq!(cols.len(), 5, "{out}");
+        assert!(cols[0].parse::<f64>().unwrap() > 0.0, "{out}");
+        assert!(cols[1].parse::<f64>().unwrap() <= 60.0, "{out}");
+        assert_eq!(cols[3], "1", "{out}");
+    }
+    assert!(out.contains("built into this binary"), "{out}");
+    assert_eq!(out.matches("seedbox sim --mode").count(), 2, "{out}");
+}

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use indicatif::MultiProgress;
 
 use super::sim::{
     parse_schedule_arg, simulate, ChokerArg, ModeArg, PickerArg, Schedule, SimArgs, UnitArg,
 };
 use super::units::{parse_duration, parse_rate, parse_size};
-use crate::sim::plan::smallest_uplink;
+use crate::sim::plan::{smallest_uplink, Sized};
 
 /// Arguments of `seedbox plan`.
 #[derive(Debug, Args)]
@@ -48,36 +49,55 @@ pub struct PlanArgs {
     pub quiet: bool,
 }
 
+/// One line of the plan: delivery mode, its answer, its worst p95 and the command that
+/// reproduces it.
+type Row = (&'static str, Sized, f64, String);
+
 fn mbit(bytes_per_s: u64) -> f64 {
     bytes_per_s as f64 * 8.0 / 1e6
 }
 
-/// Looks for a line `per core: 2.5 Gbit/s` (any rate `parse_rate` reads) in
-/// `bench-results/*.md`, as the seed throughput benchmark records it.
+/// The seed throughput record of the tree this binary was built from: `plan` falls back on
+/// its figure when the working directory has no `bench-results/` of its own (an installed
+/// binary run anywhere).
+const BUILT_IN_RECORD: &str = include_str!("../../bench-results/seed-throughput.md");
+
+/// The rate of the first line `per core: 2.5 Gbit/s` (any rate `parse_rate` reads) in
+/// `text`, as the seed throughput benchmark records it.
+fn per_core_in(text: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let i = line.to_ascii_lowercase().find("per core:")?;
+        let rest = line[i + "per core:".len()..].trim();
+        let word: String = rest.split_whitespace().take(2).collect();
+        parse_rate(&word).ok()
+    })
+}
+
+/// The per-core seed throughput and where it was read: the first `per core:` line of
+/// `bench-results/*.md` in the working directory (a benchmark run here), else the figure of
+/// `bench-results/seed-throughput.md` built into the binary.
 fn per_core_from_bench_results() -> Option<(u64, String)> {
-    let dir = Path::new("bench-results");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
+    let mut files: Vec<_> = std::fs::read_dir(Path::new("bench-results"))
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "md"))
         .collect();
     files.sort();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        for line in text.lines() {
-            let lower = line.to_ascii_lowercase();
-            if let Some(i) = lower.find("per core:") {
-                let rest = line[i + "per core:".len()..].trim();
-                let word: String = rest.split_whitespace().take(2).collect();
-                if let Ok(r) = parse_rate(&word) {
-                    return Some((r, f.display().to_string()));
-                }
-            }
-        }
-    }
-    None
+    files
+        .iter()
+        .find_map(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            Some((per_core_in(&text)?, f.display().to_string()))
+        })
+        .or_else(|| {
+            per_core_in(BUILT_IN_RECORD).map(|r| {
+                (
+                    r,
+                    "bench-results/seed-throughput.md, built into this binary".to_owned(),
+                )
+            })
+        })
 }
 
 /// Runs `seedbox plan`.
@@ -122,17 +142,16 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         rtt: (Duration::from_millis(20), Duration::from_millis(140)),
         unit: UnitArg::Auto,
     };
-    let mut rows = Vec::new();
-    for (name, mode, flag) in [
-        ("swarm", ModeArg::Swarm, "swarm"),
-        ("client-server", ModeArg::ClientServer, "client-server"),
-    ] {
+    // The two delivery modes are independent bisections: one thread each (the runs and the
+    // answers are the same as one after the other; only the wall time changes).
+    let multi = MultiProgress::new();
+    let size_mode = |name: &'static str, mode: ModeArg, flag: &str| -> anyhow::Result<Row> {
         let cfg = base_args(mode).config()?;
         let mut n = 0;
         let sized = smallest_uplink(&cfg, args.target_p95, &mut |c| {
             n += 1;
             let label = format!("{name} #{n} at {:.3} Mbit/s", mbit(c.seed_up));
-            simulate(c, args.quiet, &label)
+            simulate(c, args.quiet, &label, Some(&multi))
                 .map_err(|e| crate::sim::SimError::Invalid(e.to_string()))
         })?;
         let worst_p95 = sized
@@ -153,8 +172,17 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             args.linger.as_secs_f64(),
             args.rng_seed
         );
-        rows.push((name, sized, worst_p95, cmd));
-    }
+        Ok((name, sized, worst_p95, cmd))
+    };
+    let rows: Vec<Row> = std::thread::scope(|scope| {
+        let client_server =
+            scope.spawn(|| size_mode("client-server", ModeArg::ClientServer, "client-server"));
+        let swarm = size_mode("swarm", ModeArg::Swarm, "swarm");
+        let client_server = client_server
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        anyhow::Ok(vec![swarm?, client_server?])
+    })?;
     let per_core = match args.per_core {
         Some(r) => Some((r, "--per-core".to_owned())),
         None => per_core_from_bench_results(),
@@ -207,4 +235,25 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         outln!("  {cmd}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_per_core_line_of_a_record() {
+        assert_eq!(
+            per_core_in(
+                "intro\nCapacity: per core: 2.5 Gbit/s (64 connections)\nper core: 1 Mbit/s"
+            ),
+            Some(312_500_000)
+        );
+        assert_eq!(per_core_in("no figure here\nper core: fast"), None);
+    }
+
+    #[test]
+    fn the_built_in_record_has_a_per_core_figure() {
+        assert!(per_core_in(BUILT_IN_RECORD).is_some_and(|r| r > 0));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::units::{parse_duration, parse_peer_class, parse_rate, parse_schedule, parse_size};
 use crate::sim::{self, ChokerKind, Mode, PeerClass, Phase, Report, SimConfig, UnitChoice};
@@ -205,14 +205,22 @@ impl SimArgs {
 }
 
 /// Runs one simulation with a progress bar on a terminal; wall-clock figures go to stderr.
-pub fn simulate(cfg: &SimConfig, quiet: bool, label: &str) -> anyhow::Result<Report> {
+pub fn simulate(
+    cfg: &SimConfig,
+    quiet: bool,
+    label: &str,
+    multi: Option<&MultiProgress>,
+) -> anyhow::Result<Report> {
     let target = if quiet {
         ProgressDrawTarget::hidden()
     } else {
         ProgressDrawTarget::stderr()
     };
     let end = cfg.schedule_length().as_secs().max(1);
-    let bar = ProgressBar::with_draw_target(Some(end), target);
+    let mut bar = ProgressBar::with_draw_target(Some(end), target);
+    if let (Some(multi), false) = (multi, quiet) {
+        bar = multi.add(bar);
+    }
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} s virtual  {msg}")
             .expect("valid template")
@@ -232,11 +240,16 @@ pub fn simulate(cfg: &SimConfig, quiet: bool, label: &str) -> anyhow::Result<Rep
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     if !quiet {
-        eprintln!(
+        let line = format!(
             "{label}: {} events in {wall:.2} s wall ({:.2} M events/s)",
             report.events,
             report.events as f64 / wall.max(1e-9) / 1e6
         );
+        match multi {
+            // Printed above the bars still running, instead of through them.
+            Some(multi) if !multi.is_hidden() => multi.println(line)?,
+            _ => eprintln!("{line}"),
+        }
     }
     Ok(report)
 }
@@ -244,7 +257,7 @@ pub fn simulate(cfg: &SimConfig, quiet: bool, label: &str) -> anyhow::Result<Rep
 /// Runs `seedbox sim`.
 pub fn run(args: SimCmd) -> anyhow::Result<ExitCode> {
     let cfg = args.params.config()?;
-    let report = simulate(&cfg, args.quiet, "sim")?;
+    let report = simulate(&cfg, args.quiet, "sim", None)?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let file = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
