@@ -273,3 +273,41 @@ fn plan_sizes_both_modes_and_finds_a_per_core_figure_anywhere() {
     assert!(out.contains("built into this binary"), "{out}");
     assert_eq!(out.matches("seedbox sim --mode").count(), 2, "{out}");
 }
+
+/// `sim` re-executes itself for huge pages where the kernel gives them on request; the run,
+/// its arguments and its output are the same either way.
+#[test]
+fn sim_gives_the_same_json_with_and_without_its_huge_page_restart() {
+    let sim = |no_restart: bool| {
+        let mut cmd = seedbox();
+        cmd.env_remove("GLIBC_TUNABLES")
+            .env_remove("SEEDBOX_NO_HUGE_PAGES_REEXEC");
+        if no_restart {
+            cmd.env("SEEDBOX_NO_HUGE_PAGES_REEXEC", "1");
+        }
+        let o = cmd
+            .args([
+                "sim",
+                "--size",
+                "4MiB",
+                "--arrivals",
+                "30/min for 2m",
+                "--peer-up",
+                "2Mbit",
+                "--rng-seed",
+                "3",
+                "-q",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            out.contains("\"phases\"") && out.contains("\"rng_seed\": 3"),
+            "{out}"
+        );
+        out
+    };
+    assert_eq!(sim(false), sim(true));
+}

@@ -9,7 +9,8 @@ use clap::Args;
 use indicatif::MultiProgress;
 
 use super::sim::{
-    parse_schedule_arg, simulate, ChokerArg, ModeArg, PickerArg, Schedule, SimArgs, UnitArg,
+    parse_schedule_arg, reexec_with_huge_pages, simulate, ChokerArg, ModeArg, PickerArg, Schedule,
+    SimArgs, UnitArg,
 };
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::sim::plan::{smallest_uplink, Sized};
@@ -102,6 +103,7 @@ fn per_core_from_bench_results() -> Option<(u64, String)> {
 
 /// Runs `seedbox plan`.
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    reexec_with_huge_pages();
     let schedule_text: Vec<String> = args
         .arrivals
         .0

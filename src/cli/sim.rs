@@ -254,8 +254,53 @@ pub fn simulate(
     Ok(report)
 }
 
+/// Set by [`reexec_with_huge_pages`] in the process it starts (and by a user who wants glibc's
+/// defaults): no second re-execution.
+const NO_HUGE_PAGES_REEXEC: &str = "SEEDBOX_NO_HUGE_PAGES_REEXEC";
+
+/// Restarts the process once with glibc's malloc backing its heap with transparent huge
+/// pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, which glibc reads only at start-up), when
+/// the kernel gives them on request only (`madvise` mode). A big simulation touches tens of
+/// MB of small allocations at random, and 2 MiB pages spare it most of its TLB misses (see
+/// `bench-results/flash-crowd.md`, "Speed", session 9). Nothing happens with a
+/// `GLIBC_TUNABLES` of the user's own, with `SEEDBOX_NO_HUGE_PAGES_REEXEC` set, with THP
+/// `always` (the heap gets them anyway) or `never`, and when the exec fails (the run goes on
+/// with small pages). Results do not depend on it.
+pub fn reexec_with_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("GLIBC_TUNABLES").is_some()
+            || std::env::var_os(NO_HUGE_PAGES_REEXEC).is_some()
+        {
+            return;
+        }
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        if !thp.contains("[madvise]") {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+        let err = std::process::Command::new(&exe)
+            .arg0(arg0)
+            .args(args)
+            .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+            .env(NO_HUGE_PAGES_REEXEC, "1")
+            .exec();
+        tracing::debug!(
+            "re-executing {} for huge pages failed: {err}",
+            exe.display()
+        );
+    }
+}
+
 /// Runs `seedbox sim`.
 pub fn run(args: SimCmd) -> anyhow::Result<ExitCode> {
+    reexec_with_huge_pages();
     let cfg = args.params.config()?;
     let report = simulate(&cfg, args.quiet, "sim", None)?;
     if let Some(dir) = &args.out {
