@@ -68,6 +68,13 @@ impl Availability {
         (self.piece.as_ptr() as usize, std::mem::size_of::<Entry>())
     }
 
+    /// The address of `piece`'s entry, found by indexing (to check
+    /// [`Availability::entry_addresses`] against).
+    #[cfg(test)]
+    pub(crate) fn entry_of(&self, piece: u32) -> usize {
+        &self.piece[piece as usize] as *const Entry as usize
+    }
+
     /// How many peers have `piece`.
     pub(crate) fn count(&self, piece: u32) -> u32 {
         self.piece[piece as usize].count

@@ -968,6 +968,33 @@ mod tests {
         )
     }
 
+    /// The prefetch hints point at the records a `have` and a block of the piece touch,
+    /// and stay right while the picker works (its per-piece arrays never move).
+    #[test]
+    fn piece_lines_point_at_the_pieces_records() {
+        let mut p = picker(100, Strategy::RarestFirst, 0);
+        let lines = p.piece_lines();
+        let all = Bitfield::full(100);
+        p.peer_bitfield(1, &all).unwrap();
+        let mut out = Vec::new();
+        p.pick_into(1, &all, 8, &mut rng(), &mut out);
+        for b in out.iter().filter(|b| b.offset == 0) {
+            p.block_received(*b, 1);
+        }
+        for piece in [0, 7, 8, 63, 64, 99] {
+            assert_eq!(
+                lines.of(piece),
+                [
+                    p.avail.entry_of(piece),
+                    &p.slot[piece as usize] as *const u32 as usize,
+                    &p.have.as_bytes()[(piece / 8) as usize] as *const u8 as usize,
+                ],
+                "piece {piece}"
+            );
+        }
+        assert_eq!(p.piece_lines().of(5), lines.of(5));
+    }
+
     fn bits(len: u32, pieces: &[u32]) -> Bitfield {
         let mut b = Bitfield::new(len);
         for &p in pieces {
