@@ -91,12 +91,10 @@ impl Network {
         self.flows.as_ptr().wrapping_add(id as usize) as usize
     }
 
-    /// The addresses of the records of the hosts flow `id` joins (reads the flow's record), for
-    /// prefetch hints.
-    pub fn host_addresses(&self, id: FlowId) -> Option<[usize; 2]> {
-        let f = self.flows.get(id as usize)?;
-        let host = |h: u32| self.hosts.as_ptr().wrapping_add(h as usize) as usize;
-        Some([host(f.sender), host(f.receiver)])
+    /// The address of host `h`'s record, for prefetch hints: computed without reading
+    /// anything.
+    pub fn host_address(&self, h: u32) -> usize {
+        self.hosts.as_ptr().wrapping_add(h as usize) as usize
     }
 
     /// Whether `id` is live and its generation is `tgen`.

@@ -380,11 +380,12 @@ impl<'a> Sim<'a> {
         let (link, to, msgs) = match ev {
             Ev::Deliver { link, to, msgs, .. } => (*link, usize::from(*to), msgs),
             Ev::Sent { flow, .. } => {
-                if let Some(hosts) = self.net.host_addresses(*flow) {
-                    let f = self.net.flow(*flow);
-                    self.prefetch_end(f.link, usize::from(f.side));
-                    hosts.into_iter().for_each(prefetch);
-                }
+                // A queued completion always names a flow that exists (flows are reused, never
+                // removed).
+                let f = self.net.flow(*flow);
+                self.prefetch_end(f.link, usize::from(f.side));
+                prefetch(self.net.host_address(f.sender));
+                prefetch(self.net.host_address(f.receiver));
                 return;
             }
             _ => return,
