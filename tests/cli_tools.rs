@@ -311,3 +311,49 @@ fn sim_gives_the_same_json_with_and_without_its_huge_page_restart() {
     };
     assert_eq!(sim(false), sim(true));
 }
+
+/// `--max-units` groups whole pieces: 64 pieces of 256 KiB capped at 16 units run exactly as
+/// 16 pieces of 1 MiB, and the output says which unit was used.
+#[test]
+fn sim_max_units_runs_groups_of_pieces_as_bigger_pieces() {
+    let sim = |extra: &[&str]| {
+        let o = seedbox()
+            .args([
+                "sim",
+                "--size",
+                "16MiB",
+                "--unit",
+                "piece",
+                "--arrivals",
+                "30/min for 2m",
+                "--peer-up",
+                "2Mbit",
+                "--peer-down",
+                "8Mbit",
+                "-q",
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let grouped = sim(&["--max-units", "16"]);
+    let big_pieces = sim(&["--piece-length", "1MiB"]);
+    let pieces = sim(&[]);
+    assert_eq!(grouped["unit"], "piece-group");
+    assert_eq!(grouped["units"], 16);
+    assert_eq!(grouped["unit_bytes"], 1 << 20);
+    assert_eq!(grouped["config"]["max_units"], 16);
+    assert_eq!(big_pieces["unit"], "piece");
+    assert_eq!(pieces["units"], 64);
+    assert!(pieces["config"].get("max_units").is_none());
+    assert_eq!(grouped["phases"], big_pieces["phases"]);
+    assert_ne!(grouped["phases"], pieces["phases"]);
+    let o = seedbox()
+        .args(["sim", "--max-units", "0", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

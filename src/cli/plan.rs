@@ -14,6 +14,7 @@ use super::sim::{
 };
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::sim::plan::{smallest_uplink, Sized};
+use crate::sim::AUTO_MAX_UNITS;
 
 /// Arguments of `seedbox plan`.
 #[derive(Debug, Args)]
@@ -45,6 +46,10 @@ pub struct PlanArgs {
     /// Seed of the random generator.
     #[arg(long, default_value_t = 1)]
     pub rng_seed: u64,
+    /// Most transfer units per simulation: beyond it whole pieces are grouped into coarser
+    /// units (faster, less exact), as `seedbox sim --max-units`.
+    #[arg(long, default_value_t = AUTO_MAX_UNITS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_units: u64,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -143,6 +148,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         rng_seed: args.rng_seed,
         rtt: (Duration::from_millis(20), Duration::from_millis(140)),
         unit: UnitArg::Auto,
+        max_units: args.max_units,
     };
     // The two delivery modes are independent bisections: one thread each (the runs and the
     // answers are the same as one after the other; only the wall time changes).
@@ -162,7 +168,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .filter_map(|p| p.p95_s)
             .fold(0.0, f64::max);
-        let cmd = format!(
+        let mut cmd = format!(
             "seedbox sim --mode {flag} --size {} --piece-length {} --seed-up {}bit \
              --peer-up {}bit --peer-down {}bit --arrivals '{}' --linger {}s --rng-seed {}",
             args.size,
@@ -174,6 +180,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             args.linger.as_secs_f64(),
             args.rng_seed
         );
+        if args.max_units != AUTO_MAX_UNITS {
+            cmd += &format!(" --max-units {}", args.max_units);
+        }
         Ok((name, sized, worst_p95, cmd))
     };
     let rows: Vec<Row> = std::thread::scope(|scope| {

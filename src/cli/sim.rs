@@ -9,7 +9,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::units::{parse_duration, parse_peer_class, parse_rate, parse_schedule, parse_size};
-use crate::sim::{self, ChokerKind, Mode, PeerClass, Phase, Report, SimConfig, UnitChoice};
+use crate::sim::{
+    self, ChokerKind, Mode, PeerClass, Phase, Report, SimConfig, UnitChoice, AUTO_MAX_UNITS,
+};
 use crate::swarm::Strategy;
 
 /// Delivery mode.
@@ -110,6 +112,10 @@ pub struct SimArgs {
     /// Transfer unit.
     #[arg(long, value_enum, default_value = "auto")]
     pub unit: UnitArg,
+    /// Most transfer units: beyond it whole pieces are grouped into coarser units (faster,
+    /// less exact; the output names the unit used).
+    #[arg(long, default_value_t = AUTO_MAX_UNITS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_units: u64,
 }
 
 /// Arguments of `seedbox sim`.
@@ -197,6 +203,7 @@ impl SimArgs {
                 UnitArg::Block => UnitChoice::Block,
                 UnitArg::Piece => UnitChoice::Piece,
             },
+            max_units: self.max_units,
             ..SimConfig::default()
         };
         cfg.validate()?;

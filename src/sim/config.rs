@@ -28,18 +28,21 @@ pub enum ChokerKind {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnitChoice {
-    /// Pick by size: blocks up to [`AUTO_MAX_BLOCKS`] blocks, then pieces up to
-    /// [`AUTO_MAX_UNITS`] pieces, then groups of whole pieces.
+    /// Pick by size: blocks up to [`AUTO_MAX_BLOCKS`] blocks (and at most
+    /// [`SimConfig::max_units`]), then pieces up to [`SimConfig::max_units`] pieces, then
+    /// groups of whole pieces.
     Auto,
     /// 16 KiB blocks, as on the wire.
     Block,
-    /// Whole pieces (or groups of pieces when there are more than [`AUTO_MAX_UNITS`]).
+    /// Whole pieces (or groups of pieces when there are more than
+    /// [`SimConfig::max_units`]).
     Piece,
 }
 
 /// Releases of at most this many 16 KiB blocks are simulated block by block.
 pub const AUTO_MAX_BLOCKS: u64 = 4096;
-/// At most this many units when simulating at piece granularity; more pieces are grouped.
+/// The default of [`SimConfig::max_units`]: at most this many units when simulating at
+/// piece granularity; more pieces are grouped.
 pub const AUTO_MAX_UNITS: u64 = 4096;
 
 /// A class of peers: its share of arrivals and its access link.
@@ -107,6 +110,11 @@ pub struct SimConfig {
     pub rtt: (Duration, Duration),
     /// Transfer unit.
     pub unit: UnitChoice,
+    /// Most units at piece granularity: beyond it consecutive pieces are grouped into units
+    /// of whole pieces (a coarser, faster and less exact run). Left out of the JSON at its
+    /// default, [`AUTO_MAX_UNITS`].
+    #[serde(skip_serializing_if = "is_default_max_units")]
+    pub max_units: u64,
     /// Stop this long after the last phase even if leechers remain (they count as unfinished).
     #[serde(serialize_with = "ser_secs")]
     pub drain: Duration,
@@ -116,6 +124,10 @@ pub struct SimConfig {
     /// (used by `plan` to reject an uplink quickly); `None` runs to the end.
     #[serde(skip)]
     pub abort_after: Option<Duration>,
+}
+
+fn is_default_max_units(n: &u64) -> bool {
+    *n == AUTO_MAX_UNITS
 }
 
 fn ser_strategy<S: serde::Serializer>(st: &Strategy, s: S) -> Result<S::Ok, S::Error> {
@@ -167,6 +179,7 @@ impl Default for SimConfig {
             rng_seed: 1,
             rtt: (Duration::from_millis(20), Duration::from_millis(140)),
             unit: UnitChoice::Auto,
+            max_units: AUTO_MAX_UNITS,
             drain: Duration::from_secs(24 * 3600),
             numwant: 50,
             abort_after: None,
@@ -225,7 +238,7 @@ impl Units {
         let by_block = match cfg.unit {
             UnitChoice::Block => true,
             UnitChoice::Piece => false,
-            UnitChoice::Auto => blocks <= AUTO_MAX_BLOCKS,
+            UnitChoice::Auto => blocks <= AUTO_MAX_BLOCKS.min(cfg.max_units),
         };
         if by_block {
             if pieces > u64::from(u32::MAX) || blocks > 50_000_000 {
@@ -241,7 +254,7 @@ impl Units {
                 total: cfg.size,
             });
         }
-        let group = pieces.div_ceil(AUTO_MAX_UNITS).max(1);
+        let group = pieces.div_ceil(cfg.max_units.max(1)).max(1);
         let unit_bytes = group * u64::from(cfg.piece_length);
         let count = cfg.size.div_ceil(unit_bytes);
         Ok(Units {
@@ -328,6 +341,9 @@ impl SimConfig {
         if self.rtt.0 > self.rtt.1 {
             return bad("rtt range is reversed");
         }
+        if self.max_units == 0 {
+            return bad("max units must be at least 1");
+        }
         Units::for_config(self).map(|_| ())
     }
 
@@ -372,5 +388,47 @@ mod tests {
         assert_eq!(u.count, 1001);
         assert_eq!(u.real_bytes(u.geometry.block(1000, 0)), 5);
         assert_eq!(u.describe(), "1001 pieces of 1 MiB");
+    }
+
+    #[test]
+    fn max_units_groups_whole_pieces() {
+        // 1,000 pieces of 256 KiB: capped at 250 units, four pieces a unit, as if the pieces
+        // were 1 MiB; a cap above the piece count leaves pieces alone.
+        let mut c = SimConfig {
+            size: 250 << 20,
+            ..SimConfig::default()
+        };
+        assert_eq!(
+            Units::for_config(&c).unwrap().describe(),
+            "1000 pieces of 256 KiB"
+        );
+        c.max_units = 250;
+        let u = Units::for_config(&c).unwrap();
+        assert_eq!(u.kind, UnitKind::PieceGroup);
+        assert_eq!(u.describe(), "250 piece groups of 1 MiB");
+        c.max_units = 300;
+        assert_eq!(
+            Units::for_config(&c).unwrap().count,
+            250,
+            "groups of 4: at most 300"
+        );
+        c.max_units = 200;
+        assert_eq!(
+            Units::for_config(&c).unwrap().count,
+            200,
+            "groups of 5 whole pieces"
+        );
+        c.max_units = 1000;
+        assert_eq!(Units::for_config(&c).unwrap().kind, UnitKind::Piece);
+        // A small release goes block by block only while its blocks fit under the cap.
+        let mut small = SimConfig::default();
+        assert_eq!(Units::for_config(&small).unwrap().kind, UnitKind::Block);
+        small.max_units = 10;
+        assert_eq!(
+            Units::for_config(&small).unwrap().describe(),
+            "4 pieces of 256 KiB"
+        );
+        small.max_units = 0;
+        assert!(small.validate().is_err());
     }
 }

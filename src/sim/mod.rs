@@ -14,8 +14,8 @@
 //!
 //! Transfer unit: releases of up to [`AUTO_MAX_BLOCKS`] 16 KiB blocks move block by block
 //! as on the wire; larger ones move whole pieces (or groups of pieces, to keep at most
-//! [`AUTO_MAX_UNITS`] units), the engine's types then seeing one block per unit
-//! ([`Units`]). The report says which.
+//! [`SimConfig::max_units`] units, [`AUTO_MAX_UNITS`] by default), the engine's types then
+//! seeing one block per unit ([`Units`]). The report says which.
 
 pub mod arrivals;
 pub mod config;
