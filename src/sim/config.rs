@@ -241,6 +241,16 @@ impl Units {
             UnitChoice::Auto => blocks <= AUTO_MAX_BLOCKS.min(cfg.max_units),
         };
         if by_block {
+            if cfg.unit == UnitChoice::Block
+                && cfg.max_units != AUTO_MAX_UNITS
+                && blocks > cfg.max_units
+            {
+                return Err(SimError::Invalid(format!(
+                    "{blocks} blocks by block is more than max units {}; max units groups \
+                     pieces, so leave the unit to auto or piece",
+                    cfg.max_units
+                )));
+            }
             if pieces > u64::from(u32::MAX) || blocks > 50_000_000 {
                 return Err(SimError::Invalid(format!(
                     "{blocks} blocks is too many to simulate block by block"
@@ -428,6 +438,10 @@ mod tests {
             Units::for_config(&small).unwrap().describe(),
             "4 pieces of 256 KiB"
         );
+        small.unit = UnitChoice::Block;
+        assert!(small.validate().is_err(), "blocks cannot be grouped");
+        small.max_units = 62;
+        assert_eq!(Units::for_config(&small).unwrap().count, 62);
         small.max_units = 0;
         assert!(small.validate().is_err());
     }
