@@ -233,6 +233,9 @@ impl Units {
         if cfg.piece_length == 0 {
             return Err(SimError::Invalid("piece length must be positive".into()));
         }
+        if cfg.max_units == 0 {
+            return Err(SimError::Invalid("max units must be at least 1".into()));
+        }
         let blocks = cfg.size.div_ceil(u64::from(BLOCK_SIZE));
         let pieces = cfg.size.div_ceil(u64::from(cfg.piece_length));
         let by_block = match cfg.unit {
@@ -264,7 +267,7 @@ impl Units {
                 total: cfg.size,
             });
         }
-        let group = pieces.div_ceil(cfg.max_units.max(1)).max(1);
+        let group = pieces.div_ceil(cfg.max_units).max(1);
         let unit_bytes = group * u64::from(cfg.piece_length);
         let count = cfg.size.div_ceil(unit_bytes);
         Ok(Units {
@@ -350,9 +353,6 @@ impl SimConfig {
         }
         if self.rtt.0 > self.rtt.1 {
             return bad("rtt range is reversed");
-        }
-        if self.max_units == 0 {
-            return bad("max units must be at least 1");
         }
         Units::for_config(self).map(|_| ())
     }
