@@ -8,6 +8,7 @@
 //! - [`tracker`]: tracker request/response types (sans-IO), the tracker server and client.
 //! - [`storage`]: torrent data laid over memory-mapped files.
 //! - [`engine`]: the thread-per-core io_uring runtime that runs peers (the I/O edge).
+//! - [`service`]: the seed service's admin HTTP API, metrics and status page.
 //! - [`sim`]: a discrete-event swarm simulator that drives the same sans-IO logic.
 //! - [`bench`]: the load generator.
 //! - [`cli`]: the `seedbox` command line.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod engine;
 pub mod metainfo;
 pub mod protocol;
+pub mod service;
 pub mod sim;
 pub mod storage;
 pub mod swarm;
