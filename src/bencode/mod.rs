@@ -8,6 +8,11 @@
 //! The decoder is lenient where real files are (unsorted or duplicate keys are kept as found)
 //! and strict where safety needs it (nesting depth, integer syntax, truncation, trailing data),
 //! and every error names the byte offset it happened at.
+//!
+//! Trailing data: [`decode`] refuses bytes after the value, and tracker replies and peer
+//! messages go through it, since a tail there means a misframed body or message. Only a
+//! `.torrent` file is read with [`decode_prefix`] and its tail ignored with a warning, as
+//! libtorrent and other mainstream clients load such files (the tail is outside the info-hash).
 
 mod decode;
 mod encode;

@@ -67,6 +67,9 @@ pub enum MetainfoError {
         /// Piece length.
         piece_length: u32,
     },
+    /// Every file is empty (total size 0): nothing to transfer. libtorrent refuses these too.
+    #[error("the torrent's content is empty (total size 0 bytes): there is nothing to share")]
+    EmptyContent,
     /// A v2-only torrent (no v1 `pieces`).
     #[error("v2-only torrents are not supported: the info dictionary has no v1 `pieces`")]
     V2Only,

@@ -8,6 +8,7 @@
 mod builder;
 mod create;
 mod error;
+mod file_tree;
 mod info_hash;
 mod magnet;
 mod path;

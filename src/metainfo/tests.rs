@@ -124,39 +124,214 @@ fn builder_output_parses_back_identically() {
     assert!(m.starts_with(&format!("magnet:?xt=urn:btih:{}&dn=rel&tr=", t.info_hash)));
 }
 
-#[test]
-fn hybrid_torrent_is_used_through_its_v1_part_with_padding() {
-    let pad = Owned::dict()
-        .insert("attr", "p")
-        .insert("length", 16374i64)
-        .insert("path", Owned::List(vec![".pad".into(), "16374".into()]));
+/// A hybrid torrent shaped like libtorrent 2.0's output for files `a` (10 bytes) and `b`
+/// (5 bytes): v1 `files` with BEP 47 padding and a v2 `file tree`. `tree` replaces the tree.
+fn hybrid(tree: Option<Owned>) -> Owned {
+    let pad = |len: i64| {
+        Owned::dict()
+            .insert("attr", "p")
+            .insert("length", len)
+            .insert(
+                "path",
+                Owned::List(vec![".pad".into(), len.to_string().as_str().into()]),
+            )
+    };
     let f = |name: &str, len: i64| {
         Owned::dict()
             .insert("length", len)
             .insert("path", Owned::List(vec![name.into()]))
     };
+    let leaf = |len: i64| {
+        Owned::dict().insert(
+            "",
+            Owned::dict()
+                .insert("length", len)
+                .insert("pieces root", vec![9u8; 32]),
+        )
+    };
+    let tree = tree.unwrap_or_else(|| Owned::dict().insert("a", leaf(10)).insert("b", leaf(5)));
     let info = Owned::dict()
         .insert("name", "h")
         .insert("meta version", 2i64)
+        .insert("file tree", tree)
         .insert(
-            "file tree",
-            Owned::dict().insert(
-                "a",
-                Owned::dict().insert("", Owned::dict().insert("length", 10i64)),
-            ),
+            "files",
+            Owned::List(vec![f("a", 10), pad(16374), f("b", 5), pad(16379)]),
         )
-        .insert("files", Owned::List(vec![f("a", 10), pad, f("b", 5)]))
         .insert("piece length", 16384i64)
         .insert("pieces", hashes(2));
-    let bytes = Owned::dict()
-        .insert("info", info.clone())
+    Owned::dict()
+        .insert("info", info)
         .insert("piece layers", Owned::dict())
-        .encode();
-    let t = Torrent::from_bytes(&bytes).unwrap();
+}
+
+fn v2_leaf(entry: Owned) -> Owned {
+    Owned::dict().insert("", entry)
+}
+
+#[test]
+fn hybrid_torrent_is_used_through_its_v1_part_with_padding() {
+    let t = Torrent::from_bytes(&hybrid(None).encode()).unwrap();
     assert!(t.info_hash_v2.is_some());
-    assert_eq!(t.files.iter().filter(|f| f.padding).count(), 1);
+    assert_eq!(t.files.iter().filter(|f| f.padding).count(), 2);
     assert_eq!(t.files[2].offset, 16384);
     assert!(t.magnet().contains("&xt=urn:btmh:1220"));
+}
+
+/// Each broken `file tree` below was built the same way from a libtorrent-made hybrid torrent
+/// and given to libtorrent 2.0.8 (`/usr/bin/python3`, `libtorrent.torrent_info(bytes)`), which
+/// refused every one: "invalid length of torrent" (negative, missing or non-integer length),
+/// "a v2 file entry has no root hash" (missing or 31-byte `pieces root`), "failed to parse
+/// files from torrent file" (a node that is not a dictionary, a file entry with siblings),
+/// "the v1 and v2 file metadata does not match" (other length, extra file, renamed file) and
+/// "the v2 torrent file has no file tree". It loaded an empty folder node and an unknown key
+/// in a file entry, and so does seedbox.
+#[test]
+fn hybrid_with_an_invalid_file_tree_entry_is_refused_as_libtorrent_refuses_it() {
+    let leaf = |len: i64| {
+        Owned::dict()
+            .insert("length", len)
+            .insert("pieces root", vec![9u8; 32])
+    };
+    let tree = |a: Owned| Owned::dict().insert("a", a).insert("b", v2_leaf(leaf(5)));
+    let refused = [
+        ("negative length", tree(v2_leaf(leaf(-1))), "length"),
+        (
+            "missing length",
+            tree(v2_leaf(Owned::dict().insert("pieces root", vec![9u8; 32]))),
+            "length",
+        ),
+        (
+            "length not an integer",
+            tree(v2_leaf(
+                Owned::dict()
+                    .insert("length", "10")
+                    .insert("pieces root", vec![9u8; 32]),
+            )),
+            "length",
+        ),
+        (
+            "missing pieces root",
+            tree(v2_leaf(Owned::dict().insert("length", 10i64))),
+            "pieces root",
+        ),
+        (
+            "short pieces root",
+            tree(v2_leaf(
+                Owned::dict()
+                    .insert("length", 10i64)
+                    .insert("pieces root", vec![9u8; 31]),
+            )),
+            "pieces root",
+        ),
+        (
+            "file entry not a dictionary",
+            tree(v2_leaf("oops".into())),
+            "not a dictionary",
+        ),
+        (
+            "node not a dictionary",
+            tree(Owned::Int(5)),
+            "not a dictionary",
+        ),
+        (
+            "file entry with a sibling",
+            tree(v2_leaf(leaf(10)).insert("z", v2_leaf(leaf(0)))),
+            "both a file and a folder",
+        ),
+        (
+            "length differs from v1",
+            tree(v2_leaf(leaf(11))),
+            "different files",
+        ),
+        (
+            "extra file",
+            tree(v2_leaf(leaf(10))).insert("c", v2_leaf(Owned::dict().insert("length", 0i64))),
+            "different files",
+        ),
+        (
+            "renamed file",
+            Owned::dict()
+                .insert("x", v2_leaf(leaf(10)))
+                .insert("b", v2_leaf(leaf(5))),
+            "different files",
+        ),
+        (
+            "dot-dot name",
+            Owned::dict()
+                .insert("..", v2_leaf(leaf(10)))
+                .insert("b", v2_leaf(leaf(5))),
+            "unsafe path",
+        ),
+        (
+            "file tree not a dictionary",
+            Owned::Int(3),
+            "no `file tree`",
+        ),
+    ];
+    for (what, tree, message) in refused {
+        let e = err(&hybrid(Some(tree)).encode());
+        assert!(e.contains(message), "{what}: {e}");
+    }
+    let loaded = [
+        (
+            "empty folder",
+            tree(v2_leaf(leaf(10))).insert("c", Owned::dict()),
+        ),
+        (
+            "unknown key in a file entry",
+            tree(v2_leaf(leaf(10).insert("foo", 1i64))),
+        ),
+    ];
+    for (what, tree) in loaded {
+        assert!(
+            Torrent::from_bytes(&hybrid(Some(tree)).encode()).is_ok(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn v2_keys_need_meta_version_2_and_unknown_meta_versions_are_refused() {
+    // libtorrent 2.0.8: "the torrent contains v2 keys but does not specify meta version 2" and
+    // "the torrent file has an unknown meta version".
+    let with_version = |v: i64| {
+        let Owned::Dict(mut root) = hybrid(None) else {
+            unreachable!()
+        };
+        let Some(Owned::Dict(info)) = root.get_mut(&b"info"[..]) else {
+            unreachable!()
+        };
+        info.insert(b"meta version".to_vec(), Owned::Int(v));
+        Owned::Dict(root).encode()
+    };
+    assert!(err(&with_version(1)).contains("without `meta version` 2"));
+    assert!(err(&with_version(3)).contains("unknown `meta version` 3"));
+}
+
+/// libtorrent 2.0.8 refuses both with "invalid length of torrent".
+#[test]
+fn empty_content_is_refused_as_libtorrent_refuses_it() {
+    let all_empty = multi(vec![(vec!["a"], 0), (vec!["b"], 0)], 16384).encode();
+    assert!(err(&all_empty).contains("total size 0"));
+    assert!(err(&single(0, 16384, Vec::new()).encode()).contains("total size 0"));
+}
+
+/// libtorrent 2.0.8 loads a torrent followed by `garbage\n` or by a second value and ignores
+/// the tail; so does seedbox (with a warning), keeping the info-hash of the `info` value.
+#[test]
+fn data_after_the_root_dictionary_is_ignored() {
+    let good = single(10, 16384, hashes(1)).encode();
+    let expected = Torrent::from_bytes(&good).unwrap().info_hash;
+    for tail in [&b"garbage\n"[..], b"i1e", b"d", b"\0\0\0"] {
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(tail);
+        let t = Torrent::from_bytes(&bytes).unwrap();
+        assert_eq!(t.info_hash, expected);
+    }
+    // Still strict inside the dictionary, and a tail cannot rescue a broken root.
+    assert!(err(&good[..good.len() - 1]).contains("truncated"));
+    assert!(err(b"i1egarbage").contains("not a dictionary"));
 }
 
 #[test]

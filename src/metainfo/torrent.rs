@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
 
+use super::file_tree::check_file_tree;
 use super::path::{component_problem, relative_path};
 use super::{magnet::magnet_link, InfoHash, MetainfoError};
 use crate::bencode::{self, Kind, Value};
@@ -135,7 +136,18 @@ impl Torrent {
                 limit: MAX_TORRENT_FILE_SIZE,
             });
         }
-        let root = bencode::decode(bytes)?;
+        // A tail after the root dictionary is ignored with a warning, as libtorrent and other
+        // mainstream clients ignore it: the info-hash covers only the `info` value, so the tail
+        // cannot change what is transferred. Everything else bencoded (tracker replies, peer
+        // messages) stays strict.
+        let (root, end) = bencode::decode_prefix(bytes)?;
+        if end != bytes.len() {
+            tracing::warn!(
+                trailing_bytes = bytes.len() - end,
+                offset = end,
+                "torrent file has data after its root dictionary; ignoring it"
+            );
+        }
         if !matches!(root.kind, Kind::Dict(_)) {
             return Err(MetainfoError::NotADictionary(root.type_name()));
         }
@@ -149,6 +161,13 @@ impl Torrent {
         let raw: RawInfo = serde_bencode::from_bytes(info.raw)
             .map_err(|e| MetainfoError::InvalidInfo(e.to_string()))?;
         let mut torrent = Self::from_info(raw, info.raw)?;
+        if torrent.info_hash_v2.is_some() {
+            check_file_tree(info, &torrent.files)?;
+        } else if info.get("file tree").is_some() {
+            return Err(MetainfoError::InvalidInfo(
+                "a `file tree` (v2) without `meta version` 2".into(),
+            ));
+        }
         torrent.read_top_level(&root);
         Ok(torrent)
     }
@@ -164,6 +183,11 @@ impl Torrent {
             Some(p) if p <= 0 || p > MAX_PIECE_LENGTH => return Err(MetainfoError::PieceLength(p)),
             Some(p) => p as u32,
         };
+        if let Some(version) = raw.meta_version.filter(|&v| v != 1 && v != 2) {
+            return Err(MetainfoError::InvalidInfo(format!(
+                "unknown `meta version` {version}"
+            )));
+        }
         let pieces = match raw.pieces {
             Some(p) => p.into_vec(),
             None if raw.meta_version == Some(2) => return Err(MetainfoError::V2Only),
@@ -201,6 +225,9 @@ impl Torrent {
             });
         }
 
+        if total_length == 0 {
+            return Err(MetainfoError::EmptyContent);
+        }
         if pieces.len() % 20 != 0 {
             return Err(MetainfoError::PiecesNotMultipleOf20(pieces.len()));
         }
