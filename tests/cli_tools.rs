@@ -88,7 +88,7 @@ fn show_json_has_the_documented_fields() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["name"], "f.bin");
     assert_eq!(v["info_hash"].as_str().unwrap().len(), 40);
-    assert_eq!(v["piece_length"], 262_144);
+    assert_eq!(v["piece_length"], 16_384);
     assert_eq!(v["total_length"], 100_000);
     assert_eq!(v["files"][0]["length"], 100_000);
     assert!(v["magnet"]
@@ -347,7 +347,7 @@ fn sim_max_units_runs_groups_of_pieces_as_bigger_pieces() {
     assert_eq!(grouped["unit_bytes"], 1 << 20);
     assert_eq!(grouped["config"]["max_units"], 16);
     assert_eq!(big_pieces["unit"], "piece");
-    assert_eq!(pieces["units"], 64);
+    assert_eq!(pieces["units"], 256);
     assert!(pieces["config"].get("max_units").is_none());
     assert_eq!(grouped["phases"], big_pieces["phases"]);
     assert_ne!(grouped["phases"], pieces["phases"]);

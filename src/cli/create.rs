@@ -21,7 +21,9 @@ pub struct CreateArgs {
     #[arg(short = 'a', long = "announce", value_name = "URL")]
     pub announce: Vec<String>,
     /// Piece length in bytes (a power of two, 16 KiB to 256 MiB; suffixes K/M accepted) or
-    /// `auto`: the smallest power of two from 256 KiB to 16 MiB giving at most 4096 pieces.
+    /// `auto`: libtorrent's size rule, the smallest power of two from 16 KiB to 16 MiB at
+    /// least ten times the square root of the total size (1 MB: 16 KiB; 1 GiB: 512 KiB;
+    /// 100 GiB: 4 MiB; see `auto_piece_length` and tuning.md).
     #[arg(short = 'l', long, value_name = "BYTES|auto", default_value = "auto", value_parser = parse_piece_length)]
     pub piece_length: PieceLength,
     /// Mark the torrent private (BEP 27): peers only from its trackers.

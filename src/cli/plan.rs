@@ -13,6 +13,7 @@ use super::sim::{
     SimArgs, UnitArg,
 };
 use super::units::{parse_duration, parse_rate, parse_size};
+use crate::metainfo::auto_piece_length;
 use crate::sim::plan::{smallest_uplink, Sized};
 use crate::sim::AUTO_MAX_UNITS;
 
@@ -40,9 +41,10 @@ pub struct PlanArgs {
     /// Seed throughput of one seedbox core (default: read from bench-results/).
     #[arg(long, value_parser = parse_rate)]
     pub per_core: Option<u64>,
-    /// Piece length in bytes.
-    #[arg(long, value_parser = parse_size, default_value = "262144")]
-    pub piece_length: u64,
+    /// Piece length in bytes (default: `seedbox create`'s automatic piece length for
+    /// `--size`).
+    #[arg(long, value_parser = parse_size)]
+    pub piece_length: Option<u64>,
     /// Seed of the random generator.
     #[arg(long, default_value_t = 1)]
     pub rng_seed: u64,
@@ -130,10 +132,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let schedule_text = schedule_text.join(", ");
+    let piece_length = args
+        .piece_length
+        .unwrap_or_else(|| u64::from(auto_piece_length(args.size)));
     let base_args = |mode: ModeArg| SimArgs {
         mode,
         size: args.size,
-        piece_length: args.piece_length,
+        piece_length: Some(piece_length),
         seed_up: 125_000,
         peer_up: args.peer_up,
         peer_down: args.peer_down,
@@ -172,7 +177,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             "seedbox sim --mode {flag} --size {} --piece-length {} --seed-up {}bit \
              --peer-up {}bit --peer-down {}bit --arrivals '{}' --linger {}s --rng-seed {}",
             args.size,
-            args.piece_length,
+            piece_length,
             sized.uplink * 8,
             args.peer_up * 8,
             args.peer_down * 8,

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::units::{parse_duration, parse_peer_class, parse_rate, parse_schedule, parse_size};
+use crate::metainfo::auto_piece_length;
 use crate::sim::{
     self, ChokerKind, Mode, PeerClass, Phase, Report, SimConfig, UnitChoice, AUTO_MAX_UNITS,
 };
@@ -63,9 +64,10 @@ pub struct SimArgs {
     /// Release size in bytes (`1000000`, `1MB`, `32MiB`, `50GiB`).
     #[arg(long, value_parser = parse_size, default_value = "1000000")]
     pub size: u64,
-    /// Piece length in bytes.
-    #[arg(long, value_parser = parse_size, default_value = "262144")]
-    pub piece_length: u64,
+    /// Piece length in bytes (default: `seedbox create`'s automatic piece length for
+    /// `--size`, libtorrent's rule: 16 KiB for 1 MB, 512 KiB for 1 GiB).
+    #[arg(long, value_parser = parse_size)]
+    pub piece_length: Option<u64>,
     /// The origin seed's uplink (`1Mbit`, `384kbit`, `10Gbit`, `2MB/s`).
     #[arg(long, value_parser = parse_rate, default_value = "1Mbit")]
     pub seed_up: u64,
@@ -161,6 +163,12 @@ fn parse_rtt(s: &str) -> Result<(Duration, Duration), String> {
 }
 
 impl SimArgs {
+    /// `--piece-length`, or `seedbox create`'s automatic piece length for `--size`.
+    pub fn piece_length(&self) -> u64 {
+        self.piece_length
+            .unwrap_or_else(|| u64::from(auto_piece_length(self.size)))
+    }
+
     /// The simulator configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<SimConfig> {
         let classes = if self.peer_class.is_empty() {
@@ -178,7 +186,7 @@ impl SimArgs {
                 ModeArg::ClientServer => Mode::ClientServer,
             },
             size: self.size,
-            piece_length: u32::try_from(self.piece_length)
+            piece_length: u32::try_from(self.piece_length())
                 .context("--piece-length must fit in 32 bits")?,
             seed_up: self.seed_up,
             classes,

@@ -21,7 +21,7 @@ pub use error::MetainfoError;
 pub use info_hash::InfoHash;
 pub use magnet::magnet_link;
 pub use path::component_problem;
-pub use piece_length::{auto_piece_length, AUTO_MAX, AUTO_MIN, AUTO_TARGET_PIECES};
+pub use piece_length::{auto_piece_length, AUTO_MAX, AUTO_MIN};
 pub use torrent::{
     FileEntry, LoadError, Torrent, MAX_CONTENT_LENGTH, MAX_FILES, MAX_PIECE_LENGTH,
     MAX_TORRENT_FILE_SIZE,
