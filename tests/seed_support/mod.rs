@@ -30,12 +30,15 @@ impl Seed {
         Seed::start_announcing(&all, cwd)
     }
 
-    /// Like [`Seed::start`], but announcing to the torrents' trackers.
+    /// Like [`Seed::start`], but announcing to the torrents' trackers. `--listen 127.0.0.1:0`
+    /// unless `args` has a `--listen`.
     pub fn start_announcing(args: &[&str], cwd: &Path) -> Seed {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seedbox"))
-            .arg("seed")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seedbox"));
+        cmd.arg("seed").args(args);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
             .current_dir(cwd)
             .env("SEEDBOX_LOG", "info")
             .stdout(Stdio::piped())

@@ -8,8 +8,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
 use super::{Shared, TrackerStats};
 use crate::tracker::announce::AnnounceRequest;
 use crate::tracker::udp_codec::{Request, Response, UdpAnnounce};
@@ -18,22 +16,11 @@ use crate::tracker::udp_codec::{Request, Response, UdpAnnounce};
 /// the codec (a scrape of 74 hashes is 1496 bytes).
 const MAX_PACKET: usize = 2048;
 
-/// Binds `count` UDP sockets on `addr` with `SO_REUSEPORT` (port 0: the first picks it).
+/// Binds `count` UDP sockets on `addr` with `SO_REUSEPORT` (port 0: the first picks it), the
+/// group private to this process ([`crate::engine::listen::bind_reuseport_udp`]).
 pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
-    let mut out = Vec::with_capacity(count.max(1));
-    let mut addr = addr;
-    for _ in 0..count.max(1) {
-        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_address(true)?;
-        s.set_reuse_port(true)?;
-        // Bursts of announces: a bigger receive queue drops fewer (best effort).
-        let _ = s.set_recv_buffer_size(4 << 20);
-        s.bind(&addr.into())?;
-        let s: UdpSocket = s.into();
-        addr = s.local_addr()?;
-        out.push(s);
-    }
-    Ok(out)
+    // Bursts of announces: a bigger receive queue drops fewer (best effort).
+    crate::engine::listen::bind_reuseport_udp(addr, count, 4 << 20)
 }
 
 fn error(transaction_id: u32, message: &str) -> Response {
