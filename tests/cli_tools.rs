@@ -100,6 +100,43 @@ fn show_json_has_the_documented_fields() {
 
 /// Output into a pipe whose reader has gone (`seedbox show T | head -1`) ends the command
 /// quietly with status 141, as SIGPIPE would, instead of a "Broken pipe" panic.
+/// Every command with `--json` prints a JSON object with `error` when it fails, and exits 1.
+#[test]
+fn json_commands_print_an_error_object_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.torrent");
+    let missing = missing.to_str().unwrap();
+    let junk = dir.path().join("junk.torrent");
+    std::fs::write(&junk, b"not bencode").unwrap();
+    let junk = junk.to_str().unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["show", "--json", missing],
+        vec!["show", "--json", junk],
+        vec!["verify", "--json", missing],
+        vec![
+            "get",
+            "--json",
+            "--no-tracker",
+            "-o",
+            dir.path().to_str().unwrap(),
+            missing,
+        ],
+        vec!["bench", "load", "127.0.0.1:9", "--torrent", junk, "--json"],
+        vec!["sim", "--json", "--size", "0"],
+    ];
+    for args in cases {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {:?}", o.stdout));
+        let error = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{args:?}: {v}"));
+        assert!(!error.is_empty(), "{args:?}");
+        assert!(stderr(&o).contains(error), "{args:?}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn a_closed_stdout_pipe_ends_quietly_with_141() {
     use std::os::fd::{FromRawFd, OwnedFd};

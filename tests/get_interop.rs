@@ -203,7 +203,51 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_reported_complete() {
     let (code, report, err) = get(&t, &small, &["127.0.0.1:9".into()], &["--linger", "0"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not enough disk space"), "{err}");
-    assert!(report.is_null(), "no report may claim anything: {report}");
+    assert!(
+        report.get("complete").is_none(),
+        "no report may claim anything: {report}"
+    );
+    assert!(report["error"]
+        .as_str()
+        .unwrap()
+        .contains("not enough disk space"));
+    assert!(
+        !small.join("big.bin").exists(),
+        "a failed get left a file behind"
+    );
+}
+
+/// A get that cannot start (its listen port is taken) leaves no empty file behind.
+#[test]
+fn a_get_that_cannot_listen_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_dir = dir_in(dir.path(), "seed");
+    write_tree(&seed_dir, &[("one.bin", 100_000)]);
+    let t = dir.path().join("one.torrent");
+    create(&seed_dir.join("one.bin"), &t, &[]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = dir_in(dir.path(), "out");
+    let o = run(&[
+        "get",
+        t.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--listen",
+        &taken.local_addr().unwrap().to_string(),
+        "--peer",
+        "127.0.0.1:9",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("cannot listen"),
+        "{v}"
+    );
+    assert!(
+        !out.join("one.bin").exists(),
+        "a failed get left a file behind"
+    );
 }
 
 /// A small tmpfs mounted for the test's lifetime (needs root, as CI has).

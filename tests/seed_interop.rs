@@ -30,6 +30,12 @@ fn libtorrent_downloads_a_single_file_created_by_seed() {
     let (status, err) = seed.terminate();
     assert!(status.success(), "exit {status}: {err}");
     assert!(err.contains("bytes served"), "{err}");
+    // Created from the file, its pieces were hashed once: no second full check.
+    assert!(err.contains("hashed while creating"), "{err}");
+    assert!(
+        !err.contains("pieces checked"),
+        "hashed twice at start: {err}"
+    );
 }
 
 /// The tuning knobs on together (a small send buffer, TCP_NOTSENT_LOWAT, pinned workers, huge

@@ -84,6 +84,29 @@ pub enum Command {
     Plan(plan::PlanArgs),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output (`--json`), so that a failure is
+    /// reported as a JSON object too.
+    fn wants_json(&self) -> bool {
+        match self {
+            Command::Verify(a) => a.json,
+            Command::Show(a) => a.json,
+            Command::Get(a) => a.json,
+            Command::Bench(a) => match &a.what {
+                bench::BenchCommand::Load(l) => l.json,
+                bench::BenchCommand::Sha1(_) => false,
+            },
+            Command::Sim(a) => a.json,
+            Command::Create(_) | Command::Seed(_) | Command::Tracker(_) | Command::Plan(_) => false,
+        }
+    }
+}
+
+/// The JSON object a `--json` command prints on stdout when it fails.
+fn error_json(message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": message })
+}
+
 /// Exit code for a failed check (a bad piece, a missing file) or a runtime error.
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for bad usage (clap uses it too).
@@ -93,6 +116,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log.as_deref());
+    let json = cli.command.wants_json();
     let result = match cli.command {
         Command::Create(a) => create::run(a),
         Command::Verify(a) => verify::run(a),
@@ -107,7 +131,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("seedbox: error: {}", one_line(&e));
+            let message = one_line(&e);
+            if json {
+                outln!("{}", error_json(&message));
+            }
+            eprintln!("seedbox: error: {message}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -156,13 +156,13 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let mut loaded = Vec::new();
     for target in &args.targets {
         let announce = tracker.as_ref().map(|(_, url)| url.clone());
-        let (torrent, dir, bytes) = load_target(target, &args.data, threads, announce)?;
+        let (torrent, dir, bytes, hashed) = load_target(target, &args.data, threads, announce)?;
         if let Some((handle, _)) = &tracker {
             if let Err(e) = handle.add_torrent_file(&torrent.name, bytes, torrent.info_hash) {
                 tracing::warn!("cannot list {} on the tracker's pages: {e}", torrent.name);
             }
         }
-        loaded.push((torrent, dir));
+        loaded.push((torrent, dir, hashed));
     }
     if let Some((handle, url)) = &tracker {
         outln!("tracker   {url}");
@@ -177,9 +177,12 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     }
     let mut serving = Vec::new();
     let mut refused = 0;
-    for (torrent, dir) in loaded {
-        match check(&torrent, &dir, threads, args.skip_check) {
-            Ok(storage) => serving.push((torrent, storage, !args.skip_check)),
+    for (torrent, dir, hashed) in loaded {
+        // A torrent created from its files a moment ago has had every piece hashed already:
+        // checking it again would read all the data a second time.
+        let skip = args.skip_check || hashed;
+        match check(&torrent, &dir, threads, skip) {
+            Ok(storage) => serving.push((torrent, storage, hashed || !args.skip_check)),
             Err(why) => {
                 refused += 1;
                 eprintln!(
@@ -402,19 +405,19 @@ fn announce_host(ip: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 /// Loads a `.torrent` target, or creates the torrent of a file or folder beside it (announcing
-/// to `announce`, when given). Returns the torrent, the folder its content lives under and the
-/// torrent file's bytes.
+/// to `announce`, when given). Returns the torrent, the folder its content lives under, the
+/// torrent file's bytes, and whether its pieces were just hashed from the files (created).
 fn load_target(
     target: &Path,
     data: &Path,
     threads: usize,
     announce: Option<String>,
-) -> anyhow::Result<(Torrent, PathBuf, Vec<u8>)> {
+) -> anyhow::Result<(Torrent, PathBuf, Vec<u8>, bool)> {
     if is_torrent_file(target) {
         let torrent = Torrent::load(target)?;
         let bytes =
             std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
-        return Ok((torrent, data.to_path_buf(), bytes));
+        return Ok((torrent, data.to_path_buf(), bytes, false));
     }
     let scan = metainfo::scan(target)?;
     let options = CreateOptions {
@@ -430,7 +433,12 @@ fn load_target(
     let out = parent.join(format!("{}.torrent", scan.name));
     super::create::write_atomically(&out, &bytes)?;
     outln!("created   {}", out.display());
-    Ok((torrent, parent, bytes))
+    tracing::info!(
+        "{}: {} pieces hashed while creating the torrent; not checked again",
+        torrent.name,
+        torrent.piece_count()
+    );
+    Ok((torrent, parent, bytes, true))
 }
 
 /// The start-up check: every file present with its size and every piece good.

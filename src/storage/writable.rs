@@ -16,7 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -118,9 +118,25 @@ impl WritableStorage {
     }
 
     /// [`WritableStorage::open`] with an explicit [`WriteMode`].
+    /// When it fails (a full disk), the files and folders it created are removed again: a
+    /// failed download leaves nothing behind.
     pub fn open_with(
         layout: Layout,
         mode: WriteMode,
+    ) -> Result<(WritableStorage, MappedStorage), WriteError> {
+        let mut created = Created::default();
+        let result = Self::open_recording(layout, mode, &mut created);
+        if result.is_err() {
+            created.remove();
+        }
+        result
+    }
+
+    /// [`WritableStorage::open_with`], recording in `created` what did not exist before.
+    fn open_recording(
+        layout: Layout,
+        mode: WriteMode,
+        created: &mut Created,
     ) -> Result<(WritableStorage, MappedStorage), WriteError> {
         let mut files = Vec::with_capacity(layout.files().len());
         for slot in layout.files() {
@@ -133,7 +149,11 @@ impl WritableStorage {
                 source,
             };
             if let Some(parent) = slot.path.parent() {
+                created.dirs_of(parent);
                 std::fs::create_dir_all(parent).map_err(prepare)?;
+            }
+            if std::fs::symlink_metadata(&slot.path).is_err() {
+                created.files.push(slot.path.clone());
             }
             let file = OpenOptions::new()
                 .read(true)
@@ -272,6 +292,40 @@ impl WritableStorage {
 
 /// Grows `file` to `length` bytes with blocks reserved (`posix_fallocate`); falls back to a
 /// plain (sparse) resize on file systems without it.
+/// Files and folders [`WritableStorage::open_with`] created, to remove if it fails.
+#[derive(Default)]
+struct Created {
+    files: Vec<PathBuf>,
+    /// Outermost first.
+    dirs: Vec<PathBuf>,
+}
+
+impl Created {
+    /// Records the folders of `dir` that `create_dir_all` is about to create.
+    fn dirs_of(&mut self, dir: &Path) {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        for d in missing.into_iter().rev() {
+            if !self.dirs.contains(&d) {
+                self.dirs.push(d);
+            }
+        }
+    }
+
+    /// Removes the files, then the folders (innermost first; only empty ones).
+    fn remove(&self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 fn preallocate(file: &File, length: u64) -> std::io::Result<()> {
     let current = file.metadata()?.len();
     if current > length {
@@ -376,5 +430,33 @@ mod tests {
             })
             .unwrap();
         assert_eq!(&b[..], b"abc\0\0\0");
+    }
+
+    #[test]
+    fn a_failed_open_removes_what_it_created_and_keeps_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), b"old").unwrap();
+        // "blocker" is a file, so the last slot's folder cannot be created.
+        std::fs::write(dir.path().join("blocker"), b"").unwrap();
+        let slot = |path: &str, offset, length| FileSlot {
+            path: dir.path().join(path),
+            offset,
+            length,
+            padding: false,
+        };
+        let files = vec![
+            slot("kept", 0, 3),
+            slot("new/deep/a", 3, 4),
+            slot("b", 7, 2),
+            slot("blocker/c", 9, 2),
+        ];
+        assert!(WritableStorage::open(Layout::new(files, 8)).is_err());
+        assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"old");
+        assert!(dir.path().join("blocker").exists());
+        assert!(!dir.path().join("b").exists(), "created file left behind");
+        assert!(
+            !dir.path().join("new").exists(),
+            "created folder left behind"
+        );
     }
 }

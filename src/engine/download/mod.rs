@@ -146,6 +146,12 @@ pub fn run(
         .files()
         .iter()
         .any(|f| !f.padding && std::fs::metadata(&f.path).is_ok_and(|m| m.len() > 0));
+    let missing: Vec<PathBuf> = layout
+        .files()
+        .iter()
+        .filter(|f| !f.padding && std::fs::symlink_metadata(&f.path).is_err())
+        .map(|f| f.path.clone())
+        .collect();
     let (writer, reader) = WritableStorage::open_with(layout, config.write_mode)?;
     let reader = Arc::new(reader);
     let mut rng = match config.rng_seed {
@@ -187,7 +193,14 @@ pub fn run(
     }
     session.add_candidates(config.peers.iter().copied());
     let session = Rc::new(RefCell::new(session));
-    tokio_uring::start(drive(config, session, &mut progress, stop))
+    let result = tokio_uring::start(drive(config, session, &mut progress, stop));
+    if let Err(DownloadError::Listen { .. } | DownloadError::Runtime(_)) = &result {
+        // Nothing was downloaded: the files this run created would be empty leftovers.
+        for path in &missing {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
 }
 
 async fn drive(
