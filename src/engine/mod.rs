@@ -13,6 +13,7 @@ pub mod config;
 pub mod download;
 pub mod listen;
 mod peer;
+mod peer_io;
 pub mod send;
 pub mod sockets;
 pub mod stats;

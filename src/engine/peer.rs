@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
-use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::choke::{PeerHandle, PeerKey, PeerShared};
+use super::peer_io::{read_handshake, read_more, ReadError};
 use super::send;
 use super::stats::CoreStats;
 use super::torrents::{PieceState, SeedTorrent};
@@ -58,6 +58,16 @@ pub(super) enum PeerError {
     TorrentStopped,
     #[error("closed by the engine")]
     ClosedByEngine,
+}
+
+impl From<ReadError> for PeerError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => PeerError::Io(e),
+            ReadError::Closed => PeerError::Closed,
+            ReadError::Handshake(e) => PeerError::Handshake(e),
+        }
+    }
 }
 
 impl PeerError {
@@ -128,7 +138,7 @@ async fn serve_inner(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let handshake = tokio::time::timeout(
         ctx.config.handshake_timeout,
-        read_handshake(stream, &mut buf),
+        read_handshake(&**stream, &mut buf, READ_CHUNK),
     )
     .await
     .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
@@ -197,29 +207,6 @@ async fn serve_inner(
     };
     shared.borrow_mut().closed = true;
     result
-}
-
-async fn read_handshake(stream: &TcpStream, buf: &mut BytesMut) -> Result<Handshake, PeerError> {
-    loop {
-        if let Some(h) = Handshake::decode(buf).map_err(PeerError::Handshake)? {
-            return Ok(h);
-        }
-        read_more(stream, buf).await?;
-    }
-}
-
-/// Appends what the socket has to `buf` (no copy: the kernel writes into its spare capacity).
-async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> Result<(), PeerError> {
-    buf.reserve(READ_CHUNK);
-    let taken = std::mem::take(buf);
-    let start = taken.len();
-    let end = taken.capacity();
-    let (result, slice) = stream.read(taken.slice(start..end)).await;
-    *buf = slice.into_inner();
-    match result? {
-        0 => Err(PeerError::Closed),
-        _ => Ok(()),
-    }
 }
 
 async fn read_loop(
@@ -296,7 +283,7 @@ async fn read_loop(
         if wake_writer {
             wake.notify_one();
         }
-        read_more(stream, &mut buf).await?;
+        read_more(stream, &mut buf, READ_CHUNK).await?;
     }
 }
 

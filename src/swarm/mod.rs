@@ -5,6 +5,7 @@
 mod availability;
 mod bitfield;
 mod choker;
+mod driver;
 mod geometry;
 mod picker;
 mod pipeline;
@@ -15,6 +16,10 @@ pub use bitfield::Bitfield;
 pub use choker::{
     ChokeChanges, Choker, ChokerConfig, PeerSnapshot, Slots, CHOKE_INTERVAL, NEW_PEER_AGE,
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
+};
+pub use driver::{
+    ban_key, Driver, DriverConfig, Effect, Peer, PeerError, PeerKey, Totals, BAN_STRIKES,
+    REQUEST_TIMEOUT, TICK,
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
 pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, PieceLines, Strategy};

@@ -24,10 +24,10 @@ use rand::SeedableRng;
 use crate::metainfo::Torrent;
 use crate::protocol::{ConnectionConfig, PeerId};
 use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError, WriteMode};
-use crate::swarm::{Choker, ChokerConfig, Picker, PickerConfig, Slots};
+use crate::swarm::{ChokerConfig, Driver, DriverConfig, Picker, PickerConfig, Slots, TICK};
 use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
 
-pub use session::{Totals, BAN_STRIKES};
+pub use crate::swarm::{Totals, BAN_STRIKES};
 
 /// When a completed download stops seeding.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -159,7 +159,7 @@ pub fn run(
         None => rand_chacha::ChaCha8Rng::from_entropy(),
     };
     let mut picker = Picker::new(torrent.geometry(), PickerConfig::default(), &mut rng);
-    let mut resumed = 0;
+    let mut resumed = 0u32;
     if existed {
         // Resume: whatever is on disk and hashes right is ours; nothing else is.
         let hashes = hash_pieces(&reader, config.threads, &AtomicU64::new(0));
@@ -171,26 +171,24 @@ pub fn run(
         }
         tracing::info!(resumed, "resume: pieces already verified on disk");
     }
-    let choker = Choker::new(ChokerConfig {
+    let choker = ChokerConfig {
         slots: config.unchoke_slots,
         optimistic: true,
-    });
+    };
     let peer_id = PeerId::generate(&mut rng);
+    let driver = Driver::new(
+        DriverConfig::network(ConnectionConfig::default(), choker),
+        picker,
+        rng,
+    );
     let mut session = session::Session::new(
         torrent.clone(),
         writer,
         reader,
-        picker,
-        choker,
-        rng,
+        driver,
         peer_id,
         config.max_upload_rate,
     );
-    session.totals.resumed_pieces = resumed;
-    if session.is_complete() {
-        session.completed_at = Some(Duration::ZERO);
-        session.choker.set_seeding(true);
-    }
     session.add_candidates(config.peers.iter().copied());
     let session = Rc::new(RefCell::new(session));
     let result = tokio_uring::start(drive(config, session, &mut progress, stop));
@@ -222,15 +220,11 @@ async fn drive(
             source,
         })?
         .port();
-    let conn_config = ConnectionConfig {
-        listen_port: Some(listen_port),
-        ..ConnectionConfig::default()
-    };
+    session.borrow_mut().driver.set_listen_port(listen_port);
     let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
     // Incoming peers.
     {
         let session = session.clone();
-        let conn_config = conn_config.clone();
         let max_peers = config.max_peers;
         tokio_uring::spawn(async move {
             loop {
@@ -251,7 +245,6 @@ async fn drive(
                     stream,
                     addr,
                     peer::Side::Incoming,
-                    conn_config.clone(),
                 ));
             }
         });
@@ -302,9 +295,6 @@ async fn drive(
     result
 }
 
-/// The download loop's period: choking, rates, tracker stats, progress.
-const TICK: Duration = Duration::from_millis(500);
-
 #[allow(clippy::too_many_arguments)]
 async fn run_loop(
     config: &DownloadConfig,
@@ -316,10 +306,6 @@ async fn run_loop(
     total: u64,
 ) -> Result<DownloadReport, DownloadError> {
     use std::sync::atomic::Ordering;
-    let conn_config = ConnectionConfig {
-        listen_port: Some(listen_port),
-        ..ConnectionConfig::default()
-    };
     let mut next_tick = tokio::time::Instant::now() + TICK;
     loop {
         // Dial candidates while there is room.
@@ -338,7 +324,6 @@ async fn run_loop(
             };
             let Some(addr) = next else { break };
             let session = session.clone();
-            let conn_config = conn_config.clone();
             tokio_uring::spawn(async move {
                 match tokio::time::timeout(
                     Duration::from_secs(10),
@@ -347,8 +332,7 @@ async fn run_loop(
                 .await
                 {
                     Ok(Ok(stream)) => {
-                        peer::run_peer(session, stream, addr, peer::Side::Outgoing, conn_config)
-                            .await
+                        peer::run_peer(session, stream, addr, peer::Side::Outgoing).await
                     }
                     _ => session.borrow_mut().connection_ended(addr),
                 }
@@ -379,12 +363,13 @@ async fn run_loop(
         let now = s.now();
         let have_bytes = s.verified_bytes();
         if let Some(t) = tracker {
-            t.stats.uploaded.store(s.totals.uploaded, Ordering::Relaxed);
+            let totals = s.driver.totals();
+            t.stats.uploaded.store(totals.uploaded, Ordering::Relaxed);
             t.stats
                 .downloaded
-                .store(s.totals.downloaded, Ordering::Relaxed);
+                .store(totals.downloaded, Ordering::Relaxed);
             t.stats.left.store(total - have_bytes, Ordering::Relaxed);
-            if !s.is_complete() && s.peers.len() < 5 {
+            if !s.is_complete() && s.peer_count() < 5 {
                 t.stats.want_peers.store(true, Ordering::Relaxed);
             }
             let fresh = t.new_peers();
@@ -395,24 +380,25 @@ async fn run_loop(
             total_bytes: total,
             down_rate: s.down_total.rate(now),
             up_rate: s.up_total.rate(now),
-            peers: s.peers.len(),
+            peers: s.peer_count(),
             complete: s.is_complete(),
         });
         if let Some(e) = s.fatal.take() {
             return Err(DownloadError::Fatal(e));
         }
-        let done_lingering = match (s.completed_at, config.linger) {
+        let completed_at = s.driver.completed_at();
+        let done_lingering = match (completed_at, config.linger) {
             (None, _) => false,
             (Some(at), Linger::For(d)) => now.saturating_sub(at) >= d,
-            (Some(_), Linger::Ratio(r)) => s.totals.uploaded as f64 >= r * total as f64,
+            (Some(_), Linger::Ratio(r)) => s.driver.totals().uploaded as f64 >= r * total as f64,
             (Some(_), Linger::Forever) => false,
         };
         if done_lingering || stop.load(Ordering::Relaxed) {
             let report = DownloadReport {
                 complete: s.is_complete(),
-                seconds_to_complete: s.completed_at.map(|d| d.as_secs_f64()),
+                seconds_to_complete: completed_at.map(|d| d.as_secs_f64()),
                 seconds: now.as_secs_f64(),
-                totals: s.totals.clone(),
+                totals: s.driver.totals().clone(),
                 listen_port,
             };
             if s.is_complete() {

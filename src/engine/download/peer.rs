@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
-use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use super::session::{PeerKey, PeerSlot, Session};
+use super::session::{PeerIo, Session};
+use crate::engine::peer_io::{read_handshake, read_more};
 use crate::protocol::wire::piece_header;
-use crate::protocol::{Connection, ConnectionConfig, Handshake, MessageDecoder};
-use crate::swarm::{BlockRef, RateMeter};
+use crate::protocol::{Handshake, MessageDecoder};
+use crate::swarm::{BlockRef, PeerKey};
 
 const READ_CHUNK: usize = 64 * 1024;
 /// Blocks per vectored write.
@@ -38,12 +38,11 @@ pub async fn run_peer(
     stream: TcpStream,
     addr: SocketAddr,
     side: Side,
-    config: ConnectionConfig,
 ) {
     let stream = Rc::new(stream);
     let sockets = session.borrow().sockets.clone();
     let _registered = sockets.register(std::os::fd::AsRawFd::as_raw_fd(&*stream));
-    let result = run_inner(&session, stream.clone(), addr, side, config).await;
+    let result = run_inner(&session, stream.clone(), addr, side).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     match result {
         Ok(key) => session.borrow_mut().remove_peer(key),
@@ -59,24 +58,28 @@ async fn run_inner(
     stream: Rc<TcpStream>,
     addr: SocketAddr,
     side: Side,
-    config: ConnectionConfig,
 ) -> Result<PeerKey, String> {
     let _ = stream.set_nodelay(true);
-    let (info_hash, our_id, geometry) = {
+    let (info_hash, our_id, reserved) = {
         let s = session.borrow();
-        (s.torrent.info_hash, s.peer_id, s.geometry)
+        let reserved = s.driver.config().connection.reserved;
+        (s.torrent.info_hash, s.peer_id, reserved)
     };
     let ours = Handshake {
-        reserved: config.reserved,
+        reserved,
         ..Handshake::new(info_hash, our_id)
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     if side == Side::Outgoing {
         write_all(&stream, Bytes::copy_from_slice(&ours.encode())).await?;
     }
-    let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(&stream, &mut buf))
-        .await
-        .map_err(|_| "no handshake in time".to_string())??;
+    let theirs = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_handshake(&*stream, &mut buf, READ_CHUNK),
+    )
+    .await
+    .map_err(|_| "no handshake in time".to_string())?
+    .map_err(|e| e.to_string())?;
     if theirs.info_hash != info_hash {
         return Err(format!("wrong info-hash {}", theirs.info_hash));
     }
@@ -87,23 +90,14 @@ async fn run_inner(
         write_all(&stream, Bytes::copy_from_slice(&ours.encode())).await?;
     }
     let wake = Rc::new(Notify::new());
-    let key = {
-        let mut s = session.borrow_mut();
-        let now = s.now();
-        let slot = PeerSlot {
+    let key = session.borrow_mut().add_peer(
+        PeerIo {
             addr,
-            conn: Connection::new(config, geometry, now),
             wake: wake.clone(),
             stream: stream.clone(),
-            connected_at: now,
-            up: RateMeter::new(now),
-            down: RateMeter::new(now),
-            last_block_at: None,
-            rtt: Duration::from_millis(100),
-            closing: false,
-        };
-        s.add_peer(slot, &theirs)
-    };
+        },
+        &theirs,
+    );
     tracing::debug!(%addr, key, "peer connected");
     let reader = read_loop(session, &stream, key, buf);
     let writer = write_loop(session, &stream, key, &wake);
@@ -120,28 +114,6 @@ async fn run_inner(
 async fn write_all(stream: &TcpStream, data: Bytes) -> Result<(), String> {
     let (res, _) = stream.write_all(data).await;
     res.map_err(|e| e.to_string())
-}
-
-async fn read_handshake(stream: &TcpStream, buf: &mut BytesMut) -> Result<Handshake, String> {
-    loop {
-        if let Some(h) = Handshake::decode(buf).map_err(|e| e.to_string())? {
-            return Ok(h);
-        }
-        read_more(stream, buf).await?;
-    }
-}
-
-async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> Result<(), String> {
-    buf.reserve(READ_CHUNK);
-    let taken = std::mem::take(buf);
-    let start = taken.len();
-    let end = taken.capacity();
-    let (result, slice) = stream.read(taken.slice(start..end)).await;
-    *buf = slice.into_inner();
-    match result.map_err(|e| e.to_string())? {
-        0 => Err("closed by the peer".into()),
-        _ => Ok(()),
-    }
 }
 
 async fn read_loop(
@@ -163,7 +135,9 @@ async fn read_loop(
                 Err(e) => return Err(e.to_string()),
             }
         }
-        read_more(stream, &mut buf).await?;
+        read_more(stream, &mut buf, READ_CHUNK)
+            .await
+            .map_err(|e| e.to_string())?;
     }
 }
 

@@ -1,0 +1,762 @@
+//! The torrent driver: the BitTorrent logic of one torrent on one host, sans-IO.
+//!
+//! A [`Driver`] owns the piece picker, the choker and one [`Connection`] per handshaken peer,
+//! with the per-peer rate meters, request-to-block time estimates, request timeouts and the
+//! strikes and bans for bad data. Its caller owns the sockets (or the simulated network), the
+//! storage and the clock, and feeds it events: [`Driver::add_peer`], [`Driver::on_message`],
+//! [`Driver::on_piece_verified`], [`Driver::on_peer_gone`] and [`Driver::on_tick`]. What the
+//! driver wants done comes back as [`Effect`]s drained with [`Driver::poll_effect`] (send to
+//! this peer, store this block, hash this piece, close that peer), the way quinn-proto's
+//! `Connection` works; a peer's bytes to send are drained with [`Driver::poll_message`] and
+//! [`Driver::next_upload`].
+//!
+//! `seedbox get` runs it over sockets (`engine::download`) and the simulator over its virtual
+//! network (`sim::swarm`). Where the two must behave differently, a field of [`DriverConfig`]
+//! says so.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+
+use super::{
+    pipeline_depth, Bitfield, BlockRef, Choker, ChokerConfig, PeerSnapshot, Picker, RateMeter,
+    BLOCK_SIZE, CHOKE_INTERVAL, REQUEST_QUEUE_TIME,
+};
+use crate::protocol::{Connection, ConnectionConfig, Event, Handshake, Message, Violation};
+
+#[cfg(test)]
+mod tests;
+
+/// The caller's name for a connection. Unique among the connected peers; a key may be used
+/// again once [`Driver::on_peer_gone`] has been called for it.
+pub type PeerKey = u32;
+
+/// How often a driver over a real network wants [`Driver::on_tick`]: request timeouts,
+/// keep-alives and idle peers are checked, and pipelines topped up, at this period.
+pub const TICK: Duration = Duration::from_millis(500);
+/// An outstanding request older than this is given up and asked of someone else.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Strikes (pieces that failed their hash check with this peer among the senders) before a
+/// ban.
+pub const BAN_STRIKES: u32 = 2;
+
+/// How a driver behaves.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// The connections' settings (what we offer in the handshake, queue limits, timeouts).
+    pub connection: ConnectionConfig,
+    /// The choker's settings.
+    pub choker: ChokerConfig,
+    /// Whether we ever unchoke anyone. `false` models a free rider in the simulator: it runs
+    /// no choke rounds and uploads nothing.
+    pub uploads: bool,
+    /// The shortest time horizon a request pipeline covers (see [`pipeline_depth`]):
+    /// [`REQUEST_QUEUE_TIME`] on a real network. The simulator, whose links lose nothing and
+    /// answer in exactly one round trip, sizes pipelines by the measured round trip down to
+    /// 20 ms ([`DriverConfig::simulated`]).
+    pub rtt_floor: Duration,
+    /// Outstanding requests older than this are given up; `None` where nothing is ever lost
+    /// (the simulator). With `None`, idle and keep-alive timers are not run either.
+    pub request_timeout: Option<Duration>,
+    /// The shortest period between ticks ([`Driver::next_tick`]).
+    pub tick: Duration,
+    /// Bytes one [`BLOCK_SIZE`] of payload stands for: `BLOCK_SIZE` on a real network; the
+    /// simulator's transfer unit when it moves whole pieces as one block, so that rates (and
+    /// the choker's decisions on them) are in real bytes while pipelines count units.
+    pub unit_bytes: u64,
+    /// Strikes before a peer's address is banned.
+    pub ban_strikes: u32,
+}
+
+impl DriverConfig {
+    /// The settings for a real network.
+    pub fn network(connection: ConnectionConfig, choker: ChokerConfig) -> Self {
+        DriverConfig {
+            connection,
+            choker,
+            uploads: true,
+            rtt_floor: REQUEST_QUEUE_TIME,
+            request_timeout: Some(REQUEST_TIMEOUT),
+            tick: TICK,
+            unit_bytes: u64::from(BLOCK_SIZE),
+            ban_strikes: BAN_STRIKES,
+        }
+    }
+
+    /// The settings for the simulator's lossless network, where a unit of `unit_bytes` moves
+    /// as one block: no timeouts, ticks only when the choker is due (at least a second
+    /// apart), pipelines sized by the measured round trip (20 ms floor).
+    pub fn simulated(connection: ConnectionConfig, choker: ChokerConfig, unit_bytes: u64) -> Self {
+        DriverConfig {
+            rtt_floor: Duration::from_millis(20),
+            request_timeout: None,
+            tick: Duration::from_secs(1),
+            unit_bytes,
+            ..DriverConfig::network(connection, choker)
+        }
+    }
+}
+
+/// Something the caller must do for the driver, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The peer has something to send: drain [`Driver::poll_message`] and, for blocks,
+    /// [`Driver::next_upload`].
+    Transmit(PeerKey),
+    /// Write a fresh block's payload to storage (before the piece's [`Effect::Verify`]).
+    Store {
+        /// The block.
+        block: BlockRef,
+        /// Its payload.
+        data: Bytes,
+    },
+    /// Every block of the piece is stored: check its hash and call
+    /// [`Driver::on_piece_verified`].
+    Verify(u32),
+    /// Close the connection (timed out, or banned for bad data); call
+    /// [`Driver::on_peer_gone`] when it is gone.
+    Close(PeerKey),
+    /// Every piece is verified: the download is complete.
+    Completed,
+    /// An extension-protocol event the driver does not handle itself (BEP 10), for the
+    /// caller's extensions.
+    Extension(PeerKey, Event),
+}
+
+/// Totals of one torrent.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Totals {
+    /// Fresh payload bytes received.
+    pub downloaded: u64,
+    /// Payload bytes served to peers.
+    pub uploaded: u64,
+    /// Payload bytes served before the download completed.
+    pub uploaded_while_leeching: u64,
+    /// Duplicate or unrequested payload bytes thrown away.
+    pub wasted: u64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+    /// Peers banned for bad data.
+    pub banned: u64,
+    /// Pieces we had when the driver started (found good on disk).
+    pub resumed_pieces: u32,
+}
+
+/// Why a peer must be dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// It broke the protocol.
+    #[error("protocol violation: {0}")]
+    Violation(#[from] Violation),
+    /// Its piece availability does not fit the torrent.
+    #[error("bad piece availability")]
+    BadAvailability,
+    /// The driver is closing it (or does not know it).
+    #[error("closed by the driver")]
+    Closing,
+}
+
+/// What the driver keeps about one connected peer.
+#[derive(Debug)]
+pub struct Peer {
+    /// Its address (strikes and bans apply to it).
+    pub addr: SocketAddr,
+    /// The protocol state.
+    pub conn: Connection,
+    /// When the handshake completed.
+    pub connected_at: Duration,
+    /// What we upload to it.
+    pub up: RateMeter,
+    /// What it uploads to us.
+    pub down: RateMeter,
+    /// When it last sent us a block.
+    pub last_block_at: Option<Duration>,
+    /// Smoothed request-to-block time.
+    pub rtt: Duration,
+    /// How many pieces it has that we lack: we are interested exactly when this is non-zero
+    /// (kept up to date piece by piece instead of comparing both bitfields).
+    wanted: u32,
+    /// Set when the driver wants it gone.
+    closing: bool,
+}
+
+impl Peer {
+    /// Whether the driver asked for this peer to be closed.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the peer wants data from us: interested and not a seed.
+    fn wants_data(&self) -> bool {
+        !self.closing && self.conn.peer_interested() && !self.conn.their_have().is_full()
+    }
+}
+
+/// What a ban applies to: the IP address, or, on loopback where many peers share one address
+/// (tests, benchmarks, several clients on one box), the address and port.
+pub fn ban_key(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_loopback() {
+        addr
+    } else {
+        SocketAddr::new(addr.ip(), 0)
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// The BitTorrent logic of one torrent: see the module documentation.
+pub struct Driver {
+    config: DriverConfig,
+    picker: Picker<PeerKey>,
+    choker: Choker<PeerKey>,
+    rng: ChaCha8Rng,
+    /// Keyed by small integers, one lookup per message: FxHash; iteration order depends only
+    /// on the keys' history, so runs are reproducible.
+    peers: FxMap<PeerKey, Peer>,
+    strikes: HashMap<SocketAddr, u32>,
+    banned: HashSet<SocketAddr>,
+    effects: VecDeque<Effect>,
+    totals: Totals,
+    completed_at: Option<Duration>,
+    /// Reused buffers.
+    picks: Vec<BlockRef>,
+    snapshots: Vec<PeerSnapshot<PeerKey>>,
+    keys: Vec<PeerKey>,
+}
+
+impl Driver {
+    /// A driver over `picker` (whose verified pieces we have), drawing its random choices
+    /// (picks, optimistic unchokes) from `rng`.
+    pub fn new(config: DriverConfig, picker: Picker<PeerKey>, rng: ChaCha8Rng) -> Self {
+        let mut choker = Choker::new(config.choker);
+        let complete = picker.is_complete();
+        choker.set_seeding(complete);
+        let totals = Totals {
+            resumed_pieces: picker.have().count(),
+            ..Totals::default()
+        };
+        Driver {
+            config,
+            picker,
+            choker,
+            rng,
+            peers: FxMap::default(),
+            strikes: HashMap::new(),
+            banned: HashSet::new(),
+            effects: VecDeque::new(),
+            totals,
+            completed_at: complete.then_some(Duration::ZERO),
+            picks: Vec::new(),
+            snapshots: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+
+    /// Sets the listen port advertised to the peers added from now on (BEP 10 `p`), once the
+    /// caller has bound its listener.
+    pub fn set_listen_port(&mut self, port: u16) {
+        self.config.connection.listen_port = Some(port);
+    }
+
+    /// The pieces we have (verified).
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// The picker (read-only).
+    pub fn picker(&self) -> &Picker<PeerKey> {
+        &self.picker
+    }
+
+    /// The choker (read-only).
+    pub fn choker(&self) -> &Choker<PeerKey> {
+        &self.choker
+    }
+
+    /// Whether every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// When every piece was verified (zero when we started complete).
+    pub fn completed_at(&self) -> Option<Duration> {
+        self.completed_at
+    }
+
+    /// The totals so far.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// A connected peer.
+    pub fn peer(&self, key: PeerKey) -> Option<&Peer> {
+        self.peers.get(&key)
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerKey, &Peer)> {
+        self.peers.iter().map(|(&k, p)| (k, p))
+    }
+
+    /// How many peers are connected.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether `addr` is banned.
+    pub fn is_banned(&self, addr: SocketAddr) -> bool {
+        self.banned.contains(&ban_key(addr))
+    }
+
+    /// Whether the peer has requests queued that [`Driver::next_upload`] would serve.
+    pub fn has_queued(&self, key: PeerKey) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|p| p.conn.queued_requests() > 0)
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When the driver next wants [`Driver::on_tick`]: every [`DriverConfig::tick`] where
+    /// things time out; else at the choker's next round, at least a tick from `now`.
+    pub fn next_tick(&self, now: Duration) -> Duration {
+        if self.config.request_timeout.is_some() {
+            return now + self.config.tick;
+        }
+        self.choker
+            .next_round_at()
+            .unwrap_or(now + CHOKE_INTERVAL)
+            .max(now + self.config.tick)
+    }
+
+    /// A peer completed its handshake `theirs`: it is known as `key` from now on.
+    /// `rtt` is a first guess at its request-to-block time.
+    pub fn add_peer(
+        &mut self,
+        key: PeerKey,
+        addr: SocketAddr,
+        theirs: &Handshake,
+        rtt: Duration,
+        now: Duration,
+    ) {
+        let mut conn =
+            Connection::new(self.config.connection.clone(), *self.picker.geometry(), now);
+        conn.on_handshake(theirs, self.picker.have(), now);
+        let peer = Peer {
+            addr,
+            conn,
+            connected_at: now,
+            up: RateMeter::new(now),
+            down: RateMeter::new(now),
+            last_block_at: None,
+            rtt,
+            wanted: 0,
+            closing: false,
+        };
+        self.peers.insert(key, peer);
+        self.effects.push_back(Effect::Transmit(key));
+    }
+
+    /// The peer's connection is gone (closed by either side): its pieces no longer count and
+    /// its outstanding requests go to the other peers.
+    pub fn on_peer_gone(&mut self, key: PeerKey, now: Duration) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        self.picker.peer_left(key, peer.conn.their_have());
+        self.choker.peer_left(&key);
+        if !peer.conn.outstanding().is_empty() {
+            self.refill_others(key, now);
+        }
+    }
+
+    /// Applies one message from the peer. An `Err` means drop the peer (then call
+    /// [`Driver::on_peer_gone`]).
+    pub fn on_message(
+        &mut self,
+        key: PeerKey,
+        msg: Message,
+        now: Duration,
+    ) -> Result<(), PeerError> {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Err(PeerError::Closing);
+        };
+        if peer.closing {
+            return Err(PeerError::Closing);
+        }
+        if let Some(sample) = peer.conn.request_age(&msg, now) {
+            peer.rtt = (peer.rtt * 7 + sample) / 8;
+        }
+        let payload = match &msg {
+            Message::Piece { data, .. } => data.len() as u64,
+            _ => 0,
+        };
+        let event = peer.conn.on_message(msg, self.picker.have(), now)?;
+        if payload > 0 && event.is_none() {
+            // A block we did not ask for, or cancelled: thrown away.
+            self.totals.wasted += payload * self.config.unit_bytes / u64::from(BLOCK_SIZE);
+        }
+        // The connection may have queued an answer (a reject, say).
+        if peer.conn.pending_messages() > 0 {
+            self.effects.push_back(Effect::Transmit(key));
+        }
+        match event {
+            None => {}
+            Some(Event::Availability) => self.on_availability(key, now)?,
+            Some(Event::Have(piece)) => self.on_have(key, piece, now),
+            Some(Event::Unchoked) | Some(Event::AllowedFast(_)) => self.fill_requests(key, now),
+            Some(Event::Choked { dropped }) => {
+                for &b in &dropped {
+                    self.picker.request_rejected(b, key);
+                }
+                if !dropped.is_empty() {
+                    self.refill_others(key, now);
+                }
+            }
+            Some(Event::Rejected(b)) => {
+                self.picker.request_rejected(b, key);
+                self.fill_requests(key, now);
+                self.refill_others(key, now);
+            }
+            Some(Event::Block { block, data }) => self.on_block(key, block, data, now),
+            Some(Event::RequestQueued(_)) => self.effects.push_back(Effect::Transmit(key)),
+            Some(Event::Interested) => self.on_interested(now),
+            Some(e @ (Event::ExtendedHandshake(_) | Event::Extended { .. })) => {
+                self.effects.push_back(Effect::Extension(key, e));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The peer's bitfield (or have all / have none) arrived.
+    fn on_availability(&mut self, key: PeerKey, now: Duration) -> Result<(), PeerError> {
+        let peer = self.peers.get_mut(&key).ok_or(PeerError::Closing)?;
+        let has = peer.conn.their_have();
+        peer.wanted = self.picker.missing_from(has);
+        self.picker
+            .peer_bitfield(key, has)
+            .map_err(|_| PeerError::BadAvailability)?;
+        self.update_interest(key);
+        self.fill_requests(key, now);
+        Ok(())
+    }
+
+    /// The peer announced a piece. It can only make the peer interesting, and only when we
+    /// lack the piece, so interest is recomputed only then.
+    fn on_have(&mut self, key: PeerKey, piece: u32, now: Duration) {
+        let _ = self.picker.peer_have(key, piece);
+        if !self.picker.have().has(piece) {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.wanted += 1;
+                if !peer.conn.am_interested() {
+                    self.update_interest(key);
+                }
+            }
+        }
+        self.fill_requests(key, now);
+    }
+
+    /// A peer became interested: don't make it wait for the next round when a slot is free.
+    /// Unchoked peers that lost interest since (they completed) hold no slot.
+    fn on_interested(&mut self, now: Duration) {
+        if !self.config.uploads {
+            return;
+        }
+        let peers = &self.peers;
+        let room = self
+            .choker
+            .has_free_slot(|k| peers.get(k).is_some_and(Peer::wants_data));
+        if room {
+            self.choke_round(now);
+        }
+    }
+
+    fn on_block(&mut self, key: PeerKey, block: BlockRef, data: Bytes, now: Duration) {
+        let len = data.len() as u64 * self.config.unit_bytes / u64::from(BLOCK_SIZE);
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.down.record(len, now);
+            peer.last_block_at = Some(now);
+        }
+        let received = self.picker.block_received(block, key);
+        for other in received.cancel {
+            if let Some(p) = self.peers.get_mut(&other) {
+                p.conn.cancel(block);
+                self.effects.push_back(Effect::Transmit(other));
+            }
+        }
+        if !received.fresh {
+            self.totals.wasted += len;
+            self.fill_requests(key, now);
+            return;
+        }
+        self.totals.downloaded += len;
+        self.effects.push_back(Effect::Store { block, data });
+        if received.piece_complete {
+            self.effects.push_back(Effect::Verify(block.piece));
+        }
+        self.fill_requests(key, now);
+    }
+
+    /// The hash check of `piece` (asked for with [`Effect::Verify`]) came out `good`: announce
+    /// the piece, or fetch it again and strike the peers that sent it.
+    pub fn on_piece_verified(&mut self, piece: u32, good: bool, now: Duration) {
+        if self.picker.have().has(piece) {
+            return;
+        }
+        if good {
+            self.piece_good(piece, now);
+        } else {
+            self.piece_bad(piece);
+        }
+    }
+
+    fn piece_good(&mut self, piece: u32, now: Duration) {
+        self.picker.piece_verified(piece);
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.peers.keys().copied());
+        for &k in &keys {
+            let Some(p) = self.peers.get_mut(&k) else {
+                continue;
+            };
+            if p.conn.have(piece, self.picker.have()) {
+                self.effects.push_back(Effect::Transmit(k));
+            }
+            // Our new piece can only cost interest, and only in a peer that has it.
+            if p.conn.their_have().has(piece) {
+                p.wanted -= 1;
+                if p.conn.am_interested() {
+                    self.update_interest(k);
+                }
+            }
+        }
+        self.keys = keys;
+        if self.picker.is_complete() {
+            self.completed_at = Some(now);
+            self.choker.set_seeding(true);
+            self.effects.push_back(Effect::Completed);
+        }
+    }
+
+    fn piece_bad(&mut self, piece: u32) {
+        self.totals.hash_failures += 1;
+        let senders = self.picker.piece_failed(piece);
+        tracing::warn!(
+            piece,
+            ?senders,
+            "piece failed its hash check; fetching it again"
+        );
+        for k in senders {
+            let Some(p) = self.peers.get_mut(&k) else {
+                continue;
+            };
+            let who = ban_key(p.addr);
+            let strikes = self.strikes.entry(who).or_default();
+            *strikes += 1;
+            if *strikes >= self.config.ban_strikes && !p.closing {
+                tracing::warn!(%who, strikes, "banning peer for bad data");
+                self.banned.insert(who);
+                self.totals.banned += 1;
+                p.closing = true;
+                self.effects.push_back(Effect::Close(k));
+            }
+        }
+    }
+
+    /// Sets our interest in the peer from what it has that we lack.
+    fn update_interest(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let interested = !self.picker.is_complete() && p.wanted > 0;
+        debug_assert_eq!(
+            interested,
+            !self.picker.is_complete() && self.picker.is_interesting(p.conn.their_have())
+        );
+        if interested != p.conn.am_interested() {
+            p.conn.set_interested(interested);
+            self.effects.push_back(Effect::Transmit(key));
+        }
+    }
+
+    /// Tops up the requests outstanding at the peer.
+    fn fill_requests(&mut self, key: PeerKey, now: Duration) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if p.closing || self.picker.is_complete() {
+            return;
+        }
+        if p.conn.peer_choking() && p.conn.their_allowed_fast().is_empty() {
+            return;
+        }
+        // The meter counts real bytes; the pipeline counts blocks.
+        let rate = p.down.rate(now) * u64::from(BLOCK_SIZE) / self.config.unit_bytes.max(1);
+        let rtt = p.rtt.max(self.config.rtt_floor);
+        let depth = pipeline_depth(rate, rtt, p.conn.their_reqq());
+        let want = (depth as usize)
+            .saturating_sub(p.conn.outstanding().len())
+            .min(p.conn.request_capacity());
+        if want == 0 {
+            return;
+        }
+        self.picks.clear();
+        self.picker.pick_into(
+            key,
+            p.conn.their_have(),
+            want,
+            &mut self.rng,
+            &mut self.picks,
+        );
+        let mut any = false;
+        for &b in &self.picks {
+            if p.conn.request(b, now).is_ok() {
+                any = true;
+            } else {
+                self.picker.request_rejected(b, key);
+            }
+        }
+        if any {
+            self.effects.push_back(Effect::Transmit(key));
+        }
+    }
+
+    /// Requests of the peer were released (rejected, dropped by a choke, or the peer left):
+    /// the other peers may be asked for them now rather than at the next tick.
+    fn refill_others(&mut self, key: PeerKey, now: Duration) {
+        if self.picker.is_complete() {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.peers.keys().copied().filter(|&k| k != key));
+        for &k in &keys {
+            self.fill_requests(k, now);
+        }
+        self.keys = keys;
+    }
+
+    /// Runs a choke round now and applies it.
+    fn choke_round(&mut self, now: Duration) {
+        self.snapshots.clear();
+        self.snapshots.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| !p.closing)
+                .map(|(&key, p)| PeerSnapshot {
+                    key,
+                    interested: p.conn.peer_interested(),
+                    connected_at: p.connected_at,
+                    upload_rate: p.up.rate(now),
+                    download_rate: p.down.rate(now),
+                    last_block_at: p.last_block_at,
+                    is_seed: p.conn.their_have().is_full(),
+                }),
+        );
+        let changes = self.choker.round(now, &self.snapshots, &mut self.rng);
+        for k in changes.unchoke {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.conn.unchoke();
+                self.effects.push_back(Effect::Transmit(k));
+            }
+        }
+        for k in changes.choke {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.conn.choke();
+                self.effects.push_back(Effect::Transmit(k));
+            }
+        }
+    }
+
+    /// Periodic work (see [`Driver::next_tick`]): the choke round when due, timeouts, and
+    /// every pipeline topped up.
+    pub fn on_tick(&mut self, now: Duration) {
+        if self.config.uploads && self.choker.next_round_due(now) {
+            self.choke_round(now);
+        }
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.peers.keys().copied());
+        for &k in &keys {
+            if let Some(timeout) = self.config.request_timeout {
+                self.check_timeouts(k, timeout, now);
+            }
+            self.fill_requests(k, now);
+        }
+        self.keys = keys;
+    }
+
+    /// Idle and keep-alive timers, and requests outstanding longer than `timeout`.
+    fn check_timeouts(&mut self, key: PeerKey, timeout: Duration, now: Duration) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Some(t) = p.conn.poll_timeout(now) {
+            tracing::debug!(addr = %p.addr, "peer timed out: {t:?}");
+            if !p.closing {
+                p.closing = true;
+                self.effects.push_back(Effect::Close(key));
+            }
+        }
+        while let Some(&(b, sent)) = p
+            .conn
+            .outstanding()
+            .iter()
+            .find(|(_, sent)| now.saturating_sub(*sent) > timeout)
+        {
+            let _ = sent;
+            p.conn.cancel(b);
+            self.picker.request_timed_out(b, key);
+        }
+        if p.conn.pending_messages() > 0 {
+            self.effects.push_back(Effect::Transmit(key));
+        }
+    }
+
+    /// The peer's next control message to send.
+    pub fn poll_message(&mut self, key: PeerKey, now: Duration) -> Option<Message> {
+        let p = self.peers.get_mut(&key)?;
+        if p.closing {
+            return None;
+        }
+        p.conn.poll_message(now)
+    }
+
+    /// The peer's next request to serve (of a piece we have); call
+    /// [`Driver::on_uploaded`] once its bytes are sent.
+    pub fn next_upload(&mut self, key: PeerKey, now: Duration) -> Option<BlockRef> {
+        let p = self.peers.get_mut(&key)?;
+        if p.closing {
+            return None;
+        }
+        while let Some(b) = p.conn.pop_request(now) {
+            if self.picker.have().has(b.piece) {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    /// A block of `len` payload bytes was sent to the peer.
+    pub fn on_uploaded(&mut self, key: PeerKey, len: u64, now: Duration) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.up.record(len, now);
+        }
+        self.totals.uploaded += len;
+        if self.completed_at.is_none() {
+            self.totals.uploaded_while_leeching += len;
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Drivers exchanging messages in memory on a virtual clock: two-sided behaviour (choking,
+//! end game, rejects, `have` suppression, bans) without sockets, Python or the simulator.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::metainfo::InfoHash;
+use crate::protocol::{PeerId, Reserved};
+use crate::swarm::{PickerConfig, PieceGeometry, Slots};
+
+const ONE_WAY: Duration = Duration::from_millis(25);
+
+/// A message from one driver to another: sent at `at - ONE_WAY`, delivered at `at`.
+struct InFlight {
+    at: Duration,
+    from: usize,
+    to: usize,
+    msg: Message,
+}
+
+/// Drivers `0..n` on a lossless network with a fixed one-way delay; driver `i` knows driver
+/// `j` as key `j`. Every message sent is logged.
+struct Pair {
+    drivers: Vec<Driver>,
+    now: Duration,
+    next_tick: Duration,
+    wire: VecDeque<InFlight>,
+    log: Vec<(usize, usize, Message)>,
+    /// Which (receiver, piece) hash checks fail: `bad(receiver, senders_of_piece)`.
+    bad_sender: Option<usize>,
+    /// Who sent each block last, per receiver (to decide hash results).
+    last_sender: Vec<Vec<Option<usize>>>,
+    geometry: PieceGeometry,
+}
+
+fn address(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i as u8 + 1], 6881))
+}
+
+fn handshake() -> Handshake {
+    let mut h = Handshake::new(InfoHash([1; 20]), PeerId([2; 20]));
+    h.reserved = Reserved::default().with_fast(true);
+    h
+}
+
+impl Pair {
+    /// One driver per entry: a seed (`true`) or an empty leecher, with `slots` upload slots
+    /// and no optimistic unchoke.
+    fn new(geometry: PieceGeometry, seeds: &[bool], slots: Slots) -> Pair {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let drivers = seeds
+            .iter()
+            .map(|&seed| {
+                let mut picker = Picker::new(geometry, PickerConfig::default(), &mut rng);
+                if seed {
+                    for p in 0..geometry.piece_count() {
+                        picker.piece_verified(p);
+                    }
+                }
+                let connection = ConnectionConfig {
+                    reserved: Reserved::default().with_fast(true),
+                    ..ConnectionConfig::default()
+                };
+                let choker = ChokerConfig {
+                    slots,
+                    optimistic: false,
+                };
+                let rng = ChaCha8Rng::seed_from_u64(rand::Rng::gen(&mut rng));
+                Driver::new(DriverConfig::network(connection, choker), picker, rng)
+            })
+            .collect();
+        Pair {
+            drivers,
+            now: Duration::ZERO,
+            next_tick: TICK,
+            wire: VecDeque::new(),
+            log: Vec::new(),
+            bad_sender: None,
+            last_sender: vec![vec![None; geometry.piece_count() as usize]; seeds.len()],
+            geometry,
+        }
+    }
+
+    fn connect(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        let rtt = 2 * ONE_WAY;
+        self.drivers[a].add_peer(b as PeerKey, address(b), &handshake(), rtt, now);
+        self.drivers[b].add_peer(a as PeerKey, address(a), &handshake(), rtt, now);
+    }
+
+    /// Carries out every driver's effects: messages and blocks go on the wire.
+    fn pump(&mut self) {
+        let now = self.now;
+        for i in 0..self.drivers.len() {
+            while let Some(effect) = self.drivers[i].poll_effect() {
+                match effect {
+                    Effect::Transmit(k) => self.transmit(i, k as usize),
+                    Effect::Verify(piece) => {
+                        let sender = self.last_sender[i][piece as usize];
+                        let good = sender.is_none() || sender != self.bad_sender;
+                        self.drivers[i].on_piece_verified(piece, good, now);
+                    }
+                    Effect::Close(k) => self.disconnect(i, k as usize),
+                    Effect::Store { block, .. } => {
+                        let from = self.log.last().map(|(from, _, _)| *from);
+                        self.last_sender[i][block.piece as usize] = from;
+                    }
+                    Effect::Completed | Effect::Extension(..) => {}
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: usize) {
+        let now = self.now;
+        let d = &mut self.drivers[from];
+        let mut out = Vec::new();
+        while let Some(msg) = d.poll_message(to as PeerKey, now) {
+            out.push(msg);
+        }
+        while let Some(b) = d.next_upload(to as PeerKey, now) {
+            d.on_uploaded(to as PeerKey, u64::from(b.length), now);
+            out.push(Message::Piece {
+                piece: b.piece,
+                offset: b.offset,
+                data: Bytes::from(vec![0; b.length as usize]),
+            });
+        }
+        for msg in out {
+            self.wire.push_back(InFlight {
+                at: now + ONE_WAY,
+                from,
+                to,
+                msg,
+            });
+        }
+    }
+
+    fn disconnect(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        self.drivers[a].on_peer_gone(b as PeerKey, now);
+        self.drivers[b].on_peer_gone(a as PeerKey, now);
+        self.wire
+            .retain(|m| !(m.from == a && m.to == b || m.from == b && m.to == a));
+    }
+
+    /// Runs until `done` holds or `limit` of virtual time passes; false on the limit.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Pair) -> bool) -> bool {
+        loop {
+            self.pump();
+            if done(self) {
+                return true;
+            }
+            let next_msg = self.wire.front().map(|m| m.at);
+            if next_msg.is_some_and(|at| at <= self.next_tick) {
+                let m = self.wire.pop_front().expect("some");
+                self.now = m.at;
+                self.log.push((m.from, m.to, m.msg.clone()));
+                if self.drivers[m.to]
+                    .on_message(m.from as PeerKey, m.msg, self.now)
+                    .is_err()
+                {
+                    self.disconnect(m.to, m.from);
+                }
+            } else {
+                self.now = self.next_tick;
+                self.next_tick += TICK;
+                for d in &mut self.drivers {
+                    d.on_tick(self.now);
+                }
+            }
+            if self.now > limit {
+                return false;
+            }
+        }
+    }
+
+    fn sent(&self, from: usize, to: usize, what: impl Fn(&Message) -> bool) -> usize {
+        self.log
+            .iter()
+            .filter(|(f, t, m)| *f == from && *t == to && what(m))
+            .count()
+    }
+}
+
+fn geometry(pieces: u32, blocks_per_piece: u32) -> PieceGeometry {
+    let piece = blocks_per_piece * BLOCK_SIZE;
+    PieceGeometry::new(piece, u64::from(pieces) * u64::from(piece))
+}
+
+#[test]
+fn a_leecher_gets_everything_from_a_seed_and_announces_only_its_last_piece_to_it() {
+    let mut pair = Pair::new(geometry(8, 2), &[true, false], Slots::Limited(4));
+    pair.connect(0, 1);
+    assert!(pair.run_until(Duration::from_secs(60), |p| p.drivers[1].is_complete()));
+    let total = pair.geometry.total_length();
+    assert_eq!(pair.drivers[1].totals().downloaded, total);
+    assert_eq!(pair.drivers[0].totals().uploaded, total);
+    assert_eq!(pair.drivers[1].totals().wasted, 0);
+    pair.run_until(pair.now + Duration::from_secs(1), |_| false);
+    // The seed has every piece: only the piece that completes the download is announced.
+    let haves = pair.sent(1, 0, |m| matches!(m, Message::Have(_)));
+    assert_eq!(haves, 1);
+    // Complete, the leecher loses interest; the seed learns it.
+    assert!(!pair.drivers[1]
+        .peer(0)
+        .expect("connected")
+        .conn
+        .am_interested());
+    assert!(!pair.drivers[0]
+        .peer(1)
+        .expect("connected")
+        .conn
+        .peer_interested());
+}
+
+#[test]
+fn a_seed_without_free_slots_keeps_a_leecher_choked() {
+    let mut pair = Pair::new(geometry(4, 1), &[true, false], Slots::Limited(0));
+    pair.connect(0, 1);
+    assert!(!pair.run_until(Duration::from_secs(40), |p| p.drivers[1].have().count() > 0));
+    let at_seed = pair.drivers[0].peer(1).expect("connected");
+    assert!(at_seed.conn.am_choking());
+    assert!(at_seed.conn.peer_interested());
+    assert!(pair.drivers[1]
+        .peer(0)
+        .expect("connected")
+        .conn
+        .am_interested());
+    assert_eq!(pair.sent(1, 0, |m| matches!(m, Message::Request(_))), 0);
+}
+
+#[test]
+fn one_slot_goes_to_one_leecher_at_a_time_and_passes_on_when_it_completes() {
+    let mut pair = Pair::new(geometry(6, 1), &[true, false, false], Slots::Limited(1));
+    pair.connect(0, 1);
+    pair.connect(0, 2);
+    let mut both_unchoked = false;
+    let done = pair.run_until(Duration::from_secs(120), |p| {
+        let unchoked = |k| p.drivers[0].peer(k).is_some_and(|x| !x.conn.am_choking());
+        both_unchoked |= unchoked(1) && unchoked(2);
+        p.drivers[1].is_complete() && p.drivers[2].is_complete()
+    });
+    assert!(done);
+    assert!(!both_unchoked);
+    // Each was unchoked once: the second when the first no longer wanted data.
+    assert_eq!(pair.sent(0, 1, |m| matches!(m, Message::Unchoke)), 1);
+    assert_eq!(pair.sent(0, 2, |m| matches!(m, Message::Unchoke)), 1);
+}
+
+#[test]
+fn end_game_cancels_duplicates_and_fast_peers_reject_or_serve_what_was_cancelled() {
+    let mut pair = Pair::new(geometry(3, 2), &[true, true, false], Slots::Limited(4));
+    pair.connect(0, 2);
+    pair.connect(1, 2);
+    assert!(pair.run_until(Duration::from_secs(60), |p| p.drivers[2].is_complete()));
+    // Let answers in flight land.
+    pair.run_until(pair.now + Duration::from_secs(1), |_| false);
+    let total = pair.geometry.total_length();
+    let leecher = pair.drivers[2].totals();
+    assert_eq!(leecher.downloaded, total);
+    let cancels: Vec<(usize, BlockRef)> = pair
+        .log
+        .iter()
+        .filter_map(|(f, t, m)| match m {
+            Message::Cancel(b) if *f == 2 => Some((*t, *b)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !cancels.is_empty(),
+        "the last blocks were asked of both seeds"
+    );
+    // Every cancelled request was answered anyway: rejected (Fast) or served (wasted).
+    for (seed, b) in &cancels {
+        let answered = pair.sent(*seed, 2, |m| match m {
+            Message::RejectRequest(r) => r == b,
+            Message::Piece { piece, offset, .. } => *piece == b.piece && *offset == b.offset,
+            _ => false,
+        });
+        assert_eq!(answered, 1, "{b:?} at seed {seed}");
+    }
+    let served_twice = pair.sent(0, 2, |m| matches!(m, Message::Piece { .. }))
+        + pair.sent(1, 2, |m| matches!(m, Message::Piece { .. }))
+        - (pair.geometry.total_length() / u64::from(BLOCK_SIZE)) as usize;
+    assert_eq!(leecher.wasted, served_twice as u64 * u64::from(BLOCK_SIZE));
+}
+
+#[test]
+fn a_peer_whose_pieces_fail_twice_is_banned_and_its_pieces_fetched_elsewhere() {
+    let mut pair = Pair::new(geometry(8, 1), &[true, true, false], Slots::Limited(4));
+    pair.bad_sender = Some(0);
+    pair.connect(0, 2);
+    pair.connect(1, 2);
+    assert!(pair.run_until(Duration::from_secs(60), |p| p.drivers[2].is_complete()));
+    let leecher = &pair.drivers[2];
+    assert!(leecher.is_banned(address(0)));
+    assert!(!leecher.is_banned(address(1)));
+    assert!(leecher.peer(0).is_none());
+    assert_eq!(leecher.totals().banned, 1);
+    assert!(leecher.totals().hash_failures >= 2);
+}
