@@ -3,11 +3,13 @@
 //! [`wire`] holds the byte format: the handshake, [`Message`] and the framing
 //! [`MessageDecoder`]; [`extension`] the BEP 10 extension handshake; [`connection`] the
 //! per-peer state machine shared by the seed server, the leecher and the simulator;
-//! [`allowed_fast_set`] BEP 6's canonical allowed-fast pieces.
+//! [`allowed_fast_set`] BEP 6's canonical allowed-fast pieces; [`mse`] the encrypted
+//! handshake (MSE/PE) and its RC4 stream.
 
 mod allowed_fast;
 pub mod connection;
 pub mod extension;
+pub mod mse;
 mod peer_id;
 pub mod wire;
 
