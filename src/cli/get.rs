@@ -48,9 +48,10 @@ pub struct GetArgs {
     /// Seed until interrupted.
     #[arg(long)]
     pub seed_forever: bool,
-    /// Regular unchoke slots.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub unchoke_slots: u32,
+    /// Regular unchoke slots (`auto`: grown with the upload rates, see tuning.md; or
+    /// `unlimited`), besides one optimistic unchoke.
+    #[arg(long, value_name = "auto|N|unlimited", default_value = "4")]
+    pub unchoke_slots: Slots,
     /// Upload limit (e.g. `2Mbit`, `500KiB/s`).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
@@ -98,7 +99,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         max_peers: args.max_peers.max(1),
         listen: args.listen,
         linger,
-        unchoke_slots: Slots::Limited(args.unchoke_slots),
+        unchoke_slots: args.unchoke_slots,
         max_upload_rate: args.max_upload_rate,
         threads: crate::storage::available_threads(),
         rng_seed: None,

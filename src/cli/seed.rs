@@ -15,6 +15,7 @@ use crate::engine::{self, EngineConfig, EngineStats, Shutdown, TorrentSet};
 use crate::metainfo::{self, CreateOptions, Torrent};
 use crate::protocol::PeerId;
 use crate::storage::{self, MappedStorage};
+use crate::swarm::Slots;
 use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
 use crate::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
 
@@ -42,7 +43,7 @@ pub struct SeedArgs {
     /// connections: the slots are split across the cores (core i of n gets N/n, plus one if
     /// i < N mod n) and each core adds one optimistic unchoke, so at most N + n peers of a
     /// torrent are unchoked at once.
-    #[arg(long, value_name = "N|unlimited", default_value = "4", value_parser = parse_slots)]
+    #[arg(long, value_name = "auto|N|unlimited", default_value = "4")]
     pub unchoke_slots: Slots,
     /// Maximum peer connections in total.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -106,15 +107,6 @@ pub struct SeedArgs {
     pub stats_every: u64,
 }
 
-/// A parsed `--unchoke-slots`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Slots {
-    /// At most this many unchoked peers per torrent.
-    Limited(u32),
-    /// Every interested peer.
-    Unlimited,
-}
-
 /// A socket option size: a size (`parse_size`) from 1 byte to 2 GiB - 1 (a C `int`).
 fn parse_socket_bytes(s: &str) -> Result<u32, String> {
     let n = parse_size(s)?;
@@ -122,15 +114,6 @@ fn parse_socket_bytes(s: &str) -> Result<u32, String> {
         return Err(format!("`{s}`: expected 1 byte to 2GiB"));
     }
     Ok(n as u32)
-}
-
-fn parse_slots(s: &str) -> Result<Slots, String> {
-    if s.eq_ignore_ascii_case("unlimited") {
-        return Ok(Slots::Unlimited);
-    }
-    s.parse::<u32>()
-        .map(Slots::Limited)
-        .map_err(|_| format!("`{s}` is neither a number of slots nor `unlimited`"))
 }
 
 /// Runs `seedbox seed`.
@@ -233,10 +216,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
 
     let config = EngineConfig {
         threads,
-        unchoke_slots: match args.unchoke_slots {
-            Slots::Limited(n) => Some(n),
-            Slots::Unlimited => None,
-        },
+        unchoke_slots: args.unchoke_slots,
         max_peers: args.max_peers,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
@@ -501,13 +481,6 @@ fn start_announcer(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_parse() {
-        assert_eq!(parse_slots("4"), Ok(Slots::Limited(4)));
-        assert_eq!(parse_slots("unlimited"), Ok(Slots::Unlimited));
-        assert!(parse_slots("many").unwrap_err().contains("many"));
-    }
 
     #[test]
     fn socket_sizes_parse_within_a_c_int() {

@@ -47,20 +47,22 @@ pub(super) struct PeerHandle {
 
 /// The peers of one torrent on one core and their choker.
 pub(super) struct TorrentCore {
-    slots: Option<u32>,
+    slots: Slots,
     choker: Choker<PeerKey>,
     peers: BTreeMap<PeerKey, PeerHandle>,
     snapshots: Vec<PeerSnapshot<PeerKey>>,
 }
 
 impl TorrentCore {
-    /// No peers yet; `slots` regular unchoke slots on this core (`None`: unlimited).
-    pub fn new(slots: Option<u32>) -> Self {
+    /// No peers yet; `slots` regular unchoke slots on this core; `uplink`: this core's upload
+    /// limit, if any (bytes per second, for [`Slots::Auto`]).
+    pub fn new(slots: Slots, uplink: Option<u64>) -> Self {
         let mut choker = Choker::new(ChokerConfig {
-            slots: slots.map_or(Slots::Unlimited, Slots::Limited),
+            slots,
             optimistic: true,
         });
         choker.set_seeding(true);
+        choker.set_uplink(uplink);
         TorrentCore {
             slots,
             choker,
@@ -97,13 +99,13 @@ impl TorrentCore {
             return;
         }
         match self.slots {
-            None => {
+            Slots::Unlimited => {
                 if let Some(p) = self.peers.get(&key) {
                     p.shared.borrow_mut().conn.unchoke();
                     p.wake.notify_one();
                 }
             }
-            Some(_) => self.round_if_slot_free(now),
+            _ => self.round_if_slot_free(now),
         }
     }
 
@@ -113,7 +115,7 @@ impl TorrentCore {
     /// newcomer does not wait up to a choke interval behind it (as `seedbox get` does, see
     /// [`Choker::has_free_slot`]).
     fn round_if_slot_free(&mut self, now: Duration) {
-        if self.slots.is_none() {
+        if self.slots == Slots::Unlimited {
             return;
         }
         let peers = &self.peers;
@@ -137,7 +139,10 @@ impl TorrentCore {
 
     /// Runs a regular round if one is due (limited slots only).
     pub fn tick(&mut self, now: Duration) {
-        if self.slots.is_some() && self.choker.next_round_due(now) && !self.peers.is_empty() {
+        if self.slots != Slots::Unlimited
+            && self.choker.next_round_due(now)
+            && !self.peers.is_empty()
+        {
             self.round(now);
         }
     }
@@ -235,7 +240,7 @@ mod tests {
 
     #[test]
     fn unlimited_unchokes_on_interest() {
-        let mut tc = TorrentCore::new(None);
+        let mut tc = TorrentCore::new(Slots::Unlimited, None);
         for k in 0..5 {
             tc.add(k, peer(secs(0)));
         }
@@ -249,7 +254,7 @@ mod tests {
     #[test]
     fn free_slots_are_filled_at_once_then_rounds_rank_by_upload_rate() {
         // One regular slot plus the optimistic one.
-        let mut tc = TorrentCore::new(Some(1));
+        let mut tc = TorrentCore::new(Slots::Limited(1), None);
         for k in 0..4 {
             tc.add(k, peer(secs(0)));
         }
@@ -275,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_leaving_peer_frees_its_slot_at_once() {
-        let mut tc = TorrentCore::new(Some(1));
+        let mut tc = TorrentCore::new(Slots::Limited(1), None);
         for k in 0..3 {
             tc.add(k, peer(secs(0)));
             interested(&mut tc, k, secs(1));
@@ -291,7 +296,7 @@ mod tests {
     #[test]
     fn peers_that_lost_interest_free_their_slot_for_a_newcomer() {
         // One regular slot plus the optimistic one, both taken.
-        let mut tc = TorrentCore::new(Some(1));
+        let mut tc = TorrentCore::new(Slots::Limited(1), None);
         for k in 0..2 {
             tc.add(k, peer(secs(0)));
             interested(&mut tc, k, secs(1));
@@ -315,7 +320,7 @@ mod tests {
 
     #[test]
     fn uninterested_peers_are_never_unchoked_and_close_all_closes() {
-        let mut tc = TorrentCore::new(Some(4));
+        let mut tc = TorrentCore::new(Slots::Limited(4), None);
         for k in 0..3 {
             tc.add(k, peer(secs(0)));
         }

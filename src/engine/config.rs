@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::protocol::PeerId;
+use crate::swarm::Slots;
 
 /// How the engine treats peers. Built by `seedbox seed` from its flags.
 #[derive(Clone, Debug)]
@@ -11,8 +12,9 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Regular unchoke slots per torrent over all cores, split across the cores (core `i` of
     /// `n` gets `slots / n`, plus one for `i < slots % n`), each core adding one optimistic
-    /// unchoke of its own; `None` unchokes every interested peer.
-    pub unchoke_slots: Option<u32>,
+    /// unchoke of its own; [`Slots::Auto`] on each core; [`Slots::Unlimited`] unchokes every
+    /// interested peer.
+    pub unchoke_slots: Slots,
     /// Maximum simultaneous peer connections over all cores.
     pub max_peers: usize,
     /// Outstanding requests kept per peer (advertised as `reqq`); more are rejected.
@@ -47,7 +49,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             threads: 1,
-            unchoke_slots: Some(4),
+            unchoke_slots: Slots::Limited(4),
             max_peers: 10_000,
             request_queue: 500,
             blocks_per_write: 16,
@@ -67,10 +69,12 @@ impl Default for EngineConfig {
 
 impl EngineConfig {
     /// Regular unchoke slots of core `core` (see [`EngineConfig::unchoke_slots`]).
-    pub fn core_slots(&self, core: usize) -> Option<u32> {
+    pub fn core_slots(&self, core: usize) -> Slots {
         let n = self.threads.max(1) as u32;
-        self.unchoke_slots
-            .map(|s| s / n + u32::from((core as u32) < s % n))
+        match self.unchoke_slots {
+            Slots::Limited(s) => Slots::Limited(s / n + u32::from((core as u32) < s % n)),
+            other => other,
+        }
     }
 
     /// Upload limit of one core in bytes per second.
@@ -88,22 +92,30 @@ mod tests {
     fn slots_are_split_across_cores() {
         let c = EngineConfig {
             threads: 3,
-            unchoke_slots: Some(4),
+            unchoke_slots: Slots::Limited(4),
             ..EngineConfig::default()
         };
-        let per: Vec<_> = (0..3).map(|i| c.core_slots(i).unwrap()).collect();
-        assert_eq!(per, vec![2, 1, 1]);
+        let per: Vec<_> = (0..3).map(|i| c.core_slots(i)).collect();
+        assert_eq!(
+            per,
+            vec![Slots::Limited(2), Slots::Limited(1), Slots::Limited(1)]
+        );
         let c = EngineConfig {
             threads: 8,
-            unchoke_slots: Some(4),
+            unchoke_slots: Slots::Limited(4),
             ..EngineConfig::default()
         };
-        let total: u32 = (0..8).map(|i| c.core_slots(i).unwrap()).sum();
+        let total: u32 = (0..8)
+            .map(|i| match c.core_slots(i) {
+                Slots::Limited(n) => n,
+                other => panic!("{other}"),
+            })
+            .sum();
         assert_eq!(total, 4);
         let c = EngineConfig {
-            unchoke_slots: None,
+            unchoke_slots: Slots::Unlimited,
             ..c
         };
-        assert_eq!(c.core_slots(0), None);
+        assert_eq!(c.core_slots(0), Slots::Unlimited);
     }
 }

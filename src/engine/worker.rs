@@ -128,7 +128,7 @@ pub fn run(
                 let slots = config.core_slots(core);
                 let torrent_cores = torrents
                     .iter()
-                    .map(|_| RefCell::new(TorrentCore::new(slots)))
+                    .map(|_| RefCell::new(TorrentCore::new(slots, config.core_upload_rate())))
                     .collect();
                 // A burst of 4 blocks per core: smooth, yet enough to batch writes.
                 let bucket = config.core_upload_rate().map(|rate| {

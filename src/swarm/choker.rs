@@ -6,7 +6,8 @@
 //! optimistic unchoke rotated every [`OPTIMISTIC_INTERVAL`], picked at random among the choked
 //! interested peers with connections younger than [`NEW_PEER_AGE`] [`NEW_PEER_WEIGHT`] times as
 //! likely. It returns only the changes, so the caller sends choke/unchoke messages only for
-//! those.
+//! those. The slot count is fixed, unlimited, or [`Slots::Auto`]: grown from the upload
+//! rates at each round ([`auto_slot_count`]).
 
 use std::time::Duration;
 
@@ -25,11 +26,28 @@ pub const NEW_PEER_AGE: Duration = Duration::from_secs(60);
 /// How much more likely a new connection is to get the optimistic unchoke.
 pub const NEW_PEER_WEIGHT: u64 = 3;
 
-/// How many peers the choker unchokes for reciprocation (besides the optimistic unchoke).
+/// The fewest regular slots of [`Slots::Auto`]: the classic design's four.
+pub const AUTO_MIN_SLOTS: u32 = 4;
+/// [`Slots::Auto`]: the upload rate the fastest unchoked peer must get for the count to grow
+/// past one slot (libtorrent's `rate_based_choker`, 1 KiB/s).
+pub const AUTO_RATE_THRESHOLD: u64 = 1024;
+/// [`Slots::Auto`]: how much the threshold rises for each further slot (2 KiB/s). With a
+/// saturated uplink `U` shared by `k` peers the `k`-th qualifies while `U / k >= 1 KiB/s +
+/// 2 KiB/s * (k - 1)`, which settles near `sqrt(U / 2 KiB/s)` slots.
+pub const AUTO_RATE_STEP: u64 = 2048;
+/// [`Slots::Auto`] with a known uplink: below this share of it the uplink counts as
+/// unsaturated and the slots grow.
+pub const AUTO_SATURATED_PERCENT: u64 = 90;
+
+/// How many peers the choker unchokes for reciprocation (besides the optimistic unchoke):
+/// `--unchoke-slots auto|N|unlimited`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Slots {
     /// At most this many (the classic design uses 4).
     Limited(u32),
+    /// As many as the upload rates show the uplink can serve well, never fewer than
+    /// [`AUTO_MIN_SLOTS`]; see [`auto_slot_count`].
+    Auto,
     /// Every interested peer (a seed box with bandwidth to spare).
     Unlimited,
 }
@@ -40,12 +58,98 @@ impl Default for Slots {
     }
 }
 
+impl std::str::FromStr for Slots {
+    type Err = String;
+
+    /// `auto`, `unlimited` or a number of slots.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            Ok(Slots::Auto)
+        } else if s.eq_ignore_ascii_case("unlimited") {
+            Ok(Slots::Unlimited)
+        } else {
+            s.parse::<u32>().map(Slots::Limited).map_err(|_| {
+                format!("`{s}` is neither a number of slots nor `auto` or `unlimited`")
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for Slots {
+    /// As parsed: `auto`, `unlimited` or the number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slots::Limited(n) => write!(f, "{n}"),
+            Slots::Auto => f.write_str("auto"),
+            Slots::Unlimited => f.write_str("unlimited"),
+        }
+    }
+}
+
+/// The regular slot count of [`Slots::Auto`] for the next round, from the current count,
+/// the upload rates of the peers that want data (fastest first; only the first
+/// `current + current / 2` or so are read) and what is known of the uplink.
+///
+/// The rule (libtorrent's `rate_based_choker`, growing faster): walking the peers fastest
+/// first, the `i`-th (from 0) qualifies while its rate is at least
+/// [`AUTO_RATE_THRESHOLD`] + `i` * [`AUTO_RATE_STEP`]; `q` peers qualify.
+/// - With a known uplink (`uplink`, bytes per second) carrying less than
+///   [`AUTO_SATURATED_PERCENT`] of it (`sent`, the sum of every peer's rate), the uplink is
+///   unsaturated: grow by half.
+/// - Otherwise, when every slot qualifies (`q >= current`), grow: by half while the slowest
+///   of them still gets twice its threshold, else by one.
+/// - Otherwise, with a known (saturated) uplink, hold: the slots fill it.
+/// - Otherwise settle on `q + 1`, as libtorrent does.
+///
+/// The result is at least [`AUTO_MIN_SLOTS`] and at most `wanting` (the peers that want
+/// data) when that is more.
+pub fn auto_slot_count(
+    current: u32,
+    rates_desc: &[u64],
+    wanting: usize,
+    sent: u64,
+    uplink: Option<u64>,
+) -> u32 {
+    let mut threshold = AUTO_RATE_THRESHOLD;
+    let mut qualifying = 0u32;
+    let mut headroom = true;
+    for &rate in rates_desc {
+        if rate < threshold {
+            break;
+        }
+        headroom &= rate >= 2 * threshold;
+        qualifying += 1;
+        threshold += AUTO_RATE_STEP;
+    }
+    let grow_by_half = current + (current / 2).max(1);
+    let unsaturated =
+        uplink.is_some_and(|u| sent.saturating_mul(100) < u.saturating_mul(AUTO_SATURATED_PERCENT));
+    let next = if unsaturated {
+        grow_by_half
+    } else if qualifying >= current {
+        if headroom {
+            grow_by_half
+        } else {
+            current + 1
+        }
+    } else if uplink.is_some() {
+        current
+    } else {
+        qualifying + 1
+    };
+    let ceiling = u32::try_from(wanting)
+        .unwrap_or(u32::MAX)
+        .max(AUTO_MIN_SLOTS);
+    next.clamp(AUTO_MIN_SLOTS, ceiling)
+}
+
 /// Choker settings.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ChokerConfig {
     /// Regular unchoke slots.
     pub slots: Slots,
-    /// Whether to keep one optimistic unchoke besides the regular slots.
+    /// Whether to keep one optimistic unchoke besides the regular slots (never with
+    /// [`Slots::Unlimited`], where nobody waits).
     pub optimistic: bool,
 }
 
@@ -126,6 +230,10 @@ impl<K> ChokeChanges<K> {
 pub struct Choker<K> {
     config: ChokerConfig,
     seeding: bool,
+    /// The uplink's capacity in bytes per second when known (see [`Choker::set_uplink`]).
+    uplink: Option<u64>,
+    /// The regular slot count of [`Slots::Auto`] (its current value; unused otherwise).
+    auto_slots: u32,
     /// Currently unchoked peers, sorted (for binary search and a deterministic order).
     unchoked: Vec<K>,
     optimistic: Option<K>,
@@ -134,6 +242,7 @@ pub struct Choker<K> {
     /// Scratch space reused across rounds (peer indices).
     candidates: Vec<usize>,
     selected: Vec<bool>,
+    rates: Vec<u64>,
 }
 
 impl<K: Copy + Ord> Choker<K> {
@@ -142,12 +251,15 @@ impl<K: Copy + Ord> Choker<K> {
         Choker {
             config,
             seeding: false,
+            uplink: None,
+            auto_slots: AUTO_MIN_SLOTS,
             unchoked: Vec::new(),
             optimistic: None,
             optimistic_since: Duration::ZERO,
             last_round: None,
             candidates: Vec::new(),
             selected: Vec::new(),
+            rates: Vec::new(),
         }
     }
 
@@ -165,6 +277,23 @@ impl<K: Copy + Ord> Choker<K> {
     /// Whether the choker is in seed mode.
     pub fn is_seeding(&self) -> bool {
         self.seeding
+    }
+
+    /// Tells [`Slots::Auto`] the uplink's capacity in bytes per second (an upload limit), so
+    /// it grows while the uplink is unsaturated and holds once it is full; `None` (the
+    /// default): unknown, libtorrent's rate thresholds alone.
+    pub fn set_uplink(&mut self, uplink: Option<u64>) {
+        self.uplink = uplink;
+    }
+
+    /// The regular slots the next round fills: `None` for unlimited (the current count of
+    /// [`Slots::Auto`]).
+    pub fn regular_slots(&self) -> Option<u32> {
+        match self.config.slots {
+            Slots::Limited(n) => Some(n),
+            Slots::Auto => Some(self.auto_slots),
+            Slots::Unlimited => None,
+        }
     }
 
     /// Whether a round is due at `now` (never ran, or [`CHOKE_INTERVAL`] since the last one).
@@ -202,7 +331,7 @@ impl<K: Copy + Ord> Choker<K> {
     /// [`Choker::unchoked`] until the next round but no longer holds a slot here, so a newcomer
     /// does not wait up to [`CHOKE_INTERVAL`] behind peers that want nothing.
     pub fn has_free_slot(&self, mut wants_data: impl FnMut(&K) -> bool) -> bool {
-        let Slots::Limited(n) = self.config.slots else {
+        let Some(n) = self.regular_slots() else {
             return true;
         };
         let capacity = n as usize + usize::from(self.config.optimistic);
@@ -232,11 +361,7 @@ impl<K: Copy + Ord> Choker<K> {
         self.last_round = Some(now);
         self.selected.clear();
         self.selected.resize(peers.len(), false);
-
-        // Regular slots.
         self.candidates.clear();
-        let seeding = self.seeding;
-        let unlimited = self.config.slots == Slots::Unlimited;
         self.candidates.extend(
             peers
                 .iter()
@@ -244,68 +369,90 @@ impl<K: Copy + Ord> Choker<K> {
                 .filter(|(_, p)| p.wants_data())
                 .map(|(i, _)| i),
         );
-        if let Slots::Limited(n) = self.config.slots {
+        if self.config.slots == Slots::Auto {
+            self.auto_slots = self.next_auto_slots(peers);
+        }
+        self.select_regular(now, peers);
+        if self.config.optimistic && self.config.slots != Slots::Unlimited {
+            self.select_optimistic(now, peers, rng);
+        } else {
+            self.optimistic = None;
+        }
+        self.apply_selection(peers)
+    }
+
+    /// The regular slot count of [`Slots::Auto`] for this round (see [`auto_slot_count`]),
+    /// from every candidate's upload rate (what we send them, whichever the mode).
+    fn next_auto_slots(&mut self, peers: &[PeerSnapshot<K>]) -> u32 {
+        self.rates.clear();
+        self.rates
+            .extend(self.candidates.iter().map(|&i| peers[i].upload_rate));
+        let sent = peers.iter().map(|p| p.upload_rate).sum();
+        // Only the fastest `current * 1.5 + 1` can qualify: sort just those.
+        let current = self.auto_slots;
+        let read = (current as usize + current as usize / 2 + 1).min(self.rates.len());
+        if read > 0 && read < self.rates.len() {
+            self.rates.select_nth_unstable_by(read - 1, |a, b| b.cmp(a));
+            self.rates.truncate(read);
+        }
+        self.rates.sort_unstable_by(|a, b| b.cmp(a));
+        auto_slot_count(
+            current,
+            &self.rates,
+            self.candidates.len(),
+            sent,
+            self.uplink,
+        )
+    }
+
+    /// Marks the peers of the regular slots in `selected`: all candidates when unlimited,
+    /// else the best ranked ([`rank`]) as many as there are slots.
+    fn select_regular(&mut self, now: Duration, peers: &[PeerSnapshot<K>]) {
+        if let Some(n) = self.regular_slots() {
             let n = n as usize;
-            let rate = |p: &PeerSnapshot<K>| {
-                if seeding {
-                    p.upload_rate
-                } else {
-                    p.download_rate
-                }
-            };
-            // As a leecher, peers that snub us come after every peer that does not; a slot
-            // no reciprocating peer wants still goes to one of them rather than to nobody.
-            let snubs = |p: &PeerSnapshot<K>| !seeding && p.is_snubbing(now);
-            // Fastest first; ties go to the older connection, then the smaller key.
-            let order = |&a: &usize, &b: &usize| {
-                let (pa, pb) = (&peers[a], &peers[b]);
-                snubs(pa)
-                    .cmp(&snubs(pb))
-                    .then(rate(pb).cmp(&rate(pa)))
-                    .then(pa.connected_at.cmp(&pb.connected_at))
-                    .then(pa.key.cmp(&pb.key))
-            };
             if n == 0 {
                 self.candidates.clear();
             } else if self.candidates.len() > n {
-                self.candidates.select_nth_unstable_by(n - 1, order);
+                self.candidates
+                    .select_nth_unstable_by(n - 1, rank(self.seeding, now, peers));
                 self.candidates.truncate(n);
             }
         }
         for &i in &self.candidates {
             self.selected[i] = true;
         }
+    }
 
-        // Optimistic slot.
-        if self.config.optimistic && !unlimited {
-            let current = self
-                .optimistic
-                .and_then(|k| peers.iter().position(|p| p.key == k));
-            let keep = match current {
-                Some(i) => {
-                    peers[i].wants_data()
-                        && !self.selected[i]
-                        && now.saturating_sub(self.optimistic_since) < OPTIMISTIC_INTERVAL
-                }
-                None => false,
-            };
-            if keep {
-                if let Some(i) = current {
-                    self.selected[i] = true;
-                }
-            } else {
-                self.optimistic = None;
-                if let Some(i) = self.pick_optimistic(now, peers, rng) {
-                    self.selected[i] = true;
-                    self.optimistic = Some(peers[i].key);
-                    self.optimistic_since = now;
-                }
-            }
-        } else {
-            self.optimistic = None;
+    /// Keeps the optimistic unchoke for [`OPTIMISTIC_INTERVAL`] while its holder still wants
+    /// data and did not earn a regular slot; otherwise picks a new one.
+    fn select_optimistic<R: Rng + ?Sized>(
+        &mut self,
+        now: Duration,
+        peers: &[PeerSnapshot<K>],
+        rng: &mut R,
+    ) {
+        let current = self
+            .optimistic
+            .and_then(|k| peers.iter().position(|p| p.key == k));
+        let keep = current.filter(|&i| {
+            peers[i].wants_data()
+                && !self.selected[i]
+                && now.saturating_sub(self.optimistic_since) < OPTIMISTIC_INTERVAL
+        });
+        if let Some(i) = keep {
+            self.selected[i] = true;
+            return;
         }
+        self.optimistic = None;
+        if let Some(i) = self.pick_optimistic(now, peers, rng) {
+            self.selected[i] = true;
+            self.optimistic = Some(peers[i].key);
+            self.optimistic_since = now;
+        }
+    }
 
-        // Diff against the previous round.
+    /// Makes `selected` the unchoked set and returns the difference with the previous one.
+    fn apply_selection(&mut self, peers: &[PeerSnapshot<K>]) -> ChokeChanges<K> {
         let mut changes = ChokeChanges {
             unchoke: Vec::new(),
             choke: Vec::new(),
@@ -361,6 +508,33 @@ impl<K: Copy + Ord> Choker<K> {
             r -= w;
         }
         None
+    }
+}
+
+/// The rank order of the regular slots over indices into `peers`: fastest first (as a seed
+/// by our upload rate to the peer; as a leecher by its upload rate to us, peers snubbing us
+/// after every peer that does not, so a slot no reciprocating peer wants still goes to one
+/// of them rather than to nobody); ties go to the older connection, then the smaller key.
+fn rank<K: Ord>(
+    seeding: bool,
+    now: Duration,
+    peers: &[PeerSnapshot<K>],
+) -> impl Fn(&usize, &usize) -> std::cmp::Ordering + '_ {
+    let rate = move |p: &PeerSnapshot<K>| {
+        if seeding {
+            p.upload_rate
+        } else {
+            p.download_rate
+        }
+    };
+    let snubs = move |p: &PeerSnapshot<K>| !seeding && p.is_snubbing(now);
+    move |&a, &b| {
+        let (pa, pb) = (&peers[a], &peers[b]);
+        snubs(pa)
+            .cmp(&snubs(pb))
+            .then(rate(pb).cmp(&rate(pa)))
+            .then(pa.connected_at.cmp(&pb.connected_at))
+            .then(pa.key.cmp(&pb.key))
     }
 }
 
@@ -716,5 +890,165 @@ mod tests {
         expected.sort_by_key(|p| std::cmp::Reverse(p.download_rate));
         let expected = sorted(expected[..4].iter().map(|p| p.key).collect());
         assert_eq!(c.unchoked(), expected.as_slice());
+    }
+
+    #[test]
+    fn slots_parse_and_print_as_the_flag() {
+        for (text, slots) in [
+            ("4", Slots::Limited(4)),
+            ("0", Slots::Limited(0)),
+            ("auto", Slots::Auto),
+            ("unlimited", Slots::Unlimited),
+        ] {
+            assert_eq!(text.parse::<Slots>(), Ok(slots));
+            assert_eq!(slots.to_string(), text);
+        }
+        assert_eq!("AUTO".parse::<Slots>(), Ok(Slots::Auto));
+        for bad in ["many", "-1", "", "4.5"] {
+            assert!(bad.parse::<Slots>().unwrap_err().contains(bad));
+        }
+    }
+
+    #[test]
+    fn auto_rule_without_a_known_uplink_follows_the_rate_thresholds() {
+        const K: u64 = 1024;
+        // Everyone far above the thresholds (1, 3, 5, 7, 9 KiB/s...): grow by half.
+        assert_eq!(auto_slot_count(4, &[100 * K; 5], 50, 0, None), 6);
+        assert_eq!(auto_slot_count(6, &[100 * K; 9], 50, 0, None), 9);
+        // Every slot qualifies but the slowest is within twice its threshold: one more.
+        assert_eq!(
+            auto_slot_count(
+                6,
+                &[100 * K, 90 * K, 80 * K, 70 * K, 60 * K, 12 * K],
+                50,
+                0,
+                None
+            ),
+            7
+        );
+        // Only three qualify (the fourth needs 7 KiB/s): libtorrent's q + 1, but never
+        // fewer than four.
+        assert_eq!(
+            auto_slot_count(10, &[50 * K, 40 * K, 30 * K, 6 * K, 6 * K], 50, 0, None),
+            4
+        );
+        let rates: Vec<u64> = (0..20).map(|i| 100 * K - i * K).collect();
+        // Thresholds 1 + 2i KiB/s against 100 - i KiB/s: i = 0..=33 would qualify; 20 given,
+        // so all of a current 30 are not: 21.
+        assert_eq!(auto_slot_count(30, &rates, 50, 0, None), 21);
+        // Never more than the peers that want data (or four).
+        assert_eq!(auto_slot_count(8, &[100 * K; 9], 9, 0, None), 9);
+        assert_eq!(auto_slot_count(4, &[100 * K; 2], 2, 0, None), 4);
+        // Nothing measured yet (a fresh swarm): the minimum.
+        assert_eq!(auto_slot_count(4, &[], 0, 0, None), 4);
+        assert_eq!(auto_slot_count(12, &[0; 20], 20, 0, None), 4);
+    }
+
+    #[test]
+    fn auto_rule_with_a_known_uplink_grows_until_it_is_full_then_holds() {
+        const M: u64 = 1_000_000;
+        // Unsaturated (5 of 10 MB/s): grow by half even if the thresholds would not.
+        assert_eq!(auto_slot_count(40, &[1; 40], 100, 5 * M, Some(10 * M)), 60);
+        // Full (at least 90%) and not every slot qualifies: hold, do not shrink.
+        assert_eq!(auto_slot_count(40, &[1; 40], 100, 9 * M, Some(10 * M)), 40);
+        // Full and every slot gets plenty: grow, as without a known uplink.
+        assert_eq!(auto_slot_count(4, &[2 * M; 4], 100, 9 * M, Some(10 * M)), 6);
+    }
+
+    /// Rounds of a seed's choker on `Auto` over `n` interested peers that can each take at
+    /// most `peer_cap` bytes per second from an uplink of `uplink`: every round, each
+    /// unchoked peer gets an equal share of the uplink up to its cap, and that is its upload
+    /// rate at the next round. Returns the regular slot count and the bytes per second sent
+    /// after each round.
+    fn auto_feedback(
+        n: u32,
+        peer_cap: u64,
+        uplink: u64,
+        known: bool,
+        rounds: u32,
+    ) -> Vec<(u32, u64)> {
+        let mut c = Choker::new(ChokerConfig {
+            slots: Slots::Auto,
+            optimistic: true,
+        });
+        c.set_seeding(true);
+        c.set_uplink(known.then_some(uplink));
+        let mut r = rng();
+        let mut rates = vec![0u64; n as usize];
+        let mut out = Vec::new();
+        for round in 0..rounds {
+            let now = secs(1000) + CHOKE_INTERVAL * round;
+            let peers: Vec<_> = (0..n).map(|k| peer(k, 0, rates[k as usize], now)).collect();
+            c.round(now, &peers, &mut r);
+            let k = c.unchoked().len() as u64;
+            let share = uplink.checked_div(k).unwrap_or(0).min(peer_cap);
+            rates.iter_mut().for_each(|x| *x = 0);
+            for &key in c.unchoked() {
+                rates[key as usize] = share;
+            }
+            out.push((c.regular_slots().unwrap(), share * k));
+        }
+        out
+    }
+
+    #[test]
+    fn auto_opens_more_slots_while_the_uplink_is_unsaturated_and_stops_when_it_is_full() {
+        // A 10 MB/s uplink, 300 peers taking at most 100 kB/s each: 100 unchoked fill it.
+        let (uplink, cap) = (10_000_000, 100_000);
+        let run = auto_feedback(300, cap, uplink, true, 40);
+        // Slots grow at every round while the uplink is below 90%...
+        let first_full = run
+            .iter()
+            .position(|&(_, sent)| sent * 10 >= uplink * 9)
+            .expect("fills the uplink");
+        assert!(first_full <= 12, "{run:?}");
+        for w in run[..=first_full].windows(2) {
+            assert!(w[1].0 > w[0].0, "{run:?}");
+        }
+        // ...then stop: the same count for the rest of the run, the uplink at least 90% full.
+        let settled = run[first_full + 1].0;
+        assert!(
+            run[first_full + 1..]
+                .iter()
+                .all(|&(slots, sent)| slots == settled && sent * 10 >= uplink * 9),
+            "{run:?}"
+        );
+        assert!((89..=150).contains(&settled), "{run:?}");
+        // Four fixed slots (plus the optimistic one) would have sent 5 * 100 kB/s.
+    }
+
+    #[test]
+    fn auto_without_a_known_uplink_settles_near_the_square_root_rule() {
+        // Peers fast enough to take the whole uplink: the uplink is always full and the
+        // thresholds alone stop the growth, near sqrt(10 MB/s / 2 KiB/s) = 70.
+        let run = auto_feedback(300, u64::MAX, 10_000_000, false, 40);
+        let tail: Vec<u32> = run[20..].iter().map(|&(s, _)| s).collect();
+        assert!(tail.iter().all(|&s| (55..=90).contains(&s)), "{run:?}");
+        // Peers of 20 kB/s on a big uplink: all 300 qualify at first, then the thresholds cap
+        // them near (20 kB/s - 1 KiB/s) / 2 KiB/s + 1 = 10.
+        let run = auto_feedback(300, 20_000, 1_000_000_000, false, 30);
+        assert!(
+            run[10..].iter().all(|&(s, _)| (4..=12).contains(&s)),
+            "{run:?}"
+        );
+    }
+
+    #[test]
+    fn auto_never_unchokes_fewer_than_four_plus_one() {
+        let now = secs(1000);
+        let peers: Vec<_> = (0..20).map(|k| peer(k, 0, 0, now)).collect();
+        let mut c = Choker::new(ChokerConfig {
+            slots: Slots::Auto,
+            optimistic: true,
+        });
+        c.set_seeding(true);
+        for round in 0..5 {
+            c.round(now + CHOKE_INTERVAL * round, &peers, &mut rng());
+            assert_eq!(c.unchoked().len(), 5);
+            assert_eq!(c.regular_slots(), Some(AUTO_MIN_SLOTS));
+        }
+        // A free slot for a newcomer counts the auto slots.
+        assert!(!c.has_free_slot(|_| true));
+        assert!(c.has_free_slot(|&k| k != c.unchoked()[0]));
     }
 }

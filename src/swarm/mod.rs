@@ -14,7 +14,8 @@ mod token_bucket;
 
 pub use bitfield::Bitfield;
 pub use choker::{
-    ChokeChanges, Choker, ChokerConfig, PeerSnapshot, Slots, CHOKE_INTERVAL, NEW_PEER_AGE,
+    auto_slot_count, ChokeChanges, Choker, ChokerConfig, PeerSnapshot, Slots, AUTO_MIN_SLOTS,
+    AUTO_RATE_STEP, AUTO_RATE_THRESHOLD, AUTO_SATURATED_PERCENT, CHOKE_INTERVAL, NEW_PEER_AGE,
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
 };
 pub use driver::{
