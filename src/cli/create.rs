@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::metainfo::{self, CreateOptions};
@@ -125,7 +124,7 @@ pub fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
         super::progress::with_byte_progress("hashing", total, args.quiet, |p| {
             metainfo::create(&scan, &opts, p)
         })?;
-    write_atomically(&output, &bytes)?;
+    crate::service::load::write_atomically(&output, &bytes)?;
     let secs = started.elapsed().as_secs_f64();
     outln!("created   {}", output.display());
     outln!("name      {}", torrent.name);
@@ -143,15 +142,4 @@ pub fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
         total as f64 / secs / 1e9
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees a
-/// half-written torrent.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".part");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

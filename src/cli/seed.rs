@@ -1,9 +1,8 @@
 //! `seedbox seed`: check the data, then serve it from the thread-per-core engine.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,12 +10,13 @@ use clap::Args;
 
 use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
-use crate::engine::{self, EngineConfig, EngineStats, Shutdown, TorrentSet};
-use crate::metainfo::{self, CreateOptions, Torrent};
+use crate::engine::{self, EngineConfig, EngineControl, Shutdown};
 use crate::protocol::PeerId;
-use crate::storage::{self, MappedStorage};
+use crate::service::announce::Announcers;
+use crate::service::load::{self, is_torrent_file};
+use crate::service::{Service, ServiceConfig};
+use crate::storage;
 use crate::swarm::Slots;
-use crate::tracker::client::{AnnounceStats, Identity, TrackerClient};
 use crate::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
 
 /// How often the files of every torrent are checked for truncation or replacement.
@@ -118,6 +118,8 @@ fn parse_socket_bytes(s: &str) -> Result<u32, String> {
 
 /// Runs `seedbox seed`.
 pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
+    // Before any thread starts: every thread inherits the blocked signals.
+    let signals = Signals::block()?;
     match engine::raise_nofile_limit() {
         Ok(n) => tracing::debug!("descriptor limit {n}"),
         Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
@@ -126,95 +128,133 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .threads
         .unwrap_or_else(storage::available_threads)
         .max(1);
-    let creates = args.targets.iter().any(|t| !is_torrent_file(t));
-    let tracker = if !args.no_tracker && (creates || args.tracker_listen.is_some()) {
-        Some(start_embedded_tracker(
-            args.tracker_listen.unwrap_or(DEFAULT_TRACKER_LISTEN),
-            args.tracker_host.as_deref(),
-            threads,
-        )?)
-    } else {
-        None
-    };
-    let mut loaded = Vec::new();
-    for target in &args.targets {
-        let announce = tracker.as_ref().map(|(_, url)| url.clone());
-        let (torrent, dir, bytes, hashed) = load_target(target, &args.data, threads, announce)?;
-        if let Some((handle, _)) = &tracker {
-            if let Err(e) = handle.add_torrent_file(&torrent.name, bytes, torrent.info_hash) {
-                tracing::warn!("cannot list {} on the tracker's pages: {e}", torrent.name);
-            }
-        }
-        loaded.push((torrent, dir, hashed));
-    }
-    if let Some((handle, url)) = &tracker {
-        outln!("tracker   {url}");
-        if let Some(a) = handle.http_addr() {
-            let host = url
-                .strip_prefix("http://")
-                .and_then(|r| r.split('/').next())
-                .map(str::to_owned)
-                .unwrap_or_else(|| a.to_string());
-            outln!("torrents  http://{host}/torrents/");
-        }
-    }
-    let mut serving = Vec::new();
-    let mut refused = 0;
-    for (torrent, dir, hashed) in loaded {
-        // A torrent created from its files a moment ago has had every piece hashed already:
-        // checking it again would read all the data a second time.
-        let skip = args.skip_check || hashed;
-        match check(&torrent, &dir, threads, skip) {
-            Ok(storage) => serving.push((torrent, storage, hashed || !args.skip_check)),
-            Err(why) => {
-                refused += 1;
-                eprintln!(
-                    "seedbox: refusing to seed {} ({}): {why}",
-                    torrent.name, torrent.info_hash
-                );
-            }
-        }
-    }
-    if serving.is_empty() {
-        anyhow::bail!("nothing to seed: every torrent failed its check");
-    }
-    let (set, duplicates) = TorrentSet::new(serving);
-    for d in duplicates {
-        eprintln!(
-            "seedbox: {} ({}) is given twice; seeding it once",
-            d.name, d.info_hash
-        );
-    }
-    if args.huge_pages {
-        for t in set.iter() {
-            let (advised, error) = t.storage.advise_huge_pages();
-            match error {
-                None => tracing::info!(
-                    "{}: {advised} mappings advised MADV_HUGEPAGE",
-                    t.torrent.name
-                ),
-                Some(e) => tracing::warn!("{}: madvise(MADV_HUGEPAGE) failed: {e}", t.torrent.name),
-            }
-        }
-    }
+    let tracker = start_tracker_if_needed(&args, threads)?;
     let listeners = engine::bind_reuseport(args.listen, threads)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listeners[0].local_addr()?;
     let peer_id = PeerId::generate(&mut rand::thread_rng());
-    let mut trackers = Vec::new();
-    for t in set.iter() {
-        outln!("seeding   {}", t.torrent.name);
-        outln!("info-hash {}", t.torrent.info_hash);
-        outln!("magnet    {}", t.torrent.magnet());
-        if !args.no_tracker && !engine::download::tracker_tiers(&t.torrent).is_empty() {
-            trackers.push(start_announcer(&t.torrent, t.index, peer_id, listen.port()));
-        }
+    let (control, inboxes) = EngineControl::new(threads);
+    let announce_url = tracker.as_ref().map(|(_, url)| url.clone());
+    let service = Service::new(
+        control.clone(),
+        ServiceConfig {
+            data: args.data.clone(),
+            threads,
+            skip_check: args.skip_check,
+            huge_pages: args.huge_pages,
+            announce_url,
+        },
+        (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
+        tracker.map(|(handle, _)| handle),
+    );
+    let refused = add_targets(&service, &args.targets);
+    if control.is_empty() {
+        service.shutdown();
+        anyhow::bail!("nothing to seed: every torrent failed its check");
     }
     outln!("listening {listen}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let config = EngineConfig {
+    let shutdown = Shutdown::new();
+    let engine = {
+        let (config, control, shutdown) = (
+            engine_config(&args, threads, peer_id),
+            control.clone(),
+            shutdown.clone(),
+        );
+        std::thread::Builder::new()
+            .name("seedbox-engine".into())
+            .spawn(move || engine::run(config, &control, inboxes, listeners, &shutdown))?
+    };
+    let started = Instant::now();
+    let stopped = serve_until_signal(&service, &signals, &engine, args.stats_every);
+    shutdown.trigger();
+    let result = engine
+        .join()
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
+    result.context("engine failed")?;
+    log_totals(&service, started);
+    service.shutdown();
+    Ok(if refused > 0 || stopped > 0 {
+        ExitCode::from(super::EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Starts the embedded tracker when seed creates a torrent or `--tracker-listen` asks for it
+/// (never with `--no-tracker`), and prints its URLs.
+fn start_tracker_if_needed(
+    args: &SeedArgs,
+    threads: usize,
+) -> anyhow::Result<Option<(TrackerHandle, String)>> {
+    let creates = args.targets.iter().any(|t| !is_torrent_file(t));
+    if args.no_tracker || !(creates || args.tracker_listen.is_some()) {
+        return Ok(None);
+    }
+    let (handle, url) = start_embedded_tracker(
+        args.tracker_listen.unwrap_or(DEFAULT_TRACKER_LISTEN),
+        args.tracker_host.as_deref(),
+        threads,
+    )?;
+    outln!("tracker   {url}");
+    if let Some(a) = handle.http_addr() {
+        let host = url
+            .strip_prefix("http://")
+            .and_then(|r| r.split('/').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| a.to_string());
+        outln!("torrents  http://{host}/torrents/");
+    }
+    Ok(Some((handle, url)))
+}
+
+/// Loads, checks and serves every target, printing what it seeds; returns how many were
+/// refused (each with its reason on stderr).
+fn add_targets(service: &Service, targets: &[PathBuf]) -> usize {
+    let mut refused = 0;
+    for target in targets {
+        let loaded = match load::load_target(
+            target,
+            &service.config().data,
+            service.config().threads,
+            service.config().announce_url.clone(),
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                refused += 1;
+                eprintln!("seedbox: cannot seed {}: {e:#}", target.display());
+                continue;
+            }
+        };
+        if let Some(created) = &loaded.created {
+            outln!("created   {}", created.display());
+        }
+        let (name, hash) = (loaded.torrent.name.clone(), loaded.torrent.info_hash);
+        if service.get(&hash).is_some() {
+            eprintln!("seedbox: {name} ({hash}) is given twice; seeding it once");
+            continue;
+        }
+        let source = loaded.created.clone().or_else(|| Some(target.clone()));
+        match service.check_and_serve(loaded, source) {
+            Ok(t) => {
+                outln!("seeding   {}", t.torrent.name);
+                outln!("info-hash {}", t.torrent.info_hash);
+                outln!("magnet    {}", t.torrent.magnet());
+            }
+            Err(e) => {
+                refused += 1;
+                eprintln!("seedbox: refusing to seed {e:#}");
+            }
+        }
+    }
+    refused
+}
+
+/// The engine's settings from the flags.
+fn engine_config(args: &SeedArgs, threads: usize, peer_id: PeerId) -> EngineConfig {
+    EngineConfig {
         threads,
         unchoke_slots: args.unchoke_slots,
         max_peers: args.max_peers,
@@ -229,109 +269,69 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         pin_cores: args.pin_cores,
         peer_id,
         ..EngineConfig::default()
-    };
-    let set = Arc::new(set);
-    let stats = Arc::new(EngineStats::new(threads, set.len()));
-    let shutdown = Shutdown::new();
-    let signals = Signals::block()?;
-    let engine = {
-        let (set, stats, shutdown) = (set.clone(), stats.clone(), shutdown.clone());
-        std::thread::Builder::new()
-            .name("seedbox-engine".into())
-            .spawn(move || engine::run(config, set, listeners, stats, &shutdown))?
-    };
-    let started = Instant::now();
+    }
+}
+
+/// The main thread while serving: waits for SIGINT/SIGTERM (or the engine's end), and once a
+/// second does the service's upkeep (file checks, announce counters) and, every
+/// `stats_every` seconds, logs a statistics line. Returns how many torrents stopped.
+fn serve_until_signal(
+    service: &Service,
+    signals: &Signals,
+    engine: &std::thread::JoinHandle<std::io::Result<()>>,
+    stats_every: u64,
+) -> usize {
+    let stats = service.engine().stats().clone();
     let mut last = (stats.snapshot(), Instant::now());
-    let every = Duration::from_secs(args.stats_every);
-    let mut stopped_seen = vec![false; set.len()];
+    let every = Duration::from_secs(stats_every);
+    let mut stopped = 0;
     loop {
-        let wait = if args.stats_every == 0 {
+        let wait = if stats_every == 0 {
             FILE_CHECK_EVERY
         } else {
             every.saturating_sub(last.1.elapsed()).min(FILE_CHECK_EVERY)
         };
         if let Some(sig) = signals.wait(wait) {
             tracing::info!("signal {sig}: shutting down");
-            break;
+            return stopped;
         }
         if engine.is_finished() {
-            break;
+            return stopped;
         }
         // Files truncated, replaced or rewritten under the mapping stop their torrent (the
         // cores also check when a send fails with EFAULT); the others keep serving.
-        for t in set.iter() {
-            t.check_files();
-            if t.is_stopped() && !stopped_seen[t.index] {
-                stopped_seen[t.index] = true;
-                eprintln!(
-                    "seedbox: stopped seeding {} ({}): {}",
-                    t.torrent.name,
-                    t.torrent.info_hash,
-                    t.stop_reason().unwrap_or("stopped")
-                );
-            }
+        for t in service.tick() {
+            stopped += 1;
+            eprintln!(
+                "seedbox: stopped seeding {} ({}): {}",
+                t.torrent.name,
+                t.torrent.info_hash,
+                t.stop_reason().unwrap_or_else(|| "stopped".into())
+            );
         }
-        let snap = stats.snapshot();
-        for (a, sent) in &trackers {
-            if let Some(b) = snap.torrent_bytes.get(*sent) {
-                a.stats
-                    .uploaded
-                    .store(*b, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        if args.stats_every > 0 && last.1.elapsed() >= every {
+        if stats_every > 0 && last.1.elapsed() >= every {
             let now = stats.snapshot();
             let secs = last.1.elapsed().as_secs_f64();
             tracing::info!("{}", now.summary(Some((&last.0, secs))));
             last = (now, Instant::now());
         }
     }
-    shutdown.trigger();
-    let result = engine
-        .join()
-        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
-    result.context("engine failed")?;
-    let total = stats.snapshot();
-    let secs = started.elapsed().as_secs_f64();
-    for t in set.iter() {
-        tracing::info!(
-            "{}: {} bytes served",
-            t.torrent.name,
-            total.torrent_bytes.get(t.index).copied().unwrap_or(0)
-        );
+}
+
+/// Logs what each torrent served and the totals.
+fn log_totals(service: &Service, started: Instant) {
+    for t in service.torrents() {
+        tracing::info!("{}: {} bytes served", t.name, t.uploaded);
     }
+    let total = service.engine().stats().snapshot();
     let zero = engine::StatsSnapshot::default();
+    let secs = started.elapsed().as_secs_f64();
     tracing::info!("total: {}", total.summary(Some((&zero, secs))));
-    for (a, index) in trackers {
-        if let Some(b) = total.torrent_bytes.get(index) {
-            a.stats
-                .uploaded
-                .store(*b, std::sync::atomic::Ordering::Relaxed);
-        }
-        a.shutdown();
-    }
-    if let Some((handle, _)) = tracker {
-        handle.stop();
-    }
-    let stopped = set.iter().filter(|t| t.is_stopped()).count();
-    Ok(if refused > 0 || stopped > 0 {
-        ExitCode::from(super::EXIT_FAILURE)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Where the embedded tracker listens unless `--tracker-listen` says otherwise.
 const DEFAULT_TRACKER_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 6969);
-
-/// Whether `target` is a `.torrent` file (else a file or folder to share).
-fn is_torrent_file(target: &Path) -> bool {
-    target.is_file()
-        && target
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("torrent"))
-}
 
 /// Starts the embedded tracker (HTTP and UDP on `listen`'s port); returns its handle and the
 /// announce URL to write into created torrents.
@@ -382,100 +382,6 @@ fn announce_host(ip: std::net::IpAddr) -> std::net::IpAddr {
         Ok(ip) if !ip.is_unspecified() => ip,
         _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
     }
-}
-
-/// Loads a `.torrent` target, or creates the torrent of a file or folder beside it (announcing
-/// to `announce`, when given). Returns the torrent, the folder its content lives under, the
-/// torrent file's bytes, and whether its pieces were just hashed from the files (created).
-fn load_target(
-    target: &Path,
-    data: &Path,
-    threads: usize,
-    announce: Option<String>,
-) -> anyhow::Result<(Torrent, PathBuf, Vec<u8>, bool)> {
-    if is_torrent_file(target) {
-        let torrent = Torrent::load(target)?;
-        let bytes =
-            std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
-        return Ok((torrent, data.to_path_buf(), bytes, false));
-    }
-    let scan = metainfo::scan(target)?;
-    let options = CreateOptions {
-        threads,
-        trackers: announce.into_iter().collect(),
-        ..CreateOptions::default()
-    };
-    let (bytes, torrent) = metainfo::create(&scan, &options, &Default::default())?;
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let out = parent.join(format!("{}.torrent", scan.name));
-    super::create::write_atomically(&out, &bytes)?;
-    outln!("created   {}", out.display());
-    tracing::info!(
-        "{}: {} pieces hashed while creating the torrent; not checked again",
-        torrent.name,
-        torrent.piece_count()
-    );
-    Ok((torrent, parent, bytes, true))
-}
-
-/// The start-up check: every file present with its size and every piece good.
-fn check(
-    torrent: &Torrent,
-    dir: &Path,
-    threads: usize,
-    skip: bool,
-) -> Result<MappedStorage, String> {
-    if skip {
-        let layout = storage::Layout::of_torrent(torrent, dir);
-        return MappedStorage::open(layout).map_err(|e| e.to_string());
-    }
-    let started = Instant::now();
-    let (report, storage) = storage::verify(torrent, dir, threads, &Default::default());
-    if let Some(p) = report.file_problems.first() {
-        return Err(p.to_string());
-    }
-    if !report.is_complete() {
-        let bad = report.bad_pieces.len() + report.missing_pieces.len();
-        let first = report
-            .bad_pieces
-            .first()
-            .or(report.missing_pieces.first())
-            .copied()
-            .unwrap_or(0);
-        return Err(format!(
-            "{bad} of {} pieces fail their hash (first: piece {first})",
-            torrent.piece_count()
-        ));
-    }
-    tracing::info!(
-        "{}: {} pieces checked in {:.2} s",
-        torrent.name,
-        torrent.piece_count(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(storage)
-}
-
-/// Starts announcing `torrent` (as a seed: `left` 0) through the tracker client; returns the
-/// announcer and the torrent's index (its uploaded count is fed from the engine's statistics).
-/// Extra trackers (such as an embedded one) only need adding to the tiers here.
-fn start_announcer(
-    torrent: &Torrent,
-    index: usize,
-    peer_id: PeerId,
-    port: u16,
-) -> (TrackerClient, usize) {
-    let tiers = engine::download::tracker_tiers(torrent);
-    let stats = Arc::new(AnnounceStats::default());
-    let me = Identity {
-        info_hash: torrent.info_hash,
-        peer_id,
-        port,
-    };
-    (TrackerClient::spawn(tiers, me, stats), index)
 }
 
 #[cfg(test)]

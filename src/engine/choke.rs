@@ -76,6 +76,14 @@ impl TorrentCore {
         self.peers.len()
     }
 
+    /// Of them, unchoked ones.
+    pub fn unchoked(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| !p.shared.borrow().conn.am_choking())
+            .count()
+    }
+
     /// Registers a connected peer.
     pub fn add(&mut self, key: PeerKey, handle: PeerHandle) {
         self.peers.insert(key, handle);

@@ -15,12 +15,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
-use super::choke::{PeerHandle, PeerKey, PeerShared};
+use super::choke::{PeerHandle, PeerKey, PeerShared, TorrentCore};
 use super::peer_io::{read_handshake, read_more, ReadError};
 use super::send;
 use super::stats::CoreStats;
 use super::torrents::{PieceState, SeedTorrent};
-use super::worker::CoreContext;
+use super::worker::{CoreContext, CoreTorrent};
 use crate::protocol::{
     Connection, ConnectionConfig, Event, Handshake, Message, MessageDecoder, Reserved, Timeout,
     Violation, WireError,
@@ -118,13 +118,13 @@ pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext
 /// Unregisters a peer from its torrent's choker however the connection ends.
 struct Registration<'a> {
     ctx: &'a CoreContext,
-    torrent: usize,
+    choke: &'a RefCell<TorrentCore>,
     key: PeerKey,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if let Ok(mut tc) = self.ctx.torrent_cores[self.torrent].try_borrow_mut() {
+        if let Ok(mut tc) = self.choke.try_borrow_mut() {
             tc.remove(self.key, self.ctx.now());
         }
     }
@@ -142,11 +142,10 @@ async fn serve_inner(
     )
     .await
     .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
-    let torrent = ctx
-        .torrents
-        .get(&handshake.info_hash)
-        .ok_or(PeerError::UnknownTorrent(handshake.info_hash))?
-        .clone();
+    let core_torrent = ctx
+        .torrent(&handshake.info_hash)
+        .ok_or(PeerError::UnknownTorrent(handshake.info_hash))?;
+    let (torrent, choke) = (&core_torrent.seed, &core_torrent.choke);
     if torrent.is_stopped() {
         return Err(PeerError::TorrentStopped);
     }
@@ -181,7 +180,7 @@ async fn serve_inner(
     let wake = Rc::new(Notify::new());
     wake.notify_one();
     let key = ctx.next_key();
-    ctx.torrent_cores[torrent.index].borrow_mut().add(
+    choke.borrow_mut().add(
         key,
         PeerHandle {
             shared: shared.clone(),
@@ -189,15 +188,11 @@ async fn serve_inner(
             connected_at: now,
         },
     );
-    let _registration = Registration {
-        ctx,
-        torrent: torrent.index,
-        key,
-    };
+    let _registration = Registration { ctx, choke, key };
     let result = {
-        let reader = read_loop(stream, &shared, &wake, &torrent, ctx, key, buf);
+        let reader = read_loop(stream, &shared, &wake, &core_torrent, ctx, key, buf);
         let timer = timer_loop(&shared, &wake, ctx);
-        let writer = write_loop(stream, &shared, &wake, &torrent, ctx);
+        let writer = write_loop(stream, &shared, &wake, torrent, ctx);
         // All three run on this task; whichever ends first ends the connection.
         tokio::select! {
             r = reader => r,
@@ -213,11 +208,12 @@ async fn read_loop(
     stream: &TcpStream,
     shared: &RefCell<PeerShared>,
     wake: &Notify,
-    torrent: &SeedTorrent,
+    core_torrent: &CoreTorrent,
     ctx: &CoreContext,
     key: PeerKey,
     mut buf: BytesMut,
 ) -> Result<(), PeerError> {
+    let torrent = &*core_torrent.seed;
     let decoder = MessageDecoder::for_piece_count(torrent.geometry.piece_count());
     // The arrival log never holds more than twice the request queue.
     let max_arrivals = 2 * ctx.config.request_queue as usize;
@@ -276,7 +272,8 @@ async fn read_loop(
             wake_writer |= s.conn.pending_messages() > 0;
         }
         if let Some(interested) = interest {
-            ctx.torrent_cores[torrent.index]
+            core_torrent
+                .choke
                 .borrow_mut()
                 .interest_changed(key, interested, now);
         }
@@ -376,7 +373,7 @@ async fn write_loop(
         if !batch.blocks.is_empty() {
             CoreStats::add(&counters.blocks_sent, batch.blocks.len() as u64);
             let payload: u64 = batch.blocks.iter().map(|b| u64::from(b.length)).sum();
-            CoreStats::add(&counters.torrent_bytes[torrent.index], payload);
+            CoreStats::add(&torrent.counters.core(ctx.core).uploaded, payload);
             let now = Instant::now();
             let mut h = ctx.latency.borrow_mut();
             for a in &batch.arrivals {

@@ -26,14 +26,12 @@ pub struct CoreStats {
     pub rejected: AtomicU64,
     /// Requests refused because their piece failed its hash (`--skip-check`).
     pub bad_pieces: AtomicU64,
-    /// Payload bytes sent, per torrent.
-    pub torrent_bytes: Vec<AtomicU64>,
     /// Request arrival to block written, microseconds; published by the core.
     pub latency: Mutex<Option<Histogram<u64>>>,
 }
 
 impl CoreStats {
-    fn new(torrents: usize) -> Self {
+    fn new() -> Self {
         CoreStats {
             bytes_sent: AtomicU64::new(0),
             blocks_sent: AtomicU64::new(0),
@@ -43,7 +41,6 @@ impl CoreStats {
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             bad_pieces: AtomicU64::new(0),
-            torrent_bytes: (0..torrents).map(|_| AtomicU64::new(0)).collect(),
             latency: Mutex::new(None),
         }
     }
@@ -79,23 +76,27 @@ pub struct StatsSnapshot {
     pub rejected: u64,
     /// Requests refused for a piece that failed its hash.
     pub bad_pieces: u64,
-    /// Payload bytes per torrent.
-    pub torrent_bytes: Vec<u64>,
     /// Request-to-send latency (microseconds), merged over cores.
     pub latency: Option<Histogram<u64>>,
 }
 
 impl EngineStats {
-    /// Counters for `cores` cores and `torrents` torrents.
-    pub fn new(cores: usize, torrents: usize) -> Self {
+    /// Counters for `cores` cores (per-torrent counters live with each torrent:
+    /// [`SeedTorrent::counters`](super::SeedTorrent::counters)).
+    pub fn new(cores: usize) -> Self {
         EngineStats {
-            cores: (0..cores).map(|_| CoreStats::new(torrents)).collect(),
+            cores: (0..cores).map(|_| CoreStats::new()).collect(),
         }
     }
 
     /// Core `i`'s counters.
     pub fn core(&self, i: usize) -> &CoreStats {
         &self.cores[i]
+    }
+
+    /// Every core's counters, in core order.
+    pub fn cores(&self) -> &[CoreStats] {
+        &self.cores
     }
 
     /// Sums every core.
@@ -111,12 +112,6 @@ impl EngineStats {
             s.dropped += load(&c.dropped);
             s.rejected += load(&c.rejected);
             s.bad_pieces += load(&c.bad_pieces);
-            if s.torrent_bytes.len() < c.torrent_bytes.len() {
-                s.torrent_bytes.resize(c.torrent_bytes.len(), 0);
-            }
-            for (t, b) in s.torrent_bytes.iter_mut().zip(&c.torrent_bytes) {
-                *t += load(b);
-            }
             let h = c.latency.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(h) = h.as_ref() {
                 match &mut s.latency {
@@ -177,11 +172,9 @@ mod tests {
 
     #[test]
     fn snapshot_sums_cores() {
-        let s = EngineStats::new(2, 3);
+        let s = EngineStats::new(2);
         CoreStats::add(&s.core(0).bytes_sent, 10);
         CoreStats::add(&s.core(1).bytes_sent, 5);
-        CoreStats::add(&s.core(1).torrent_bytes[2], 7);
-        CoreStats::add(&s.core(0).torrent_bytes[2], 1);
         CoreStats::add(&s.core(0).writes, 2);
         CoreStats::add(&s.core(1).writes, 1);
         let mut h = Histogram::<u64>::new(3).unwrap();
@@ -191,7 +184,6 @@ mod tests {
         *s.core(1).latency.lock().unwrap() = Some(h);
         let snap = s.snapshot();
         assert_eq!(snap.bytes_sent, 15);
-        assert_eq!(snap.torrent_bytes, vec![0, 0, 8]);
         assert_eq!(snap.latency.as_ref().unwrap().len(), 3);
         assert_eq!(snap.writes, 3);
         assert!(snap.summary(None).contains("15 bytes in 3 writes"));

@@ -1,8 +1,8 @@
 //! The torrents a seed serves, shared read-only by every core.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::metainfo::{InfoHash, Torrent};
@@ -35,8 +35,66 @@ const UNKNOWN: u8 = 0;
 const GOOD: u8 = 1;
 const BAD: u8 = 2;
 
+/// One core's counters for one torrent (its own cache line: only that core writes it).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct TorrentCoreCounters {
+    /// Payload bytes sent to this torrent's peers by this core.
+    pub uploaded: AtomicU64,
+    /// This core's connections to the torrent (published by the core about once a second).
+    pub peers: AtomicU64,
+    /// Of them, unchoked (published with `peers`).
+    pub unchoked: AtomicU64,
+}
+
+/// A torrent's counters, one set per core, summed on read: the hot path adds to its own
+/// core's set without a lock, and a torrent added or removed while serving carries its
+/// counters with it.
+#[derive(Debug)]
+pub struct TorrentCounters {
+    cores: Box<[TorrentCoreCounters]>,
+}
+
+impl TorrentCounters {
+    /// Zeroed counters for `cores` cores.
+    pub fn new(cores: usize) -> Self {
+        TorrentCounters {
+            cores: (0..cores.max(1))
+                .map(|_| TorrentCoreCounters::default())
+                .collect(),
+        }
+    }
+
+    /// Core `core`'s counters (the last core's for an index out of range).
+    pub fn core(&self, core: usize) -> &TorrentCoreCounters {
+        &self.cores[core.min(self.cores.len() - 1)]
+    }
+
+    fn sum(&self, field: impl Fn(&TorrentCoreCounters) -> &AtomicU64) -> u64 {
+        self.cores
+            .iter()
+            .map(|c| field(c).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Payload bytes uploaded, over all cores.
+    pub fn uploaded(&self) -> u64 {
+        self.sum(|c| &c.uploaded)
+    }
+
+    /// Connected peers, over all cores.
+    pub fn peers(&self) -> u64 {
+        self.sum(|c| &c.peers)
+    }
+
+    /// Unchoked peers, over all cores.
+    pub fn unchoked(&self) -> u64 {
+        self.sum(|c| &c.unchoked)
+    }
+}
+
 /// One torrent being seeded: its metadata, its mapped data, what is known of each piece, and
-/// whether it was stopped (its files changed under the mapping).
+/// whether it was stopped (its files changed under the mapping, or it was removed).
 pub struct SeedTorrent {
     /// The metainfo.
     pub torrent: Torrent,
@@ -44,8 +102,8 @@ pub struct SeedTorrent {
     pub storage: MappedStorage,
     /// Piece and block sizes.
     pub geometry: PieceGeometry,
-    /// Index in the [`TorrentSet`] (for per-torrent statistics).
-    pub index: usize,
+    /// Per-core counters (uploaded bytes, peers, unchoked peers).
+    pub counters: TorrentCounters,
     /// Every piece (what we announce: a seed has them all, bad ones are refused on request).
     pub have: Bitfield,
     /// Per piece, for a torrent not checked at start; `None` when every piece is known good.
@@ -53,13 +111,14 @@ pub struct SeedTorrent {
     /// Per piece: when its pages were last hinted `MADV_WILLNEED` (see [`will_need_due`]).
     advised: Box<[AtomicU32]>,
     stopped: AtomicBool,
-    stop_reason: OnceLock<String>,
+    stop_reason: Mutex<Option<String>>,
 }
 
 impl SeedTorrent {
-    /// A torrent ready to serve. `checked`: the caller hashed every piece and all are good;
-    /// otherwise each piece is hashed on its first request ([`SeedTorrent::piece_state`]).
-    pub fn new(torrent: Torrent, storage: MappedStorage, index: usize, checked: bool) -> Self {
+    /// A torrent ready to serve on `cores` cores. `checked`: the caller hashed every piece and
+    /// all are good; otherwise each piece is hashed on its first request
+    /// ([`SeedTorrent::piece_state`]).
+    pub fn new(torrent: Torrent, storage: MappedStorage, cores: usize, checked: bool) -> Self {
         let geometry = torrent.geometry();
         let pieces = (!checked).then(|| {
             (0..geometry.piece_count())
@@ -71,13 +130,13 @@ impl SeedTorrent {
             torrent,
             storage,
             geometry,
-            index,
+            counters: TorrentCounters::new(cores),
             pieces,
             advised: (0..geometry.piece_count())
                 .map(|_| AtomicU32::new(0))
                 .collect(),
             stopped: AtomicBool::new(false),
-            stop_reason: OnceLock::new(),
+            stop_reason: Mutex::new(None),
         }
     }
 
@@ -138,15 +197,30 @@ impl SeedTorrent {
     }
 
     /// Why the torrent was stopped.
-    pub fn stop_reason(&self) -> Option<&str> {
-        self.stop_reason.get().map(String::as_str)
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stop_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// Stops serving the torrent for good; returns true for the call that stopped it.
+    /// Stops serving the torrent (its connections end at their next write) until
+    /// [`SeedTorrent::restart`]; returns true for the call that stopped it.
     pub fn stop(&self, reason: String) -> bool {
-        let first = self.stop_reason.set(reason).is_ok();
+        let mut why = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());
+        let first = why.is_none();
+        if first {
+            *why = Some(reason);
+        }
         self.stopped.store(true, Ordering::Relaxed);
         first
+    }
+
+    /// Serves the torrent again after [`SeedTorrent::stop`].
+    pub fn restart(&self) {
+        let mut why = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());
+        *why = None;
+        self.stopped.store(false, Ordering::Relaxed);
     }
 
     /// Checks the files under the mapping ([`MappedStorage::check_files`]) and stops the
@@ -172,7 +246,8 @@ impl SeedTorrent {
     }
 }
 
-/// Every torrent served, by info-hash. Immutable once built; shared behind an `Arc`.
+/// Torrents by info-hash, in the order added: the list the service keeps of what the engine
+/// serves (each core keeps its own copy, updated through its command channel).
 #[derive(Default)]
 pub struct TorrentSet {
     torrents: Vec<Arc<SeedTorrent>>,
@@ -180,22 +255,32 @@ pub struct TorrentSet {
 }
 
 impl TorrentSet {
-    /// Builds the set from `(torrent, data, checked)`; a second torrent with an info-hash
-    /// already present is ignored and returned in the error list.
-    pub fn new(list: Vec<(Torrent, MappedStorage, bool)>) -> (TorrentSet, Vec<Torrent>) {
-        let mut set = TorrentSet::default();
-        let mut duplicates = Vec::new();
-        for (torrent, storage, checked) in list {
-            if set.by_hash.contains_key(&torrent.info_hash) {
-                duplicates.push(torrent);
-                continue;
-            }
-            let index = set.torrents.len();
-            set.by_hash.insert(torrent.info_hash, index);
-            set.torrents
-                .push(Arc::new(SeedTorrent::new(torrent, storage, index, checked)));
+    /// An empty set.
+    pub fn new() -> Self {
+        TorrentSet::default()
+    }
+
+    /// Adds `torrent`; gives it back when its info-hash is already present.
+    pub fn insert(&mut self, torrent: Arc<SeedTorrent>) -> Result<(), Arc<SeedTorrent>> {
+        let hash = torrent.info_hash();
+        if self.by_hash.contains_key(&hash) {
+            return Err(torrent);
         }
-        (set, duplicates)
+        self.by_hash.insert(hash, self.torrents.len());
+        self.torrents.push(torrent);
+        Ok(())
+    }
+
+    /// Removes the torrent with this info-hash; the others keep their order.
+    pub fn remove(&mut self, info_hash: &InfoHash) -> Option<Arc<SeedTorrent>> {
+        let i = self.by_hash.remove(info_hash)?;
+        let t = self.torrents.remove(i);
+        for slot in self.by_hash.values_mut() {
+            if *slot > i {
+                *slot -= 1;
+            }
+        }
+        Some(t)
     }
 
     /// The torrent with this info-hash.
@@ -203,7 +288,7 @@ impl TorrentSet {
         self.by_hash.get(info_hash).map(|&i| &self.torrents[i])
     }
 
-    /// All torrents, in the order given.
+    /// All torrents, in the order added.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<SeedTorrent>> {
         self.torrents.iter()
     }

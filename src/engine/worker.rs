@@ -2,6 +2,7 @@
 //! `SO_REUSEPORT` listener and running the connections it accepted until shutdown.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,10 +13,13 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 use super::choke::{PeerKey, TorrentCore};
+use super::control::{CoreCommand, CoreInbox, EngineControl};
 use super::sockets::OpenSockets;
 use super::stats::{CoreStats, EngineStats};
+use super::torrents::SeedTorrent;
 use super::zerocopy::ZeroCopyRing;
-use super::{peer, EngineConfig, TorrentSet};
+use super::{peer, EngineConfig};
+use crate::metainfo::InfoHash;
 use crate::swarm::{TokenBucket, BLOCK_SIZE};
 
 /// How often each core checks its choker rounds and stopped torrents.
@@ -47,11 +51,17 @@ impl Shutdown {
     }
 }
 
+/// A torrent as one core serves it: the shared torrent and this core's peers and choker.
+#[derive(Clone)]
+pub(super) struct CoreTorrent {
+    pub seed: Arc<SeedTorrent>,
+    pub choke: std::rc::Rc<RefCell<TorrentCore>>,
+}
+
 /// What a core's tasks share (one per core, never crosses threads).
 pub(super) struct CoreContext {
     pub core: usize,
     pub config: Arc<EngineConfig>,
-    pub torrents: Arc<TorrentSet>,
     pub stats: Arc<EngineStats>,
     pub listen_port: u16,
     /// Open connections over all cores (checked on accept only).
@@ -60,8 +70,8 @@ pub(super) struct CoreContext {
     pub latency: RefCell<Histogram<u64>>,
     /// The origin of this core's protocol clock.
     pub epoch: Instant,
-    /// Per torrent (by index): this core's peers and choker.
-    pub torrent_cores: Vec<RefCell<TorrentCore>>,
+    /// The torrents this core serves, by info-hash (changed by [`CoreCommand`]s).
+    pub torrents: RefCell<HashMap<InfoHash, CoreTorrent>>,
     /// This core's share of the upload limit.
     pub bucket: Option<RefCell<TokenBucket>>,
     /// This core's ring for zero-copy sends (with `send_zc_threshold`).
@@ -81,6 +91,41 @@ impl CoreContext {
         self.epoch.elapsed()
     }
 
+    /// The torrent with this info-hash, if this core serves it.
+    pub fn torrent(&self, info_hash: &InfoHash) -> Option<CoreTorrent> {
+        self.torrents.borrow().get(info_hash).cloned()
+    }
+
+    /// Applies a command from the control side.
+    fn apply(&self, command: CoreCommand) {
+        match command {
+            CoreCommand::AddTorrent(seed) => {
+                let slots = self.config.core_slots(self.core);
+                let choke = std::rc::Rc::new(RefCell::new(TorrentCore::new(
+                    slots,
+                    self.config.core_upload_rate(),
+                )));
+                self.torrents
+                    .borrow_mut()
+                    .insert(seed.info_hash(), CoreTorrent { seed, choke });
+            }
+            CoreCommand::RemoveTorrent(hash) => {
+                let removed = self.torrents.borrow_mut().remove(&hash);
+                if let Some(t) = removed {
+                    t.choke.borrow_mut().close_all();
+                    let counters = t.seed.counters.core(self.core);
+                    counters.peers.store(0, Ordering::Relaxed);
+                    counters.unchoked.store(0, Ordering::Relaxed);
+                }
+            }
+            CoreCommand::ClosePeers(hash) => {
+                if let Some(t) = self.torrent(&hash) {
+                    t.choke.borrow_mut().close_all();
+                }
+            }
+        }
+    }
+
     /// A fresh peer key.
     pub fn next_key(&self) -> PeerKey {
         let k = self.next_key.get();
@@ -89,14 +134,23 @@ impl CoreContext {
     }
 }
 
-/// Runs the engine on one thread per listener until `shutdown` is triggered. Blocks.
+/// Runs the engine on one thread per listener until `shutdown` is triggered. Blocks. Core
+/// `i` takes its commands from `inboxes[i]` (made with `control`, one per listener): the
+/// torrents it serves come from there.
 pub fn run(
     config: EngineConfig,
-    torrents: Arc<TorrentSet>,
+    control: &EngineControl,
+    inboxes: Vec<CoreInbox>,
     listeners: Vec<TcpListener>,
-    stats: Arc<EngineStats>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    if inboxes.len() != listeners.len() || control.cores() != listeners.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "one command inbox per listener is needed",
+        ));
+    }
+    let stats = control.stats().clone();
     let config = Arc::new(config);
     let open = Arc::new(AtomicUsize::new(0));
     let cpus = if config.pin_cores {
@@ -105,14 +159,9 @@ pub fn run(
         Vec::new()
     };
     let mut threads = Vec::new();
-    for (core, listener) in listeners.into_iter().enumerate() {
+    for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
         let listen_port = listener.local_addr()?.port();
-        let (config, torrents, stats, open) = (
-            config.clone(),
-            torrents.clone(),
-            stats.clone(),
-            open.clone(),
-        );
+        let (config, stats, open) = (config.clone(), stats.clone(), open.clone());
         let stop = shutdown.subscribe();
         let cpu = super::tune::cpu_for_core(&cpus, core);
         let handle = std::thread::Builder::new()
@@ -125,11 +174,6 @@ pub fn run(
                     }
                 }
                 let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-                let slots = config.core_slots(core);
-                let torrent_cores = torrents
-                    .iter()
-                    .map(|_| RefCell::new(TorrentCore::new(slots, config.core_upload_rate())))
-                    .collect();
                 // A burst of 4 blocks per core: smooth, yet enough to batch writes.
                 let bucket = config.core_upload_rate().map(|rate| {
                     RefCell::new(TokenBucket::new(
@@ -151,19 +195,18 @@ pub fn run(
                 let ctx = CoreContext {
                     core,
                     config,
-                    torrents,
                     stats,
                     listen_port,
                     open,
                     latency: RefCell::new(latency),
                     epoch: Instant::now(),
-                    torrent_cores,
+                    torrents: RefCell::new(HashMap::new()),
                     bucket,
                     zero_copy,
                     sockets: Default::default(),
                     next_key: Cell::new(0),
                 };
-                tokio_uring::start(core_main(listener, std::rc::Rc::new(ctx), stop))
+                tokio_uring::start(core_main(listener, inbox, std::rc::Rc::new(ctx), stop))
             })?;
         threads.push(handle);
     }
@@ -177,9 +220,22 @@ pub fn run(
 
 async fn core_main(
     listener: TcpListener,
+    mut inbox: CoreInbox,
     ctx: std::rc::Rc<CoreContext>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The torrents given before the engine started are served from the first connection on.
+    while let Ok(command) = inbox.0.try_recv() {
+        ctx.apply(command);
+    }
+    let commands = {
+        let ctx = ctx.clone();
+        tokio_uring::spawn(async move {
+            while let Some(command) = inbox.0.recv().await {
+                ctx.apply(command);
+            }
+        })
+    };
     let listener = tokio_uring::net::TcpListener::from_std(listener);
     let publisher = tokio_uring::spawn(publish_latency(ctx.clone()));
     let housekeeper = tokio_uring::spawn(housekeeping(ctx.clone()));
@@ -222,12 +278,13 @@ async fn core_main(
     }
     publisher.abort();
     housekeeper.abort();
+    commands.abort();
     // The accept dropped by the select is still in flight: shutdown(2) on the listening
     // socket completes it (EINVAL), so the wait below reaps it before the runtime drops.
     // SAFETY: the listener is open (it is dropped at the end of this function).
     unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&listener), libc::SHUT_RD) };
-    for tc in &ctx.torrent_cores {
-        tc.borrow_mut().close_all();
+    for t in ctx.torrents.borrow().values() {
+        t.choke.borrow_mut().close_all();
     }
     // Peers still in their handshake are in no torrent yet: shut every socket down, which
     // completes each pending receive. Then let the connections end: dropping the runtime
@@ -264,21 +321,29 @@ pub(crate) async fn wait_until(mut done: impl FnMut() -> bool, limit: Duration) 
     }
 }
 
-/// Choker rounds when due; the peers of stopped torrents are closed.
+/// Choker rounds when due; the peers of stopped torrents are closed; each torrent's peer
+/// counts on this core are published.
 async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
         let now = ctx.now();
-        for (t, tc) in ctx.torrents.iter().zip(&ctx.torrent_cores) {
-            let mut tc = tc.borrow_mut();
-            if t.is_stopped() {
+        // Cloned out, so that a choker round never runs under the map's borrow.
+        let torrents: Vec<CoreTorrent> = ctx.torrents.borrow().values().cloned().collect();
+        for t in torrents {
+            let mut tc = t.choke.borrow_mut();
+            if t.seed.is_stopped() {
                 if tc.len() > 0 {
                     tc.close_all();
                 }
             } else {
                 tc.tick(now);
             }
+            let counters = t.seed.counters.core(ctx.core);
+            counters.peers.store(tc.len() as u64, Ordering::Relaxed);
+            counters
+                .unchoked
+                .store(tc.unchoked() as u64, Ordering::Relaxed);
         }
     }
 }

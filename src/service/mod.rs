@@ -1,2 +1,409 @@
-//! seedbox as a long-running seed-box service: the admin HTTP API, metrics and status page.
+//! `seedbox seed` as a long-running service: the torrents it serves change while it runs
+//! (targets at start, then the watch folder and the admin API), each announced to its
+//! trackers and counted by the engine's per-core counters; the admin HTTP API, metrics and
+//! status page ([`admin`]) drive it.
+
 pub mod admin;
+pub mod announce;
+pub mod load;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+
+use crate::engine::{EngineControl, SeedTorrent};
+use crate::metainfo::{InfoHash, Torrent};
+use crate::storage::MappedStorage;
+use crate::tracker::client::AnnounceStats;
+use crate::tracker::server::TrackerHandle;
+use announce::Announcers;
+use load::Loaded;
+
+/// How the service loads and checks what it is given.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Folder holding the content of .torrent files.
+    pub data: PathBuf,
+    /// Threads for hashing (checks and created torrents).
+    pub threads: usize,
+    /// Hash each piece on its first request instead of checking at start.
+    pub skip_check: bool,
+    /// Advise `MADV_HUGEPAGE` on the mappings.
+    pub huge_pages: bool,
+    /// The announce URL written into created torrents (the embedded tracker's).
+    pub announce_url: Option<String>,
+}
+
+/// Whether a torrent is being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TorrentState {
+    /// Serving.
+    Seeding,
+    /// Paused by the operator (kept, not served).
+    Paused,
+    /// Stopped by the engine (its files changed).
+    Stopped,
+}
+
+impl TorrentState {
+    /// Lower-case name, as the admin API and the metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TorrentState::Seeding => "seeding",
+            TorrentState::Paused => "paused",
+            TorrentState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One torrent as the service reports it.
+#[derive(Clone, Debug)]
+pub struct TorrentStatus {
+    /// The info-hash.
+    pub info_hash: InfoHash,
+    /// The torrent's name.
+    pub name: String,
+    /// Total size in bytes.
+    pub size: u64,
+    /// Seeding, paused or stopped.
+    pub state: TorrentState,
+    /// Why it stopped, when it did.
+    pub stop_reason: Option<String>,
+    /// Payload bytes uploaded since it was added.
+    pub uploaded: u64,
+    /// Connected peers.
+    pub peers: u64,
+    /// Unchoked peers.
+    pub unchoked: u64,
+    /// Announces that got an answer.
+    pub announces: u64,
+    /// Announces that failed.
+    pub announce_failures: u64,
+    /// Where it came from (a .torrent or a data path), when known.
+    pub source: Option<PathBuf>,
+}
+
+struct Record {
+    seed: Arc<SeedTorrent>,
+    announce: Arc<AnnounceStats>,
+    paused: bool,
+    source: Option<PathBuf>,
+}
+
+/// The running service: the engine's control side, the announcers and the list of torrents
+/// (paused ones included).
+pub struct Service {
+    engine: Arc<EngineControl>,
+    config: ServiceConfig,
+    announcers: Option<Announcers>,
+    tracker: Mutex<Option<TrackerHandle>>,
+    records: Mutex<HashMap<InfoHash, Record>>,
+    order: Mutex<Vec<InfoHash>>,
+}
+
+impl Service {
+    /// A service serving nothing yet. `announcers`: `None` with `--no-tracker`; `tracker`: the
+    /// embedded tracker, whose pages list the torrents served.
+    pub fn new(
+        engine: Arc<EngineControl>,
+        config: ServiceConfig,
+        announcers: Option<Announcers>,
+        tracker: Option<TrackerHandle>,
+    ) -> Service {
+        Service {
+            engine,
+            config,
+            announcers,
+            tracker: Mutex::new(tracker),
+            records: Mutex::new(HashMap::new()),
+            order: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The engine's control side.
+    pub fn engine(&self) -> &Arc<EngineControl> {
+        &self.engine
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    fn records(&self) -> MutexGuard<'_, HashMap<InfoHash, Record>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads `target` (a .torrent, or a file or folder whose torrent is created beside it),
+    /// checks its data and serves it.
+    pub fn add_target(&self, target: &Path) -> anyhow::Result<Arc<SeedTorrent>> {
+        let loaded = load::load_target(
+            target,
+            &self.config.data,
+            self.config.threads,
+            self.config.announce_url.clone(),
+        )?;
+        let source = loaded
+            .created
+            .clone()
+            .or_else(|| Some(target.to_path_buf()));
+        self.check_and_serve(loaded, source)
+    }
+
+    /// Serves the torrent in `bytes` (a .torrent file's content) with its data under the
+    /// data folder.
+    pub fn add_torrent_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Arc<SeedTorrent>> {
+        let torrent = Torrent::from_bytes(&bytes).context("not a valid .torrent")?;
+        let loaded = Loaded {
+            torrent,
+            dir: self.config.data.clone(),
+            bytes,
+            created: None,
+        };
+        self.check_and_serve(loaded, None)
+    }
+
+    /// Checks a loaded torrent's data and serves it.
+    pub fn check_and_serve(
+        &self,
+        loaded: Loaded,
+        source: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<SeedTorrent>> {
+        let hash = loaded.torrent.info_hash;
+        if self.records().contains_key(&hash) {
+            anyhow::bail!("{} ({hash}) is already being seeded", loaded.torrent.name);
+        }
+        // A torrent created from its files a moment ago has had every piece hashed already:
+        // checking it again would read all the data a second time.
+        let hashed = loaded.created.is_some();
+        if hashed {
+            tracing::info!(
+                "{}: {} pieces hashed while creating the torrent; not checked again",
+                loaded.torrent.name,
+                loaded.torrent.piece_count()
+            );
+        }
+        let storage = load::check(
+            &loaded.torrent,
+            &loaded.dir,
+            self.config.threads,
+            self.config.skip_check || hashed,
+        )
+        .map_err(|why| anyhow::anyhow!("{} ({hash}): {why}", loaded.torrent.name))?;
+        self.serve(loaded, storage, hashed || !self.config.skip_check, source)
+    }
+
+    /// Serves a torrent whose data is open (and, with `checked`, verified).
+    pub fn serve(
+        &self,
+        loaded: Loaded,
+        storage: MappedStorage,
+        checked: bool,
+        source: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<SeedTorrent>> {
+        let Loaded { torrent, bytes, .. } = loaded;
+        let hash = torrent.info_hash;
+        let seed = Arc::new(SeedTorrent::new(
+            torrent,
+            storage,
+            self.engine.cores(),
+            checked,
+        ));
+        if self.config.huge_pages {
+            let (advised, error) = seed.storage.advise_huge_pages();
+            match error {
+                None => tracing::info!(
+                    "{}: {advised} mappings advised MADV_HUGEPAGE",
+                    seed.torrent.name
+                ),
+                Some(e) => {
+                    tracing::warn!("{}: madvise(MADV_HUGEPAGE) failed: {e}", seed.torrent.name)
+                }
+            }
+        }
+        let mut records = self.records();
+        if records.contains_key(&hash) {
+            anyhow::bail!("{} ({hash}) is already being seeded", seed.torrent.name);
+        }
+        self.engine.add(seed.clone())?;
+        let announce = Arc::new(AnnounceStats::default());
+        if let Some(a) = &self.announcers {
+            a.add(&seed.torrent, announce.clone());
+        }
+        if let Some(t) = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if let Err(e) = t.add_torrent_file(&seed.torrent.name, bytes, hash) {
+                tracing::warn!(
+                    "cannot list {} on the tracker's pages: {e}",
+                    seed.torrent.name
+                );
+            }
+        }
+        records.insert(
+            hash,
+            Record {
+                seed: seed.clone(),
+                announce,
+                paused: false,
+                source,
+            },
+        );
+        self.order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hash);
+        tracing::info!("seeding {} ({hash})", seed.torrent.name);
+        Ok(seed)
+    }
+
+    /// Stops serving a torrent and forgets it: its peers are closed on every core and its
+    /// `stopped` announce goes out.
+    pub fn remove(&self, info_hash: &InfoHash) -> anyhow::Result<Arc<SeedTorrent>> {
+        let record = self
+            .records()
+            .remove(info_hash)
+            .with_context(|| format!("no torrent {info_hash}"))?;
+        self.order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|h| h != info_hash);
+        if !record.paused {
+            let _ = self.engine.remove(info_hash);
+        }
+        self.sync_uploaded_of(&record);
+        if let Some(a) = &self.announcers {
+            a.remove(info_hash);
+        }
+        if let Some(t) = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            t.remove_torrent_file(&record.seed.torrent.name);
+        }
+        tracing::info!("removed {} ({info_hash})", record.seed.torrent.name);
+        Ok(record.seed)
+    }
+
+    /// Stops serving a torrent but keeps it listed (its peers are closed).
+    pub fn pause(&self, info_hash: &InfoHash) -> anyhow::Result<()> {
+        let mut records = self.records();
+        let r = records
+            .get_mut(info_hash)
+            .with_context(|| format!("no torrent {info_hash}"))?;
+        if !r.paused {
+            r.paused = true;
+            let _ = self.engine.remove(info_hash);
+            tracing::info!("paused {} ({info_hash})", r.seed.torrent.name);
+        }
+        Ok(())
+    }
+
+    /// Serves a paused torrent again.
+    pub fn resume(&self, info_hash: &InfoHash) -> anyhow::Result<()> {
+        let mut records = self.records();
+        let r = records
+            .get_mut(info_hash)
+            .with_context(|| format!("no torrent {info_hash}"))?;
+        if r.paused {
+            r.seed.restart();
+            self.engine.add(r.seed.clone())?;
+            r.paused = false;
+            tracing::info!("resumed {} ({info_hash})", r.seed.torrent.name);
+        }
+        Ok(())
+    }
+
+    /// Every torrent, in the order added.
+    pub fn torrents(&self) -> Vec<TorrentStatus> {
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let records = self.records();
+        order
+            .iter()
+            .filter_map(|h| records.get(h))
+            .map(|r| {
+                let seed = &r.seed;
+                let state = if r.paused {
+                    TorrentState::Paused
+                } else if seed.is_stopped() {
+                    TorrentState::Stopped
+                } else {
+                    TorrentState::Seeding
+                };
+                TorrentStatus {
+                    info_hash: seed.info_hash(),
+                    name: seed.torrent.name.clone(),
+                    size: seed.torrent.total_length,
+                    state,
+                    stop_reason: seed.stop_reason(),
+                    uploaded: seed.counters.uploaded(),
+                    peers: seed.counters.peers(),
+                    unchoked: seed.counters.unchoked(),
+                    announces: r.announce.announces.load(Ordering::Relaxed),
+                    announce_failures: r.announce.failures.load(Ordering::Relaxed),
+                    source: r.source.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The served torrent with this info-hash.
+    pub fn get(&self, info_hash: &InfoHash) -> Option<Arc<SeedTorrent>> {
+        self.records().get(info_hash).map(|r| r.seed.clone())
+    }
+
+    /// The info-hash of the torrent loaded from `source`, if one was.
+    pub fn by_source(&self, source: &Path) -> Option<InfoHash> {
+        self.records()
+            .iter()
+            .find(|(_, r)| r.source.as_deref() == Some(source))
+            .map(|(h, _)| *h)
+    }
+
+    fn sync_uploaded_of(&self, r: &Record) {
+        r.announce
+            .uploaded
+            .store(r.seed.counters.uploaded(), Ordering::Relaxed);
+    }
+
+    /// Periodic upkeep: copies the engine's uploaded counts into the announces and checks
+    /// the files under every mapping (a changed file stops its torrent). Returns the torrents
+    /// stopped by this call.
+    pub fn tick(&self) -> Vec<Arc<SeedTorrent>> {
+        let records = self.records();
+        let mut stopped = Vec::new();
+        for r in records.values() {
+            self.sync_uploaded_of(r);
+            if !r.paused && r.seed.check_files() {
+                stopped.push(r.seed.clone());
+            }
+        }
+        stopped
+    }
+
+    /// Sends every `stopped` announce and stops the embedded tracker.
+    pub fn shutdown(&self) {
+        for r in self.records().values() {
+            self.sync_uploaded_of(r);
+        }
+        if let Some(a) = &self.announcers {
+            a.shutdown();
+        }
+        if let Some(t) = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            t.stop();
+        }
+    }
+}

@@ -29,6 +29,10 @@ pub struct AnnounceStats {
     pub left: AtomicU64,
     /// Set to ask for an early announce (too few useful peers).
     pub want_peers: AtomicBool,
+    /// Announces answered by a tracker.
+    pub announces: AtomicU64,
+    /// Announces that failed (no answer, or an error from the tracker).
+    pub failures: AtomicU64,
 }
 
 /// A running announcer for one torrent.
@@ -149,6 +153,7 @@ fn announcer(
             let req = request(&me, &stats, due.event);
             match announce(&due.url, &req, Timeouts::default()) {
                 Ok(resp) => {
+                    stats.announces.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         url = %due.url, event = due.event.as_str(), peers = resp.peers.len(),
                         interval = resp.interval, "announced"
@@ -168,6 +173,7 @@ fn announcer(
                     }
                 }
                 Err(e) => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("announce failed: {e}");
                     schedule.failed(start.elapsed());
                 }

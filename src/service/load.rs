@@ -1,0 +1,153 @@
+//! Turning a target into a torrent ready to serve: a `.torrent` whose data lives under the
+//! data folder, or a file or folder whose torrent is created beside it (as `seedbox create`
+//! would), then checked against its piece hashes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::metainfo::{self, CreateOptions, Torrent};
+use crate::storage::{self, MappedStorage};
+
+/// A torrent loaded from a target, before its data is checked.
+pub struct Loaded {
+    /// The metainfo.
+    pub torrent: Torrent,
+    /// The folder its content lives under.
+    pub dir: PathBuf,
+    /// The .torrent file's bytes.
+    pub bytes: Vec<u8>,
+    /// The .torrent file written for a file or folder target.
+    pub created: Option<PathBuf>,
+}
+
+/// Whether `target` is a `.torrent` file (else a file or folder to share).
+pub fn is_torrent_file(target: &Path) -> bool {
+    target.is_file() && has_torrent_extension(target)
+}
+
+/// Whether `path`'s name ends in `.torrent` (any case).
+pub fn has_torrent_extension(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("torrent"))
+}
+
+/// Loads a `.torrent` target, or creates the torrent of a file or folder beside it (announcing
+/// to `announce`, when given).
+pub fn load_target(
+    target: &Path,
+    data: &Path,
+    threads: usize,
+    announce: Option<String>,
+) -> anyhow::Result<Loaded> {
+    if is_torrent_file(target) {
+        let bytes =
+            std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
+        let torrent = Torrent::from_bytes(&bytes)
+            .with_context(|| format!("{} is not a valid .torrent", target.display()))?;
+        return Ok(Loaded {
+            torrent,
+            dir: data.to_path_buf(),
+            bytes,
+            created: None,
+        });
+    }
+    let (torrent, bytes, out) = create_beside(target, threads, announce, None)?;
+    Ok(Loaded {
+        torrent,
+        dir: target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        bytes,
+        created: Some(out),
+    })
+}
+
+/// Creates the torrent of `target` and writes it atomically to `out` (default: beside the
+/// target, `NAME.torrent`). Returns the torrent, its bytes and where it was written.
+pub fn create_beside(
+    target: &Path,
+    threads: usize,
+    announce: Option<String>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<(Torrent, Vec<u8>, PathBuf)> {
+    let scan = metainfo::scan(target)?;
+    let options = CreateOptions {
+        threads,
+        trackers: announce.into_iter().collect(),
+        ..CreateOptions::default()
+    };
+    let (bytes, torrent) = metainfo::create(&scan, &options, &Default::default())?;
+    let out = out.unwrap_or_else(|| {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        parent.join(format!("{}.torrent", scan.name))
+    });
+    write_atomically(&out, &bytes)?;
+    Ok((torrent, bytes, out))
+}
+
+/// Writes `bytes` to `path` through a `.part` file renamed over it, fsynced first, so that a
+/// crash leaves either the old file or the new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// The start-up check: every file present with its size and every piece good (with `skip`,
+/// only the files are opened; each piece is hashed on its first request).
+pub fn check(
+    torrent: &Torrent,
+    dir: &Path,
+    threads: usize,
+    skip: bool,
+) -> Result<MappedStorage, String> {
+    if skip {
+        let layout = storage::Layout::of_torrent(torrent, dir);
+        return MappedStorage::open(layout).map_err(|e| e.to_string());
+    }
+    let started = Instant::now();
+    let (report, storage) = storage::verify(torrent, dir, threads, &Default::default());
+    if let Some(p) = report.file_problems.first() {
+        return Err(p.to_string());
+    }
+    if !report.is_complete() {
+        let bad = report.bad_pieces.len() + report.missing_pieces.len();
+        let first = report
+            .bad_pieces
+            .first()
+            .or(report.missing_pieces.first())
+            .copied()
+            .unwrap_or(0);
+        return Err(format!(
+            "{bad} of {} pieces fail their hash (first: piece {first})",
+            torrent.piece_count()
+        ));
+    }
+    tracing::info!(
+        "{}: {} pieces checked in {:.2} s",
+        torrent.name,
+        torrent.piece_count(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(storage)
+}
