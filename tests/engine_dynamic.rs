@@ -115,7 +115,7 @@ fn torrents_are_added_and_removed_while_serving() {
     let dir = tempfile::tempdir().unwrap();
     let a = seed_torrent(dir.path(), "a.bin", 256 * 1024, 1);
     let b = seed_torrent(dir.path(), "b.bin", 256 * 1024, 2);
-    let engine = Engine::start(&[a.clone()]);
+    let engine = Engine::start(std::slice::from_ref(&a));
 
     // B is unknown until added; then it is served at once.
     let mut early = RawPeer::connect(engine.addr, None);
