@@ -4,13 +4,14 @@
 //! [`MessageDecoder`]; [`extension`] the BEP 10 extension handshake; [`connection`] the
 //! per-peer state machine shared by the seed server, the leecher and the simulator;
 //! [`allowed_fast_set`] BEP 6's canonical allowed-fast pieces; [`mse`] the encrypted
-//! handshake (MSE/PE) and its RC4 stream.
+//! handshake (MSE/PE) and its RC4 stream; [`utp`] the uTP transport (BEP 29).
 
 mod allowed_fast;
 pub mod connection;
 pub mod extension;
 pub mod mse;
 mod peer_id;
+pub mod utp;
 pub mod wire;
 
 pub use allowed_fast::allowed_fast_set;
