@@ -645,7 +645,8 @@ impl Connection {
         if self.answer_syn {
             // Always the first sequence number, even when data went out since.
             self.answer_syn = false;
-            self.header(PacketType::State, self.first_seq, now).encode(out);
+            self.header(PacketType::State, self.first_seq, now)
+                .encode(out);
             return true;
         }
         // Retransmissions first (the SYN's included).

@@ -142,7 +142,12 @@ impl Header {
             PacketType::from_nibble(datagram[0] >> 4).ok_or(PacketError::Type(datagram[0] >> 4))?;
         let u16_at = |i: usize| u16::from_be_bytes([datagram[i], datagram[i + 1]]);
         let u32_at = |i: usize| {
-            u32::from_be_bytes([datagram[i], datagram[i + 1], datagram[i + 2], datagram[i + 3]])
+            u32::from_be_bytes([
+                datagram[i],
+                datagram[i + 1],
+                datagram[i + 2],
+                datagram[i + 3],
+            ])
         };
         let mut header = Header {
             kind,
@@ -228,8 +233,8 @@ mod tests {
         assert_eq!(
             out,
             [
-                0x41, 0, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7, 0, 0x10, 0, 0, 0xff,
-                0xff, 0, 3
+                0x41, 0, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7, 0, 0x10, 0, 0, 0xff, 0xff,
+                0, 3
             ]
         );
         assert!(looks_like_utp(&out));

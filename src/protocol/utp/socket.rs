@@ -162,8 +162,7 @@ impl UtpSocket {
                 Received::Connection(key)
             }
             None => {
-                if h.kind != PacketType::Reset && self.resets.len() < self.cfg.max_pending_resets
-                {
+                if h.kind != PacketType::Reset && self.resets.len() < self.cfg.max_pending_resets {
                     let reset = Header {
                         kind: PacketType::Reset,
                         connection_id: h.connection_id,

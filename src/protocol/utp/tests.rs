@@ -139,9 +139,12 @@ fn transfer(link: &mut Link, a_to_b: &[u8], b_to_a: &[u8]) -> (Vec<u8>, Vec<u8>,
             link.send(now, false, out.clone());
         }
         let a_done = sa.connection(ka).unwrap().is_closed();
-        let b_done = kb.map_or(false, |k| sb.connection(k).unwrap().is_closed());
+        let b_done = kb.is_some_and(|k| sb.connection(k).unwrap().is_closed());
         if a_done && b_done {
-            for (s, k, got) in [(&mut sa, ka, &mut got_a), (&mut sb, kb.unwrap(), &mut got_b)] {
+            for (s, k, got) in [
+                (&mut sa, ka, &mut got_a),
+                (&mut sb, kb.unwrap(), &mut got_b),
+            ] {
                 let c = s.connection(k).unwrap();
                 while c.readable() > 0 {
                     let n = c.read(&mut buf);
