@@ -25,6 +25,7 @@ pub mod backend;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod rates;
 pub mod server;
 
 pub use auth::{Token, TokenError};
@@ -32,4 +33,5 @@ pub use backend::{
     AdminBackend, AdminError, CoreMetrics, EngineTotals, MetricsSnapshot, TorrentState,
     TorrentStatus,
 };
+pub use rates::UploadRates;
 pub use server::{parse_admin_addr, AdminConfig, AdminServer, StartError};

@@ -4,8 +4,8 @@
 //! [`Router`](super::api::Router), the backend called on a small blocking pool.
 //!
 //! Limits: a fixed number of connections (more are answered `503` and closed), a deadline for
-//! each request to arrive whole once it has started, an idle timeout between keep-alive
-//! requests, and the head and body sizes of [`Limits`].
+//! each request to arrive whole once it has started (and for its reply to be written), an idle
+//! timeout between keep-alive requests, and the head and body sizes of [`Limits`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -225,7 +225,8 @@ async fn connection(
                 Ok(Parsed::Partial { continue_wanted }) => {
                     if continue_wanted && !continued {
                         continued = true;
-                        if stream.write_all(CONTINUE).await.is_err() {
+                        let sent = tokio::time::timeout(LINGER, stream.write_all(CONTINUE)).await;
+                        if !matches!(sent, Ok(Ok(()))) {
                             return;
                         }
                     }
@@ -270,8 +271,13 @@ async fn connection(
             r.close = true;
             r
         });
-        if stream.write_all(&reply.encode(head_only)).await.is_err() || reply.close {
-            let _ = stream.shutdown().await;
+        let written = tokio::time::timeout(
+            config.request_timeout,
+            stream.write_all(&reply.encode(head_only)),
+        )
+        .await;
+        if !matches!(written, Ok(Ok(()))) || reply.close {
+            let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
             return;
         }
     }
@@ -280,10 +286,11 @@ async fn connection(
 /// Sends a final reply, then reads and discards what the client still sends for a moment, so
 /// that closing does not reset the connection before the client has read the reply.
 async fn refuse(mut stream: TcpStream, reply: &Response, linger: Duration) {
-    if stream.write_all(&reply.encode(false)).await.is_err() {
+    let written = tokio::time::timeout(linger, stream.write_all(&reply.encode(false))).await;
+    if !matches!(written, Ok(Ok(()))) {
         return;
     }
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(linger, stream.shutdown()).await;
     let mut sink = [0u8; 16 * 1024];
     let until = Instant::now() + linger;
     let mut drained = 0usize;
