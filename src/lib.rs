@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bencode;
 pub mod cli;
 pub mod engine;
+pub mod fuzz;
 pub mod metainfo;
 pub mod protocol;
 pub mod service;

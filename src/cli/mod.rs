@@ -44,7 +44,7 @@ mod show;
 mod signals;
 mod sim;
 mod tracker;
-mod units;
+pub mod units;
 mod verify;
 
 /// A high-performance BitTorrent seed box for Linux.
