@@ -18,9 +18,12 @@ use crate::protocol::{
 use crate::swarm::{Bitfield, PieceGeometry};
 use crate::tracker::{udp_codec, AnnounceRequest, ScrapeRequest, ScrapeResponse, TrackerReply};
 
+/// A fuzz target's body: arbitrary bytes in, a panic only on a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: what `fuzz/fuzz_targets/NAME.rs` calls and what the corpus
 /// replay looks up for `fuzz/corpus/NAME/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("bencode", bencode),
     ("metainfo", metainfo),
     ("peer_wire", peer_wire),
@@ -93,7 +96,7 @@ pub fn peer_wire(data: &[u8]) {
     };
     let flags = head[0];
     let pieces = 1 + u32::from(u16::from_le_bytes([head[1], head[2]]) % 1024);
-    let piece_length = 16 * 1024 << (head[3] % 4);
+    let piece_length = (16 * 1024) << (head[3] % 4);
     let short_last = u64::from(head[3] >> 2) * 1000 % u64::from(piece_length);
     let total = u64::from(pieces) * u64::from(piece_length) - short_last;
     let geometry = PieceGeometry::new(piece_length, total);

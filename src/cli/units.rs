@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The longest duration, and the longest `--arrivals` schedule, accepted: 100 years (the
+/// simulator's virtual clock counts nanoseconds in a `u64`, about 584 years).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Parses `0`, `90`, `30s`, `10m`, `2h`, `1d`, `1h30m`, `250ms` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -43,7 +47,10 @@ fn secs(n: f64, s: &str) -> Result<Duration, String> {
     if !n.is_finite() || n < 0.0 {
         return Err(format!("`{s}` is not a non-negative duration"));
     }
-    Ok(Duration::from_secs_f64(n))
+    Duration::try_from_secs_f64(n)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| format!("`{s}` is longer than 100 years"))
 }
 
 /// Parses a rate in bits or bytes per second into bytes per second: `1Mbit`, `384kbit`,
@@ -126,7 +133,10 @@ pub fn parse_schedule(s: &str) -> Result<Vec<crate::sim::Phase>, String> {
             }
             phases.push(crate::sim::Phase {
                 per_second: 1.0 / gap.as_secs_f64(),
-                duration: gap * count,
+                duration: gap
+                    .checked_mul(count)
+                    .filter(|d| *d <= MAX_DURATION)
+                    .ok_or_else(|| format!("`{part}` lasts longer than 100 years"))?,
                 fixed: true,
             });
             continue;
@@ -159,6 +169,10 @@ pub fn parse_schedule(s: &str) -> Result<Vec<crate::sim::Phase>, String> {
             duration: parse_duration(dur)?,
             fixed: false,
         });
+    }
+    let total = phases.iter().map(|p| p.duration).sum::<Duration>();
+    if total > MAX_DURATION {
+        return Err(format!("`{s}` lasts longer than 100 years"));
     }
     Ok(phases)
 }
@@ -209,6 +223,19 @@ mod tests {
         assert!(parse_rate("fast").is_err());
         assert_eq!(parse_rate("10Gbit").unwrap(), 1_250_000_000);
         assert_eq!(parse_rate("1.5Mbit").unwrap(), 187_500);
+    }
+
+    #[test]
+    fn durations_too_long_for_the_clock_are_errors_not_panics() {
+        // Found by the units and sim_arrivals fuzz targets: Duration::from_secs_f64 panicked.
+        assert!(parse_duration("33333333333333333333.").is_err());
+        assert!(parse_duration("1e300").is_err());
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
+        assert!(parse_duration("36501d").is_err());
+        assert!(parse_schedule("1/s for 3666666666666666666666h").is_err());
+        assert!(parse_schedule("4000000000 every 100d").is_err());
+        assert!(parse_schedule("1/s for 36500d, 1/s for 1s").is_err());
+        assert!(parse_schedule("1/s for 36500d").is_ok());
     }
 
     #[test]
