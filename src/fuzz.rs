@@ -32,6 +32,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("udp_tracker", udp_tracker),
     ("sim_arrivals", sim_arrivals),
     ("units", units),
+    ("mse_handshake", mse_handshake),
+    ("admin_http", admin_http),
 ];
 
 /// Bencode: a value that decodes re-encodes canonically and decodes to the same value.
@@ -272,4 +274,97 @@ pub fn units(data: &[u8]) {
     let _ = crate::cli::units::parse_size(text);
     let _ = crate::cli::units::parse_rate(text);
     let _ = crate::cli::units::parse_duration(text);
+}
+
+/// MSE/PE handshake (BEP 8 style obfuscation). The first byte picks what the bytes are:
+/// raw input to a responder, raw input to an initiator, or corruption of an honest exchange
+/// (an initiator and a responder talking, with the input's bytes XORed into the initiator's
+/// stream from the offset the second byte names, and appended after it).
+pub fn mse_handshake(data: &[u8]) {
+    use crate::protocol::mse::{
+        is_plain_handshake, EncryptionPolicy, Initiator, Progress, Responder,
+    };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let _ = is_plain_handshake(rest);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(u64::from(mode));
+    let policy = [
+        EncryptionPolicy::Allow,
+        EncryptionPolicy::Prefer,
+        EncryptionPolicy::Require,
+    ][usize::from(mode >> 2) % 3];
+    let served =
+        |hash: &[u8; 20]| (*hash == crate::protocol::mse::skey_hash(&[1; 20])).then_some([1; 20]);
+    match mode % 3 {
+        0 => {
+            let mut responder = Responder::new(policy.accepted(), &mut rng);
+            for chunk in rest.chunks(97) {
+                match responder.receive(chunk, &served) {
+                    Ok(Progress::NeedMore) => drop(responder.take_output()),
+                    _ => break,
+                }
+            }
+        }
+        1 => {
+            let mut initiator = Initiator::new([1; 20], policy.provide(), &mut rng);
+            drop(initiator.take_output());
+            for chunk in rest.chunks(97) {
+                match initiator.receive(chunk) {
+                    Ok(Progress::NeedMore) => drop(initiator.take_output()),
+                    _ => break,
+                }
+            }
+        }
+        _ => {
+            let Some((&at, noise)) = rest.split_first() else {
+                return;
+            };
+            let mut initiator = Initiator::new([1; 20], policy.provide(), &mut rng);
+            let mut responder = Responder::new(policy.accepted(), &mut rng);
+            let mut sent = 0usize;
+            for _ in 0..8 {
+                let mut out = initiator.take_output();
+                for (i, byte) in out.iter_mut().enumerate() {
+                    let pos = sent + i;
+                    if let Some(x) = pos
+                        .checked_sub(usize::from(at) * 4)
+                        .and_then(|k| noise.get(k))
+                    {
+                        *byte ^= x;
+                    }
+                }
+                sent += out.len();
+                let done_r = match responder.receive(&out, &served) {
+                    Ok(Progress::NeedMore) => false,
+                    Ok(Progress::Done(_)) => true,
+                    Err(_) => return,
+                };
+                let back = responder.take_output();
+                match initiator.receive(&back) {
+                    Ok(Progress::NeedMore) => {}
+                    Ok(Progress::Done(_)) if done_r => return,
+                    Ok(Progress::Done(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// The admin HTTP server's request parser, with small limits so the fuzzer reaches them; a
+/// complete request never claims more bytes than it was given.
+pub fn admin_http(data: &[u8]) {
+    use crate::service::admin::http::{parse_request, Limits, Parsed};
+    let limits = Limits {
+        max_head: 1024,
+        max_body: 2048,
+    };
+    if let Ok(Parsed::Complete(request, used)) = parse_request(data, limits) {
+        assert!(used <= data.len());
+        assert!(request.body.len() <= limits.max_body);
+        for segment in request.path.split('/') {
+            let _ = crate::service::admin::api::parse_info_hash(segment);
+        }
+    }
 }
