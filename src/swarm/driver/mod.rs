@@ -135,7 +135,8 @@ pub struct Totals {
     pub uploaded: u64,
     /// Payload bytes served before the download completed.
     pub uploaded_while_leeching: u64,
-    /// Duplicate or unrequested payload bytes thrown away.
+    /// Payload bytes thrown away: duplicate or unrequested blocks, and the whole of every
+    /// piece that failed its hash check.
     pub wasted: u64,
     /// Pieces that failed their hash check.
     pub hash_failures: u64,
@@ -552,6 +553,8 @@ impl Driver {
 
     fn piece_bad(&mut self, piece: u32) {
         self.totals.hash_failures += 1;
+        let piece_bytes = u64::from(self.picker.geometry().piece_size(piece));
+        self.totals.wasted += piece_bytes * self.config.unit_bytes / u64::from(BLOCK_SIZE);
         let senders = self.picker.piece_failed(piece);
         tracing::warn!(
             piece,

@@ -305,4 +305,7 @@ fn a_peer_whose_pieces_fail_twice_is_banned_and_its_pieces_fetched_elsewhere() {
     assert!(leecher.peer(0).is_none());
     assert_eq!(leecher.totals().banned, 1);
     assert!(leecher.totals().hash_failures >= 2);
+    // Each failed piece's bytes count as wasted (every piece of geometry(8, 1) is whole).
+    let piece_bytes = u64::from(leecher.picker().geometry().piece_size(0));
+    assert!(leecher.totals().wasted >= leecher.totals().hash_failures * piece_bytes);
 }
