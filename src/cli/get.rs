@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::units::{parse_duration, parse_rate};
 use crate::engine::download::{self, DownloadConfig, Linger};
 use crate::metainfo::{Torrent, MAX_TORRENT_FILE_SIZE};
+use crate::protocol::mse::EncryptionPolicy;
 use crate::storage::WriteMode;
 use crate::swarm::Slots;
 use crate::tracker::client::http_get;
@@ -61,6 +62,11 @@ pub struct GetArgs {
     /// No progress bar.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Encrypted connections (MSE/PE): `allow` dials plain and accepts plain or encrypted
+    /// peers; `prefer` dials encrypted (offering `rc4` and `plaintext`) and chooses `rc4`
+    /// for encrypted peers; `require` speaks only encrypted `rc4`, both ways.
+    #[arg(long, value_name = "allow|prefer|require", default_value = "allow")]
+    pub encryption: EncryptionPolicy,
     /// Print the final report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +110,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         threads: crate::storage::available_threads(),
         rng_seed: None,
         write_mode: args.write_mode,
+        encryption: args.encryption,
         trackers: if args.no_tracker {
             Vec::new()
         } else {

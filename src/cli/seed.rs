@@ -11,6 +11,7 @@ use clap::Args;
 use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::engine::{self, EngineConfig, EngineControl, Shutdown};
+use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::PeerId;
 use crate::service::announce::Announcers;
 use crate::service::load::{self, is_torrent_file};
@@ -102,6 +103,12 @@ pub struct SeedArgs {
     /// see tuning.md for whether the kernel honours it for page-cache files.
     #[arg(long)]
     pub huge_pages: bool,
+    /// Encrypted connections (MSE/PE, as libtorrent and Transmission speak it): `allow`
+    /// accepts plain and encrypted peers (choosing the `plaintext` method when offered),
+    /// `prefer` chooses `rc4` when offered, `require` refuses plain handshakes and
+    /// `plaintext`. RC4 peers cost a copy of what they are sent (see tuning.md).
+    #[arg(long, value_name = "allow|prefer|require", default_value = "allow")]
+    pub encryption: EncryptionPolicy,
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
@@ -268,6 +275,7 @@ fn engine_config(args: &SeedArgs, threads: usize, peer_id: PeerId) -> EngineConf
         notsent_lowat: args.notsent_lowat,
         pin_cores: args.pin_cores,
         peer_id,
+        encryption: args.encryption,
         ..EngineConfig::default()
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::PeerId;
 use crate::swarm::Slots;
 
@@ -43,6 +44,8 @@ pub struct EngineConfig {
     pub pin_cores: bool,
     /// Our peer id.
     pub peer_id: PeerId,
+    /// Plain and encrypted (MSE/PE) connections accepted.
+    pub encryption: EncryptionPolicy,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             notsent_lowat: None,
             pin_cores: false,
             peer_id: PeerId::generate(&mut rand::thread_rng()),
+            encryption: EncryptionPolicy::default(),
         }
     }
 }

@@ -16,11 +16,13 @@ use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
 use super::choke::{PeerHandle, PeerKey, PeerShared, TorrentCore};
+use super::mse::{self, MseFailure, PeerReader};
 use super::peer_io::{read_handshake, read_more, ReadError};
 use super::send;
 use super::stats::CoreStats;
 use super::torrents::{PieceState, SeedTorrent};
 use super::worker::{CoreContext, CoreTorrent};
+use crate::protocol::mse::Rc4;
 use crate::protocol::{
     Connection, ConnectionConfig, Event, Handshake, Message, MessageDecoder, Reserved, Timeout,
     Violation, WireError,
@@ -44,6 +46,8 @@ pub(super) enum PeerError {
     HandshakeTimeout(Duration),
     #[error("bad handshake: {0}")]
     Handshake(WireError),
+    #[error("{0}")]
+    Mse(MseFailure),
     #[error("unknown info-hash {0}")]
     UnknownTorrent(crate::metainfo::InfoHash),
     #[error("protocol error: {0}")]
@@ -136,12 +140,34 @@ async fn serve_inner(
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let handshake = tokio::time::timeout(
-        ctx.config.handshake_timeout,
-        read_handshake(&**stream, &mut buf, READ_CHUNK),
-    )
-    .await
-    .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
+    let torrent_of = |req2: &[u8; 20]| ctx.torrent_by_skey_hash(req2).map(|h| h.0);
+    let (named, encrypt, reader, handshake) =
+        tokio::time::timeout(ctx.config.handshake_timeout, async {
+            let negotiated = mse::accept(
+                stream,
+                &mut buf,
+                READ_CHUNK,
+                ctx.config.encryption,
+                &torrent_of,
+            )
+            .await
+            .map_err(|e| match e {
+                MseFailure::Read(e) => PeerError::from(e),
+                other => PeerError::Mse(other),
+            })?;
+            let (encrypt, decrypt) = match negotiated.cipher {
+                Some(c) => (Some(c.encrypt), Some(c.decrypt)),
+                None => (None, None),
+            };
+            let reader = PeerReader::new(stream, decrypt);
+            let handshake = read_handshake(&reader, &mut buf, READ_CHUNK).await?;
+            Ok::<_, PeerError>((negotiated.info_hash, encrypt, reader, handshake))
+        })
+        .await
+        .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
+    if named.is_some_and(|h| h != handshake.info_hash.0) {
+        return Err(PeerError::UnknownTorrent(handshake.info_hash));
+    }
     let core_torrent = ctx
         .torrent(&handshake.info_hash)
         .ok_or(PeerError::UnknownTorrent(handshake.info_hash))?;
@@ -190,9 +216,9 @@ async fn serve_inner(
     );
     let _registration = Registration { ctx, choke, key };
     let result = {
-        let reader = read_loop(stream, &shared, &wake, &core_torrent, ctx, key, buf);
+        let reader = read_loop(&reader, &shared, &wake, &core_torrent, ctx, key, buf);
         let timer = timer_loop(&shared, &wake, ctx);
-        let writer = write_loop(stream, &shared, &wake, torrent, ctx);
+        let writer = write_loop(stream, encrypt, &shared, &wake, torrent, ctx);
         // All three run on this task; whichever ends first ends the connection.
         tokio::select! {
             r = reader => r,
@@ -205,7 +231,7 @@ async fn serve_inner(
 }
 
 async fn read_loop(
-    stream: &TcpStream,
+    stream: &PeerReader<'_>,
     shared: &RefCell<PeerShared>,
     wake: &Notify,
     core_torrent: &CoreTorrent,
@@ -314,6 +340,7 @@ struct Batch {
 
 async fn write_loop(
     stream: &TcpStream,
+    mut encrypt: Option<Rc4>,
     shared: &RefCell<PeerShared>,
     wake: &Notify,
     torrent: &Arc<SeedTorrent>,
@@ -341,6 +368,9 @@ async fn write_loop(
                 None => wake.notified().await,
             }
             continue;
+        }
+        if let Some(rc4) = &mut encrypt {
+            mse::encrypt_segments(rc4, &mut batch.segments);
         }
         let total: usize = batch.segments.iter().map(Bytes::len).sum();
         let mut left = total;

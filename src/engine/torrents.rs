@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::metainfo::{InfoHash, Torrent};
+use crate::protocol::mse::skey_hash;
 use crate::storage::MappedStorage;
 use crate::swarm::{Bitfield, PieceGeometry};
 
@@ -106,6 +107,8 @@ pub struct SeedTorrent {
     pub counters: TorrentCounters,
     /// Every piece (what we announce: a seed has them all, bad ones are refused on request).
     pub have: Bitfield,
+    /// HASH('req2', info-hash): how an encrypted (MSE) handshake names the torrent.
+    pub skey_hash: [u8; 20],
     /// Per piece, for a torrent not checked at start; `None` when every piece is known good.
     pieces: Option<Box<[AtomicU8]>>,
     /// Per piece: when its pages were last hinted `MADV_WILLNEED` (see [`will_need_due`]).
@@ -127,6 +130,7 @@ impl SeedTorrent {
         });
         SeedTorrent {
             have: Bitfield::full(geometry.piece_count()),
+            skey_hash: skey_hash(&torrent.info_hash.0),
             torrent,
             storage,
             geometry,

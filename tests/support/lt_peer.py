@@ -27,6 +27,10 @@ p.add_argument('--tracker', action='store_true', help='announce to the torrent\'
 p.add_argument('--plaintext', action='store_true',
                help='no protocol encryption (libtorrent\'s default first tries an encrypted '
                     'handshake on outgoing connections, then falls back to plaintext)')
+p.add_argument('--forced-encryption', choices=['rc4', 'both'],
+               help='encrypted connections only (out_enc_policy and in_enc_policy pe_forced), '
+                    'with allowed_enc_level rc4 or both; applied once LISTEN is due (the '
+                    'readiness probe of seed mode is a plain handshake)')
 a = p.parse_args()
 
 settings = lt.high_performance_seed() if a.high_performance_seed else lt.default_settings()
@@ -92,6 +96,11 @@ if a.mode == 'seed':
     info_hash = bytes.fromhex(str(params.ti.info_hashes().v1))
     while not answers_handshake(ses.listen_port(), info_hash) and time.time() < deadline:
         time.sleep(0.1)
+if a.forced_encryption:
+    level = lt.enc_level.rc4 if a.forced_encryption == 'rc4' else lt.enc_level.both
+    ses.apply_settings({'out_enc_policy': int(lt.enc_policy.forced),
+                        'in_enc_policy': int(lt.enc_policy.forced),
+                        'allowed_enc_level': int(level)})
 print('LISTEN %d' % ses.listen_port(), flush=True)
 for peer in a.connect:
     host, port = peer.rsplit(':', 1)

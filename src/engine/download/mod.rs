@@ -22,6 +22,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 
 use crate::metainfo::Torrent;
+use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::{ConnectionConfig, PeerId};
 use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError, WriteMode};
 use crate::swarm::{ChokerConfig, Driver, DriverConfig, Picker, PickerConfig, Slots, TICK};
@@ -67,6 +68,8 @@ pub struct DownloadConfig {
     pub trackers: Vec<Vec<String>>,
     /// How blocks are written to the files.
     pub write_mode: WriteMode,
+    /// Plain or encrypted (MSE/PE) connections.
+    pub encryption: EncryptionPolicy,
 }
 
 /// The tracker tiers of a torrent: `announce-list` when present (BEP 12), else `announce`.
@@ -226,6 +229,7 @@ async fn drive(
     {
         let session = session.clone();
         let max_peers = config.max_peers;
+        let encryption = config.encryption;
         tokio_uring::spawn(async move {
             loop {
                 let (stream, addr) = match listener.accept().await {
@@ -245,6 +249,7 @@ async fn drive(
                     stream,
                     addr,
                     peer::Side::Incoming,
+                    encryption,
                 ));
             }
         });
@@ -324,6 +329,7 @@ async fn run_loop(
             };
             let Some(addr) = next else { break };
             let session = session.clone();
+            let encryption = config.encryption;
             tokio_uring::spawn(async move {
                 match tokio::time::timeout(
                     Duration::from_secs(10),
@@ -332,7 +338,8 @@ async fn run_loop(
                 .await
                 {
                     Ok(Ok(stream)) => {
-                        peer::run_peer(session, stream, addr, peer::Side::Outgoing).await
+                        peer::run_peer(session, stream, addr, peer::Side::Outgoing, encryption)
+                            .await
                     }
                     _ => session.borrow_mut().connection_ended(addr),
                 }

@@ -12,7 +12,9 @@ use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
 use super::session::{PeerIo, Session};
+use crate::engine::mse::{self, Negotiated, PeerReader};
 use crate::engine::peer_io::{read_handshake, read_more};
+use crate::protocol::mse::{skey_hash, EncryptionPolicy, Rc4};
 use crate::protocol::wire::piece_header;
 use crate::protocol::{Handshake, MessageDecoder};
 use crate::swarm::{BlockRef, PeerKey};
@@ -38,11 +40,12 @@ pub async fn run_peer(
     stream: TcpStream,
     addr: SocketAddr,
     side: Side,
+    encryption: EncryptionPolicy,
 ) {
     let stream = Rc::new(stream);
     let sockets = session.borrow().sockets.clone();
     let _registered = sockets.register(std::os::fd::AsRawFd::as_raw_fd(&*stream));
-    let result = run_inner(&session, stream.clone(), addr, side).await;
+    let result = run_inner(&session, stream.clone(), addr, side, encryption).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     match result {
         Ok(key) => session.borrow_mut().remove_peer(key),
@@ -58,6 +61,7 @@ async fn run_inner(
     stream: Rc<TcpStream>,
     addr: SocketAddr,
     side: Side,
+    encryption: EncryptionPolicy,
 ) -> Result<PeerKey, String> {
     let _ = stream.set_nodelay(true);
     let (info_hash, our_id, reserved) = {
@@ -70,16 +74,37 @@ async fn run_inner(
         ..Handshake::new(info_hash, our_id)
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    if side == Side::Outgoing {
-        write_all(&stream, Bytes::copy_from_slice(&ours.encode())).await?;
-    }
-    let theirs = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        read_handshake(&*stream, &mut buf, READ_CHUNK),
-    )
+    let (named, mut encrypt, reader, theirs) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let negotiated = match side {
+            Side::Outgoing if encryption.mse_first() => {
+                mse::connect(&stream, &mut buf, READ_CHUNK, encryption, info_hash.0).await
+            }
+            Side::Outgoing => Ok(Negotiated::default()),
+            Side::Incoming => {
+                let torrent_of =
+                    |req2: &[u8; 20]| (*req2 == skey_hash(&info_hash.0)).then_some(info_hash.0);
+                mse::accept(&stream, &mut buf, READ_CHUNK, encryption, &torrent_of).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let (mut encrypt, decrypt) = match negotiated.cipher {
+            Some(c) => (Some(c.encrypt), Some(c.decrypt)),
+            None => (None, None),
+        };
+        if side == Side::Outgoing {
+            write_all(&stream, encrypt.as_mut(), ours.encode().to_vec()).await?;
+        }
+        let reader = PeerReader::new(&stream, decrypt);
+        let theirs = read_handshake(&reader, &mut buf, READ_CHUNK)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((negotiated.info_hash, encrypt, reader, theirs))
+    })
     .await
-    .map_err(|_| "no handshake in time".to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| "no handshake in time".to_string())??;
+    if named.is_some_and(|h| h != info_hash.0) {
+        return Err("encrypted handshake for another torrent".into());
+    }
     if theirs.info_hash != info_hash {
         return Err(format!("wrong info-hash {}", theirs.info_hash));
     }
@@ -87,7 +112,7 @@ async fn run_inner(
         return Err("connected to ourselves".into());
     }
     if side == Side::Incoming {
-        write_all(&stream, Bytes::copy_from_slice(&ours.encode())).await?;
+        write_all(&stream, encrypt.as_mut(), ours.encode().to_vec()).await?;
     }
     let wake = Rc::new(Notify::new());
     let key = session.borrow_mut().add_peer(
@@ -99,8 +124,8 @@ async fn run_inner(
         &theirs,
     );
     tracing::debug!(%addr, key, "peer connected");
-    let reader = read_loop(session, &stream, key, buf);
-    let writer = write_loop(session, &stream, key, &wake);
+    let reader = read_loop(session, &reader, key, buf);
+    let writer = write_loop(session, &stream, encrypt, key, &wake);
     let result = tokio::select! {
         r = reader => r,
         r = writer => r,
@@ -111,14 +136,22 @@ async fn run_inner(
     Ok(key)
 }
 
-async fn write_all(stream: &TcpStream, data: Bytes) -> Result<(), String> {
+/// Writes `data`, encrypted first when the peer speaks RC4.
+async fn write_all(
+    stream: &TcpStream,
+    encrypt: Option<&mut Rc4>,
+    mut data: Vec<u8>,
+) -> Result<(), String> {
+    if let Some(rc4) = encrypt {
+        rc4.apply(&mut data);
+    }
     let (res, _) = stream.write_all(data).await;
     res.map_err(|e| e.to_string())
 }
 
 async fn read_loop(
     session: &Rc<RefCell<Session>>,
-    stream: &TcpStream,
+    stream: &PeerReader<'_>,
     key: PeerKey,
     mut buf: BytesMut,
 ) -> Result<(), String> {
@@ -144,6 +177,7 @@ async fn read_loop(
 async fn write_loop(
     session: &Rc<RefCell<Session>>,
     stream: &TcpStream,
+    mut encrypt: Option<Rc4>,
     key: PeerKey,
     wake: &Notify,
 ) -> Result<(), String> {
@@ -177,6 +211,9 @@ async fn write_loop(
                 b.piece, b.offset, b.length,
             )));
             segments.push(data);
+        }
+        if let Some(rc4) = &mut encrypt {
+            mse::encrypt_segments(rc4, &mut segments);
         }
         writev_all(stream, segments).await?;
     }
