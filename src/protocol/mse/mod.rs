@@ -43,12 +43,11 @@ impl CryptoMethod {
 /// Whether peers are spoken to in plain BitTorrent, MSE, or either (`--encryption`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EncryptionPolicy {
-    /// Incoming: plain or MSE (choosing `plaintext` when offered). Outgoing: plain first,
-    /// MSE when the plain handshake is refused.
+    /// Incoming: plain or MSE (choosing `plaintext` when offered). Outgoing: plain.
     #[default]
     Allow,
     /// Incoming: plain or MSE (choosing `rc4` when offered). Outgoing: MSE offering both
-    /// methods first, plain when MSE is refused.
+    /// methods (no retry in plain when a peer refuses MSE).
     Prefer,
     /// MSE with `rc4` only, both ways; plain handshakes and `plaintext` are refused.
     Require,
