@@ -59,7 +59,11 @@ pub struct PlanArgs {
 
 /// One line of the plan: delivery mode, its answer, its worst p95 and the command that
 /// reproduces it.
-type Row = (&'static str, Sized, f64, String);
+type Row = (&'static str, Sized, f64, String, Option<Syndrome>);
+
+/// The highest origin uplink at which a run of the bisection showed the missing-piece
+/// syndrome, and its warning.
+type Syndrome = (u64, crate::sim::Warning);
 
 fn mbit(bytes_per_s: u64) -> f64 {
     bytes_per_s as f64 * 8.0 / 1e6
@@ -161,12 +165,32 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let size_mode = |name: &'static str, mode: ModeArg, flag: &str| -> anyhow::Result<Row> {
         let cfg = base_args(mode).config()?;
         let mut n = 0;
+        let mut syndrome: Option<Syndrome> = None;
         let sized = smallest_uplink(&cfg, args.target_p95, &mut |c| {
             n += 1;
             let label = format!("{name} #{n} at {:.3} Mbit/s", mbit(c.seed_up));
-            simulate(c, args.quiet, &label, Some(&multi))
-                .map_err(|e| crate::sim::SimError::Invalid(e.to_string()))
-        })?;
+            let report = simulate(c, args.quiet, &label, Some(&multi))
+                .map_err(|e| crate::sim::SimError::Invalid(e.to_string()))?;
+            if let Some(w) = report.warnings.first() {
+                if !syndrome.as_ref().is_some_and(|(up, _)| *up >= c.seed_up) {
+                    syndrome = Some((c.seed_up, w.clone()));
+                }
+            }
+            Ok(report)
+        });
+        let sized = match sized {
+            Ok(sized) => sized,
+            Err(e) => match syndrome
+                .as_ref()
+                .or(check_failure(&cfg, &multi, name)?.as_ref())
+            {
+                Some((up, w)) => anyhow::bail!(
+                    "{e}\n{}",
+                    syndrome_advice(name, *up, w, None, &args, piece_length)
+                ),
+                None => return Err(e.into()),
+            },
+        };
         let worst_p95 = sized
             .report
             .phases
@@ -188,7 +212,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         if args.max_units != AUTO_MAX_UNITS {
             cmd += &format!(" --max-units {}", args.max_units);
         }
-        Ok((name, sized, worst_p95, cmd))
+        Ok((name, sized, worst_p95, cmd, syndrome))
     };
     let rows: Vec<Row> = std::thread::scope(|scope| {
         let client_server =
@@ -222,7 +246,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         "cores",
         "runs"
     );
-    for (name, s, p95, _) in &rows {
+    for (name, s, p95, _, _) in &rows {
         let cores = per_core
             .as_ref()
             .map(|(r, _)| format!("{}", s.uplink.div_ceil((*r).max(1))))
@@ -247,10 +271,83 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     outln!("reproduce:");
-    for (_, _, _, cmd) in &rows {
+    for (name, s, _, _, syndrome) in &rows {
+        if let Some((up, w)) = syndrome {
+            outln!(
+                "{}",
+                syndrome_advice(name, *up, w, Some(s.uplink), &args, piece_length)
+            );
+        }
+    }
+    for (_, _, _, cmd, _) in &rows {
         outln!("  {cmd}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When no uplink met the target and no run of the bisection (each stopped early once the
+/// target was missed) showed the missing-piece syndrome: one run to the end at the peak
+/// demand (the release's size times the highest arrival rate), whose warning explains the
+/// failure if it has one.
+fn check_failure(
+    base: &crate::sim::SimConfig,
+    multi: &MultiProgress,
+    name: &str,
+) -> anyhow::Result<Option<Syndrome>> {
+    let peak = base
+        .arrivals
+        .iter()
+        .map(|p| p.per_second)
+        .fold(0.0, f64::max);
+    let mut cfg = base.clone();
+    cfg.seed_up = ((peak * base.size as f64) as u64).max(16_000);
+    cfg.abort_after = None;
+    let label = format!("{name} check at {:.3} Mbit/s", mbit(cfg.seed_up));
+    let report = simulate(&cfg, true, &label, Some(multi))?;
+    Ok(report.warnings.first().map(|w| (cfg.seed_up, w.clone())))
+}
+
+/// What `plan` tells its user when a run of the bisection showed the missing-piece syndrome
+/// at origin uplink `flagged_at`: where it showed and what would fix it.
+fn syndrome_advice(
+    mode: &str,
+    flagged_at: u64,
+    w: &crate::sim::Warning,
+    answer: Option<u64>,
+    args: &PlanArgs,
+    piece_length: u64,
+) -> String {
+    let pieces = args.size.div_ceil(piece_length.max(1));
+    let mut fixes = Vec::new();
+    if args.linger.is_zero() {
+        fixes.push("peers that linger after completing (--linger 30s)".to_owned());
+    }
+    if piece_length > 16 * 1024 {
+        fixes.push(format!(
+            "more pieces ({pieces} now; --piece-length {} gives {})",
+            piece_length / 4,
+            args.size.div_ceil(piece_length / 4)
+        ));
+    }
+    fixes.push("a super-seeding origin (BEP 16)".to_owned());
+    if let Some(answer) = answer {
+        fixes.push(format!(
+            "a bigger origin: {:.3} Mbit/s or more, this plan's answer",
+            mbit(answer)
+        ));
+    }
+    format!(
+        "warning ({mode}): the missing-piece syndrome at {:.3} Mbit/s of origin: {} of {} \
+         leechers missed only the same piece at {:.0} s (phase {}). Peers arrive faster than \
+         the origin spreads its rarest piece, and the swarm does not recover. What would fix \
+         it: {}.",
+        mbit(flagged_at),
+        w.club,
+        w.leechers,
+        w.t_s,
+        w.phase,
+        fixes.join("; ")
+    )
 }
 
 #[cfg(test)]
@@ -271,5 +368,67 @@ mod tests {
     #[test]
     fn the_built_in_record_has_a_per_core_figure() {
         assert!(per_core_in(BUILT_IN_RECORD).is_some_and(|r| r > 0));
+    }
+
+    #[test]
+    fn syndrome_advice_names_the_fixes_that_apply() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            plan: PlanArgs,
+        }
+        let args = |extra: &[&str]| {
+            let mut v = vec![
+                "plan",
+                "--size",
+                "1000000",
+                "--arrivals",
+                "120/min for 1h",
+                "--peer-up",
+                "384kbit",
+                "--peer-down",
+                "1.5Mbit",
+                "--target-p95",
+                "60s",
+            ];
+            v.extend_from_slice(extra);
+            Cmd::parse_from(v).plan
+        };
+        let w = crate::sim::Warning {
+            kind: crate::sim::WarningKind::MissingPieceSyndrome,
+            phase: 1,
+            t_s: 600.0,
+            club: 90,
+            leechers: 100,
+            piece: Some(2),
+            message: String::new(),
+        };
+        let text = syndrome_advice("swarm", 125_000, &w, Some(250_000), &args(&[]), 262_144);
+        assert!(
+            text.contains("at 1.000 Mbit/s of origin: 90 of 100 leechers"),
+            "{text}"
+        );
+        for fix in [
+            "--linger 30s",
+            "--piece-length 65536 gives 16",
+            "super-seeding",
+            "2.000 Mbit/s or more",
+        ] {
+            assert!(text.contains(fix), "{fix}: {text}");
+        }
+        // Already lingering, already in 16 KiB pieces, no answer: neither fix is offered again.
+        let text = syndrome_advice(
+            "swarm",
+            125_000,
+            &w,
+            None,
+            &args(&["--linger", "30s"]),
+            16_384,
+        );
+        for absent in ["--linger", "--piece-length", "bigger origin"] {
+            assert!(!text.contains(absent), "{absent}: {text}");
+        }
+        assert!(text.contains("super-seeding"));
     }
 }

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod swarm;
+pub mod syndrome;
 
 pub use config::{
     ChokerKind, Mode, PeerClass, Phase, SimConfig, SimError, UnitChoice, UnitKind, Units,
@@ -33,3 +34,4 @@ pub use config::{
 };
 pub use report::{PeerRecord, PhaseSummary, Report, TimelineRow};
 pub use swarm::{run, run_with_progress, Progress};
+pub use syndrome::{Warning, WarningKind};

@@ -8,6 +8,7 @@ use super::arrivals::Arrivals;
 use super::config::{Mode, SimConfig, UnitKind, Units};
 use super::event::{secs, Nanos};
 use super::peer::Peer;
+use super::syndrome::Warning;
 
 /// Download-time statistics of one phase (or of the whole run).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -76,6 +77,10 @@ pub struct TimelineRow {
     pub origin_utilisation: f64,
     /// Sum of every upload rate, bytes per second.
     pub aggregate_bytes_per_s: f64,
+    /// Leechers missing only the same one piece (see [`super::syndrome`]).
+    pub club: u64,
+    /// That piece.
+    pub club_piece: Option<u32>,
 }
 
 /// Facts of a run beside the peers themselves.
@@ -126,6 +131,10 @@ pub struct Report {
     pub aborted: bool,
     /// Duplicate payload bytes (end game) thrown away.
     pub wasted_bytes: u64,
+    /// What the run shows that a planner must know (the missing-piece syndrome); left out of
+    /// the JSON when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
     /// One record a peer.
     #[serde(skip)]
     pub peers: Vec<PeerRecord>,
@@ -223,6 +232,10 @@ impl Report {
             0.0
         };
         let total = summarise(total_rate, 0.0, start, &all, facts.origin_bytes_total);
+        let warnings = match cfg.mode {
+            Mode::Swarm => super::syndrome::detect(&phases, &timeline),
+            Mode::ClientServer => Vec::new(),
+        };
         Report {
             config: cfg.clone(),
             mode: cfg.mode,
@@ -237,6 +250,7 @@ impl Report {
             events: facts.events,
             aborted: facts.aborted,
             wasted_bytes: facts.wasted,
+            warnings,
             peers: records,
             timeline,
         }
@@ -358,6 +372,9 @@ impl Report {
                 ""
             }
         ));
+        for w in &self.warnings {
+            s.push_str(&format!("warning: {}\n", w.message));
+        }
         s
     }
 }

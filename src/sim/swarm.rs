@@ -1290,6 +1290,12 @@ impl<'a> Sim<'a> {
                 .iter()
                 .map(|&p| self.net.upload_rate(p))
                 .sum::<f64>();
+        let club = super::syndrome::count_club(
+            self.alive
+                .iter()
+                .filter_map(|&p| self.live(p))
+                .map(|l| l.picker.have()),
+        );
         self.timeline.push(TimelineRow {
             t_s: t,
             leechers: self.leechers as u64,
@@ -1297,6 +1303,8 @@ impl<'a> Sim<'a> {
             // `+ 0.0` turns the -0.0 of an empty sum into 0.0.
             origin_utilisation: origin / self.cfg.seed_up as f64 + 0.0,
             aggregate_bytes_per_s: aggregate + 0.0,
+            club: club.size,
+            club_piece: club.piece,
         });
     }
 
