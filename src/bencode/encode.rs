@@ -120,11 +120,15 @@ impl<'a> From<&super::Value<'a>> for Owned {
             Kind::Int(i) => Owned::Int(*i),
             Kind::Bytes(b) => Owned::Bytes(b.to_vec()),
             Kind::List(l) => Owned::List(l.iter().map(Owned::from).collect()),
-            Kind::Dict(d) => Owned::Dict(
-                d.iter()
-                    .map(|(k, v)| (k.to_vec(), Owned::from(v)))
-                    .collect(),
-            ),
+            // A duplicate key keeps its first value, as `Value::get` reads it: re-encoding
+            // must not swap the value every reader of the decoded tree saw.
+            Kind::Dict(d) => {
+                let mut map = BTreeMap::new();
+                for (k, v) in d {
+                    map.entry(k.to_vec()).or_insert_with(|| Owned::from(v));
+                }
+                Owned::Dict(map)
+            }
         }
     }
 }
@@ -134,6 +138,15 @@ mod tests {
     use super::*;
     use crate::bencode::decode;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_duplicate_key_keeps_its_first_value_as_get_reads_it() {
+        // Found by the metainfo fuzz target: a torrent with two `info` keys parsed through
+        // the first and re-encoded with the second.
+        let v = decode(b"d1:ai1e1:bi2e1:ai3ee").unwrap();
+        assert_eq!(v.get("a").and_then(|a| a.as_int()), Some(1));
+        assert_eq!(Owned::from(&v).encode(), b"d1:ai1e1:bi2ee");
+    }
 
     #[test]
     fn encodes_sorted() {
