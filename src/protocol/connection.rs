@@ -219,11 +219,7 @@ pub enum Event {
 }
 
 /// The protocol state of one peer connection.
-///
-/// `repr(C)` keeps the fields in the order written, those a `have`, a request or a block
-/// touches first, so a caller can prefetch them (see `sim::swarm`); the cold ones follow.
 #[derive(Debug)]
-#[repr(C)]
 pub struct Connection {
     handshaken: bool,
     fast: bool,

@@ -1,22 +1,17 @@
-//! The simulation proper: peers driving the engine's picker, choker and connection state
-//! machine over the simulated network, the way `engine/download/session.rs` drives them over
-//! sockets.
+//! The simulation proper: peers running the engine's own torrent [`Driver`] (the one
+//! `seedbox get` runs over sockets) over the simulated network and clock.
 //!
-//! Differences from the session, all because nothing is lost or corrupted in the simulated
-//! network: pieces are not hashed (every complete piece verifies), there are no request
-//! timeouts, keep-alives or idle timeouts, and control messages are not queued behind data
-//! (they take the link's one-way delay; a unit takes its transfer time plus that delay).
-//! Peers that both have everything disconnect, as clients do; a leecher with fewer than
-//! half its `max_peers` connections asks the tracker again at most every
-//! [`REANNOUNCE_INTERVAL`].
+//! The drivers run with [`DriverConfig::simulated`]: nothing is lost or corrupted in the
+//! simulated network, so every complete piece verifies, nothing times out, and control
+//! messages are not queued behind data (they take the link's one-way delay; a unit takes its
+//! transfer time plus that delay). Peers that both have everything disconnect, as clients do;
+//! a leecher with fewer than half its `max_peers` connections asks the tracker again at most
+//! every [`REANNOUNCE_INTERVAL`].
 //!
 //! Cost, not model: the messages one end sends at one instant (they share the link's delay)
 //! are queued as one event and handled in order with a flush after each, which gives the
 //! same run as one event per message; only the run's event count is lower. Every `have` is
-//! still its own delivery, the instant its piece completes plus the one-way delay: batching
-//! `have`s over time was tried and changes the results (see `bench-results/flash-crowd.md`,
-//! "Speed"). As in the engine, a peer that has the piece already is not sent its `have`
-//! (see `Connection::have`): about half of all `have`s.
+//! still its own delivery, the instant its piece completes plus the one-way delay.
 
 use std::time::Duration;
 
@@ -26,17 +21,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::metainfo::InfoHash;
-use crate::protocol::{Connection, ConnectionConfig, Event, Handshake, Message, PeerId, Reserved};
+use crate::protocol::{ConnectionConfig, Handshake, Message, PeerId, Reserved};
 use crate::swarm::{
-    pipeline_depth, BlockRef, Choker, ChokerConfig, PeerSnapshot, Picker, PickerConfig, RateMeter,
-    Slots, BLOCK_SIZE, CHOKE_INTERVAL,
+    BlockRef, ChokerConfig, Driver, DriverConfig, Effect, Picker, PickerConfig, Slots, BLOCK_SIZE,
+    CHOKE_INTERVAL,
 };
 
 use super::arrivals::Arrivals;
 use super::config::{ChokerKind, Mode, SimConfig, SimError, Units};
-use super::event::{duration, nanos, prefetch, EventQueue, Nanos, SECOND};
+use super::event::{duration, nanos, prefetch, EventQueue, Nanos};
 use super::network::{Due, FlowId, Network};
-use super::peer::{End, Hints, Link, LinkIdx, Live, Peer, PeerIdx, ORIGIN};
+use super::peer::{End, Link, LinkIdx, Live, Peer, PeerIdx, ORIGIN};
 use super::report::{Report, TimelineRow};
 
 /// A leecher short of connections asks the tracker again at most this often.
@@ -147,9 +142,6 @@ struct Sim<'a> {
     timeline: Vec<TimelineRow>,
     dirty: Vec<(LinkIdx, u8)>,
     due: Vec<Due>,
-    picks: Vec<BlockRef>,
-    snaps: Vec<PeerSnapshot<PeerIdx>>,
-    snap_links: Vec<LinkIdx>,
 }
 
 impl<'a> Sim<'a> {
@@ -199,9 +191,6 @@ impl<'a> Sim<'a> {
             timeline: Vec::new(),
             dirty: Vec::new(),
             due: Vec::new(),
-            picks: Vec::new(),
-            snaps: Vec::new(),
-            snap_links: Vec::new(),
         };
         // The origin: a seed from time zero, in the tracker's list.
         let mut picker = Picker::new(units.geometry, PickerConfig::default(), &mut rng);
@@ -215,8 +204,7 @@ impl<'a> Sim<'a> {
             },
             Mode::Swarm => sim.peer_choker(),
         };
-        let mut choker = Choker::new(choker_cfg);
-        choker.set_seeding(true);
+        let driver = sim.driver(choker_cfg, true, picker, &mut rng);
         let (lo, hi) = (nanos(cfg.rtt.0), nanos(cfg.rtt.1));
         sim.net.add_host(cfg.seed_up, u64::MAX / 4);
         sim.peers.push(Peer {
@@ -229,9 +217,9 @@ impl<'a> Sim<'a> {
             bytes_up: 0,
             bytes_down: 0,
             live: Some(Box::new(Live {
-                picker,
-                choker,
+                driver,
                 links: Vec::new(),
+                link_of: Vec::new(),
                 last_announce: 0,
             })),
         });
@@ -243,6 +231,21 @@ impl<'a> Sim<'a> {
         }
         sim.rng = rng;
         Ok(sim)
+    }
+
+    /// A peer's driver over `picker`, with its own random stream drawn from `rng`.
+    fn driver(
+        &self,
+        choker: ChokerConfig,
+        uploads: bool,
+        picker: Picker<u32>,
+        rng: &mut ChaCha8Rng,
+    ) -> Driver {
+        let config = DriverConfig {
+            uploads,
+            ..DriverConfig::simulated(self.conn_cfg.clone(), choker, self.units.unit_bytes)
+        };
+        Driver::new(config, picker, ChaCha8Rng::seed_from_u64(rng.gen()))
     }
 
     fn peer_choker(&self) -> ChokerConfig {
@@ -344,68 +347,48 @@ impl<'a> Sim<'a> {
     }
 
     /// Prefetches the first lines `ev` will touch that can be found without reading memory
-    /// that may not be in cache yet: for a delivery, the hot lines of the receiving end (see
-    /// [`End`]'s layout) and the other end's first line; for a unit sent, its flow. Only a
-    /// hint: a wrong address costs a wasted load.
+    /// that may not be in cache yet: a delivery's link, a unit sent's flow. Only a hint: a
+    /// wrong address costs a wasted load.
     fn prefetch_event(&self, ev: &Ev) {
         match *ev {
-            Ev::Deliver { link, to, .. } => self.prefetch_end(link, usize::from(to)),
+            Ev::Deliver { link, .. } => {
+                prefetch(self.links.as_ptr().wrapping_add(link as usize) as usize);
+            }
             Ev::Sent { flow, .. } => prefetch(self.net.flow_address(flow)),
             _ => {}
         }
     }
 
-    /// Prefetches the hot lines of end `side` of `link` and the first line of the other end.
-    fn prefetch_end(&self, link: LinkIdx, side: usize) {
-        // `Option<Link>` keeps its payload at offset 0 (the niche is in the link's vectors;
-        // a test checks it).
-        let base = self.links.as_ptr().wrapping_add(link as usize) as usize;
-        let ends = base + std::mem::offset_of!(Link, ends);
-        let end = ends + side * std::mem::size_of::<End>();
-        prefetch(end);
-        prefetch(end + std::mem::offset_of!(End, down));
-        let conn = end + std::mem::offset_of!(End, conn);
-        for line in 0..3 {
-            prefetch(conn + 64 * line);
-        }
-        prefetch(ends + (1 - side) * std::mem::size_of::<End>());
-    }
-
     /// Prefetches what the next event will touch beyond what [`Sim::prefetch_event`] loaded
-    /// one event earlier, reading that. For a delivery: the receiving peer's [`Peer`] and
-    /// [`Live`] (the picker's fields) from the addresses the end holds ([`Hints`]), and for a
-    /// message that names a piece the picker's records of it and its bit in the connection's
-    /// record of the other end's pieces. For a unit sent: the sending end and both hosts.
+    /// one event earlier, reading that: for a delivery, the receiving peer's record and its
+    /// driver's record of the connection; for a unit sent, its link and hosts.
     fn prefetch_deep(&self, ev: &Ev) {
-        let (link, to, msgs) = match ev {
-            Ev::Deliver { link, to, msgs, .. } => (*link, usize::from(*to), msgs),
+        match *ev {
+            Ev::Deliver { link, to, .. } => {
+                if let Some(link) = self.links[link as usize].as_ref() {
+                    let end = &link.ends[usize::from(to)];
+                    prefetch(self.peers.as_ptr().wrapping_add(end.peer as usize) as usize);
+                    let [live, slot, record] = end.hints;
+                    if live != 0 {
+                        for line in 0..6 {
+                            prefetch(live + 64 * line);
+                        }
+                        prefetch(slot);
+                        for line in 0..4 {
+                            prefetch(record + 64 * line);
+                        }
+                    }
+                }
+            }
             Ev::Sent { flow, .. } => {
-                // A queued completion always names a flow that exists (flows are reused, never
-                // removed).
-                let f = self.net.flow(*flow);
-                self.prefetch_end(f.link, usize::from(f.side));
+                // A queued completion always names a flow that exists (flows are reused,
+                // never removed).
+                let f = self.net.flow(flow);
+                prefetch(self.links.as_ptr().wrapping_add(f.link as usize) as usize);
                 prefetch(self.net.host_address(f.sender));
                 prefetch(self.net.host_address(f.receiver));
-                return;
             }
-            _ => return,
-        };
-        let Some(link) = self.links[link as usize].as_ref() else {
-            return;
-        };
-        let end = &link.ends[to];
-        prefetch(self.peers.as_ptr().wrapping_add(end.peer as usize) as usize);
-        for line in 0..6 {
-            prefetch(end.hints.live + 64 * line);
-        }
-        let piece = match msgs {
-            Batch::One(Message::Have(piece)) | Batch::One(Message::Piece { piece, .. }) => *piece,
-            Batch::One(Message::Request(b)) => b.piece,
-            _ => return,
-        };
-        prefetch(end.conn.their_have().byte_address(piece));
-        for a in end.hints.lines.of(piece) {
-            prefetch(a);
+            _ => {}
         }
     }
 
@@ -454,14 +437,17 @@ impl<'a> Sim<'a> {
         };
         let idx = self.net.add_host(up, c.down);
         debug_assert_eq!(idx as usize, self.peers.len());
+        let mut rng = std::mem::replace(&mut self.rng, ChaCha8Rng::seed_from_u64(0));
         let picker = Picker::new(
             self.units.geometry,
             PickerConfig {
                 strategy: cfg.picker,
                 ..PickerConfig::default()
             },
-            &mut self.rng,
+            &mut rng,
         );
+        let driver = self.driver(self.peer_choker(), !free_rider, picker, &mut rng);
+        self.rng = rng;
         self.peers.push(Peer {
             arrival: self.now,
             finish: None,
@@ -472,9 +458,9 @@ impl<'a> Sim<'a> {
             bytes_up: 0,
             bytes_down: 0,
             live: Some(Box::new(Live {
-                picker,
-                choker: Choker::new(self.peer_choker()),
+                driver,
                 links: Vec::new(),
+                link_of: Vec::new(),
                 last_announce: self.now,
             })),
         });
@@ -553,28 +539,16 @@ impl<'a> Sim<'a> {
     /// Opens a connection; the handshakes complete one round trip later.
     fn connect(&mut self, a: PeerIdx, b: PeerIdx) {
         let one_way = self.peers[a as usize].latency + self.peers[b as usize].latency;
-        let now = duration(self.now);
-        let hints = |peer: PeerIdx| {
-            self.live(peer).map_or(Hints::default(), |live| Hints {
-                live: live as *const Live as usize,
-                lines: live.picker.piece_lines(),
-            })
-        };
         let end = |peer| End {
             peer,
-            hints: hints(peer),
-            conn: Connection::new(self.conn_cfg.clone(), self.units.geometry, now),
-            up: RateMeter::new(now),
-            down: RateMeter::new(now),
-            connected_at: now,
-            last_block_at: None,
-            rtt: duration(2 * one_way),
+            key: 0,
+            hints: [0; 3],
             flow: None,
             sending: None,
-            wanted: 0,
         };
         let link = Link {
             one_way,
+            connected: false,
             ends: [end(a), end(b)],
         };
         let idx = match self.free_links.pop() {
@@ -598,19 +572,33 @@ impl<'a> Sim<'a> {
             .push(self.now + 2 * one_way, Ev::Connect { link: idx, gen });
     }
 
+    /// The handshakes completed: each end's driver learns the link.
     fn on_connect(&mut self, l: LinkIdx) {
         let now = duration(self.now);
         let link = self.links[l as usize].as_mut().expect("checked");
+        link.connected = true;
+        let rtt = duration(2 * link.one_way);
+        let peers = [link.ends[0].peer, link.ends[1].peer];
         for side in 0..2 {
-            let end = &mut link.ends[side];
-            let live = self.peers[end.peer as usize]
+            let (p, remote) = (peers[side], peers[1 - side]);
+            let live = self.peers[p as usize]
                 .live
-                .as_deref()
+                .as_deref_mut()
                 .expect("linked peers are live");
-            end.conn
-                .on_handshake(&self.handshake, live.picker.have(), now);
-            end.connected_at = now;
-            self.dirty.push((l, side as u8));
+            let key = live
+                .driver
+                .add_peer(peer_address(remote), &self.handshake, rtt, now);
+            let k = key as usize;
+            if live.link_of.len() <= k {
+                live.link_of.resize(k + 1, 0);
+            }
+            live.link_of[k] = l;
+            link.ends[side].key = key;
+            let [slot, record] = live.driver.peer_addresses(key);
+            link.ends[side].hints = [live as *const Live as usize, slot, record];
+        }
+        for p in peers {
+            self.apply(p);
         }
     }
 
@@ -625,39 +613,47 @@ impl<'a> Sim<'a> {
                 self.net.stop(f, self.now, &mut self.due);
             }
         }
-        for side in 0..2 {
-            let end = &link.ends[side];
-            let remote = link.ends[1 - side].peer;
+        let now = duration(self.now);
+        for end in &link.ends {
             let Some(live) = self.peers[end.peer as usize].live.as_deref_mut() else {
                 continue;
             };
-            live.picker.peer_left(remote, end.conn.their_have());
-            live.choker.peer_left(&remote);
             if let Some(i) = live.links.iter().position(|&x| x == l) {
                 live.links.remove(i);
             }
-            // Released requests go to the other connections now.
-            if !end.conn.outstanding().is_empty() {
-                self.refill_others(end.peer, l);
+            if link.connected {
+                // Released requests go to the other connections now.
+                live.driver.on_peer_gone(end.key, now);
+                self.apply(end.peer);
             }
         }
     }
 
-    /// Requests of `p` were released (rejected, dropped by a choke, or their connection
-    /// closed): its connections other than `except` may ask for them now (mirrors
-    /// `Session::refill_others`).
-    fn refill_others(&mut self, p: PeerIdx, except: LinkIdx) {
-        let Some(live) = self.live(p) else {
-            return;
-        };
-        if live.picker.is_complete() {
-            return;
-        }
-        let others = live.links.clone();
-        for o in others {
-            if o != except {
-                let s = self.side(o, p);
-                self.fill_requests(o, s);
+    /// Does what peer `p`'s driver asked for.
+    fn apply(&mut self, p: PeerIdx) {
+        let now = duration(self.now);
+        loop {
+            let Some(live) = self.peers[p as usize].live.as_deref_mut() else {
+                return;
+            };
+            let Some(effect) = live.driver.poll_effect() else {
+                return;
+            };
+            match effect {
+                Effect::Transmit(key) => {
+                    let l = live.link_of[key as usize];
+                    let side = self.side(l, p);
+                    self.dirty.push((l, side as u8));
+                    self.start_send(l, side);
+                }
+                // Nothing is corrupted in the simulated network.
+                Effect::Verify(piece) => live.driver.on_piece_verified(piece, true, now),
+                Effect::Close(key) => {
+                    let l = live.link_of[key as usize];
+                    self.close_link(l);
+                }
+                Effect::Completed => self.on_complete(p),
+                Effect::Store { .. } | Effect::Extension(..) => {}
             }
         }
     }
@@ -699,7 +695,9 @@ impl<'a> Sim<'a> {
             self.leechers -= 1;
         }
         peer.left = Some(self.now);
-        peer.live = None;
+        if let Some(live) = peer.live.take() {
+            self.wasted += live.driver.totals().wasted;
+        }
     }
 
     fn on_complete(&mut self, p: PeerIdx) {
@@ -716,7 +714,6 @@ impl<'a> Sim<'a> {
         self.leechers -= 1;
         self.seeds += 1;
         let live = peer.live.as_deref_mut().expect("live");
-        live.choker.set_seeding(true);
         if leave_now {
             self.queue.push(now, Ev::Leave { peer: p });
             return;
@@ -737,39 +734,25 @@ impl<'a> Sim<'a> {
     }
 
     fn tick(&mut self, p: PeerIdx) {
-        let Some(live) = self.live(p) else {
+        let now = duration(self.now);
+        let Some(live) = self.live_mut(p) else {
             return;
         };
-        let now_d = duration(self.now);
-        let free_rider = self.peers[p as usize].free_rider;
-        if !free_rider && live.choker.next_round_due(now_d) {
-            self.choke_round(p);
-        }
-        let live = self.live(p).expect("live");
-        let complete = live.picker.is_complete();
-        if self.cfg.mode == Mode::Swarm
-            && p != ORIGIN
-            && !complete
-            && self.now - live.last_announce >= nanos(REANNOUNCE_INTERVAL)
-            && self.starving(live)
-        {
-            self.make_room(p);
-            self.announce(p);
-        }
-        let live = self.live(p).expect("live");
-        if !complete {
-            let links = live.links.clone();
-            for l in links {
-                let s = self.side(l, p);
-                self.fill_requests(l, s);
+        live.driver.on_tick(now);
+        let complete = live.driver.is_complete();
+        let next = nanos(live.driver.next_tick(now));
+        self.apply(p);
+        if let Some(live) = self.live(p) {
+            if self.cfg.mode == Mode::Swarm
+                && p != ORIGIN
+                && !complete
+                && self.now - live.last_announce >= nanos(REANNOUNCE_INTERVAL)
+                && self.starving(live)
+            {
+                self.make_room(p);
+                self.announce(p);
             }
         }
-        let live = self.live(p).expect("live");
-        let next = live
-            .choker
-            .next_round_at()
-            .map_or(self.now + nanos(CHOKE_INTERVAL), nanos)
-            .max(self.now + SECOND);
         self.queue.push(next, Ev::Tick { peer: p });
     }
 
@@ -779,7 +762,7 @@ impl<'a> Sim<'a> {
         if live.links.len() < (self.cfg.max_peers as usize / 2).max(1) {
             return true;
         }
-        let picker = &live.picker;
+        let picker = live.driver.picker();
         (0..self.units.geometry.piece_count())
             .any(|piece| !picker.have().has(piece) && picker.availability(piece) == 0)
     }
@@ -793,23 +776,26 @@ impl<'a> Sim<'a> {
         if live.links.len() < self.cfg.max_peers as usize {
             return;
         }
-        let useless: Vec<LinkIdx> = live
-            .links
-            .iter()
-            .copied()
-            .filter(|&l| {
-                self.links[l as usize].as_ref().is_some_and(|x| {
-                    let e = &x.ends[x.side_of(p)];
-                    e.conn.is_handshaken() && !e.conn.am_interested() && !e.conn.peer_interested()
+        let useless: Vec<LinkIdx> =
+            live.links
+                .iter()
+                .copied()
+                .filter(|&l| {
+                    self.links[l as usize].as_ref().is_some_and(|x| {
+                        let end = &x.ends[x.side_of(p)];
+                        x.connected
+                            && live.driver.peer(end.key).is_some_and(|c| {
+                                !c.conn.am_interested() && !c.conn.peer_interested()
+                            })
+                    })
                 })
-            })
-            .collect();
+                .collect();
         for l in useless {
             self.close_link(l);
         }
     }
 
-    // ---- messages (mirrors Session::on_message) ----
+    // ---- messages ----
 
     fn flush(&mut self) {
         let now = duration(self.now);
@@ -820,15 +806,20 @@ impl<'a> Sim<'a> {
             };
             let gen = self.link_gen[l as usize];
             let at = self.now + link.one_way;
-            let conn = &mut link.ends[side as usize].conn;
-            let Some(first) = conn.poll_message(now) else {
+            let end = &link.ends[side as usize];
+            let key = end.key;
+            let Some(live) = self.peers[end.peer as usize].live.as_deref_mut() else {
                 continue;
             };
-            let msgs = match conn.poll_message(now) {
+            let driver = &mut live.driver;
+            let Some(first) = driver.poll_message(key, now) else {
+                continue;
+            };
+            let msgs = match driver.poll_message(key, now) {
                 None => Batch::One(first),
                 Some(second) => {
                     let mut v = vec![first, second];
-                    v.extend(std::iter::from_fn(|| conn.poll_message(now)));
+                    v.extend(std::iter::from_fn(|| driver.poll_message(key, now)));
                     Batch::Many(v)
                 }
             };
@@ -855,317 +846,35 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The peer at end `side` of `l` and that end.
-    fn parts(&mut self, l: LinkIdx, side: usize) -> Option<(&mut Live, &mut End)> {
-        let end = &mut self.links[l as usize].as_mut()?.ends[side];
-        let live = self.peers[end.peer as usize].live.as_deref_mut()?;
-        Some((live, end))
-    }
-
+    /// A message arrives at end `to` of `l`: its peer's driver handles it.
     fn on_message(&mut self, l: LinkIdx, to: usize, msg: Message) {
         let now = duration(self.now);
-        let key = match self.links[l as usize].as_ref() {
-            Some(link) => link.ends[1 - to].peer,
-            None => return,
-        };
-        let Some((live, end)) = self.parts(l, to) else {
+        let Some(link) = self.links[l as usize].as_ref() else {
             return;
         };
-        let p = end.peer;
-        if let Some(sample) = end.conn.request_age(&msg, now) {
-            end.rtt = (end.rtt * 7 + sample) / 8;
-        }
-        let event = match end.conn.on_message(msg, live.picker.have(), now) {
-            Ok(e) => e,
-            Err(_) => {
-                // Cannot happen between two engine state machines; drop the peer as the
-                // session would.
-                self.close_link(l);
-                return;
-            }
-        };
-        self.dirty.push((l, to as u8));
-        match event {
-            None => {}
-            Some(Event::Availability) => {
-                let ok = self.parts(l, to).is_some_and(|(live, end)| {
-                    end.wanted = live.picker.missing_from(end.conn.their_have());
-                    live.picker
-                        .peer_bitfield(key, end.conn.their_have())
-                        .is_ok()
-                });
-                if !ok {
-                    self.close_link(l);
-                    return;
-                }
-                self.update_interest(l, to);
-                self.fill_requests(l, to);
-            }
-            Some(Event::Have(piece)) => {
-                // A `have` can only make the peer interesting, and only for a piece we lack
-                // (interest is brought up to date after every change of either bitfield), so
-                // `update_interest`'s scan is needed only then.
-                let may_interest = self.parts(l, to).is_some_and(|(live, end)| {
-                    let _ = live.picker.peer_have(key, piece);
-                    if live.picker.have().has(piece) {
-                        return false;
-                    }
-                    end.wanted += 1;
-                    !end.conn.am_interested()
-                });
-                if may_interest {
-                    self.update_interest(l, to);
-                }
-                if let Some((live, end)) = self.parts(l, to) {
-                    debug_assert_eq!(
-                        end.conn.am_interested(),
-                        !live.picker.is_complete()
-                            && live.picker.is_interesting(end.conn.their_have())
-                    );
-                }
-                self.fill_requests(l, to);
-            }
-            Some(Event::Unchoked) | Some(Event::AllowedFast(_)) => self.fill_requests(l, to),
-            Some(Event::Choked { dropped }) => {
-                if let Some((live, _)) = self.parts(l, to) {
-                    for &b in &dropped {
-                        live.picker.request_rejected(b, key);
-                    }
-                }
-                if !dropped.is_empty() {
-                    self.refill_others(p, l);
-                }
-            }
-            Some(Event::Rejected(b)) => {
-                if let Some((live, _)) = self.parts(l, to) {
-                    live.picker.request_rejected(b, key);
-                }
-                self.fill_requests(l, to);
-                self.refill_others(p, l);
-            }
-            Some(Event::Block { block, .. }) => self.on_block(l, to, block),
-            Some(Event::RequestQueued(_)) => self.start_send(l, to),
-            Some(Event::Interested) => {
-                let free_rider = self.peers[p as usize].free_rider;
-                // As `Session`: unchoked peers that lost interest since hold no slot.
-                let room = self.live(p).is_some_and(|live| {
-                    live.choker.has_free_slot(|&k| {
-                        live.links.iter().any(|&x| {
-                            self.links[x as usize].as_ref().is_some_and(|link| {
-                                let s = link.side_of(p);
-                                let end = &link.ends[s];
-                                link.ends[1 - s].peer == k
-                                    && end.conn.peer_interested()
-                                    && !end.conn.their_have().is_full()
-                            })
-                        })
-                    })
-                });
-                if !free_rider && room {
-                    self.choke_round(p);
-                }
-            }
-            Some(_) => {}
-        }
-    }
-
-    fn on_block(&mut self, l: LinkIdx, to: usize, block: BlockRef) {
-        let now = duration(self.now);
-        let len = self.units.real_bytes(block);
-        let link = self.links[l as usize].as_mut().expect("checked");
-        let key = link.ends[1 - to].peer;
-        let end = &mut link.ends[to];
-        let p = end.peer;
-        end.down.record(len, now);
-        end.last_block_at = Some(now);
-        let peer = &mut self.peers[p as usize];
-        peer.bytes_down += len;
-        let live = peer.live.as_deref_mut().expect("live");
-        let received = live.picker.block_received(block, key);
-        for other in received.cancel {
-            let found = live.links.iter().copied().find(|&o| {
-                self.links[o as usize]
-                    .as_ref()
-                    .is_some_and(|x| x.ends[1 - x.side_of(p)].peer == other)
-            });
-            if let Some(o) = found {
-                let x = self.links[o as usize].as_mut().expect("found");
-                let s = x.side_of(p);
-                x.ends[s].conn.cancel(block);
-                self.dirty.push((o, s as u8));
-            }
-        }
-        if !received.fresh {
-            self.wasted += len;
-            self.fill_requests(l, to);
-            return;
-        }
-        if received.piece_complete {
-            self.piece_complete(p, block.piece);
-        }
-        self.fill_requests(l, to);
-    }
-
-    /// Every block of `piece` arrived; in the simulator it always verifies.
-    fn piece_complete(&mut self, p: PeerIdx, piece: u32) {
-        let live = self.peers[p as usize].live.as_deref_mut().expect("live");
-        live.picker.piece_verified(piece);
-        let links = std::mem::take(&mut live.links);
-        // Read every connection's record of the other end's pieces first, in a loop without
-        // stores: the cache misses of the connections (about ten) then overlap instead of
-        // coming one after another in the loop below.
-        let mut theirs = 0u32;
-        for &l in &links {
-            if let Some(link) = self.links[l as usize].as_ref() {
-                let end = &link.ends[link.side_of(p)];
-                theirs += u32::from(end.conn.their_have().has(piece) && end.wanted > 0);
-            }
-        }
-        std::hint::black_box(theirs);
-        for &l in &links {
-            let Some(link) = self.links[l as usize].as_mut() else {
-                continue;
+        let (p, key) = (link.ends[to].peer, link.ends[to].key);
+        if let Message::Piece {
+            piece,
+            offset,
+            data,
+        } = &msg
+        {
+            let block = BlockRef {
+                piece: *piece,
+                offset: *offset,
+                length: data.len() as u32,
             };
-            let s = link.side_of(p);
-            let end = &mut link.ends[s];
-            let ours = self.peers[p as usize]
-                .live
-                .as_deref()
-                .expect("live")
-                .picker
-                .have();
-            if end.conn.have(piece, ours) {
-                self.dirty.push((l, s as u8));
-            }
-            // Our new piece can only cost interest, and only in a peer that has it.
-            let theirs_too = end.conn.their_have().has(piece);
-            if theirs_too {
-                end.wanted -= 1;
-            }
-            let recheck = theirs_too && end.conn.am_interested();
-            if recheck {
-                self.update_interest(l, s);
-            }
+            self.peers[p as usize].bytes_down += self.units.real_bytes(block);
         }
-        let live = self.peers[p as usize].live.as_deref_mut().expect("live");
-        live.links = links;
-        if live.picker.is_complete() {
-            self.on_complete(p);
-        }
-    }
-
-    fn update_interest(&mut self, l: LinkIdx, side: usize) {
-        let Some(link) = self.links[l as usize].as_mut() else {
-            return;
-        };
-        let end = &mut link.ends[side];
-        let Some(live) = self.peers[end.peer as usize].live.as_deref() else {
-            return;
-        };
-        let interested = !live.picker.is_complete() && end.wanted > 0;
-        debug_assert_eq!(
-            interested,
-            !live.picker.is_complete() && live.picker.is_interesting(end.conn.their_have())
-        );
-        if interested != end.conn.am_interested() {
-            end.conn.set_interested(interested);
-            self.dirty.push((l, side as u8));
-        }
-    }
-
-    /// Tops up the requests outstanding on one connection (mirrors `Session::fill_requests`).
-    fn fill_requests(&mut self, l: LinkIdx, side: usize) {
-        let now = duration(self.now);
-        let Some(link) = self.links[l as usize].as_mut() else {
-            return;
-        };
-        let key = link.ends[1 - side].peer;
-        let end = &mut link.ends[side];
-        let Some(live) = self.peers[end.peer as usize].live.as_deref_mut() else {
-            return;
-        };
-        if live.picker.is_complete() || !end.conn.is_handshaken() {
-            return;
-        }
-        if end.conn.peer_choking() && end.conn.their_allowed_fast().is_empty() {
-            return;
-        }
-        // The meter counts real bytes; the pipeline is sized in units.
-        let rate = end.down.rate(now) * u64::from(BLOCK_SIZE) / self.units.unit_bytes.max(1);
-        let reqq = end.conn.their_reqq();
-        let depth = pipeline_depth(rate, end.rtt.max(Duration::from_millis(20)), reqq);
-        let want = (depth as usize)
-            .saturating_sub(end.conn.outstanding().len())
-            .min(end.conn.request_capacity());
-        if want == 0 {
-            return;
-        }
-        self.picks.clear();
-        live.picker.pick_into(
-            key,
-            end.conn.their_have(),
-            want,
-            &mut self.rng,
-            &mut self.picks,
-        );
-        let mut any = false;
-        for &b in &self.picks {
-            if end.conn.request(b, now).is_ok() {
-                any = true;
-            } else {
-                live.picker.request_rejected(b, key);
-            }
-        }
-        if any {
-            self.dirty.push((l, side as u8));
-        }
-    }
-
-    /// Runs a choke round for `p` and applies it (mirrors `Session::choke_round`).
-    fn choke_round(&mut self, p: PeerIdx) {
-        let now = duration(self.now);
         let Some(live) = self.peers[p as usize].live.as_deref_mut() else {
             return;
         };
-        self.snaps.clear();
-        self.snap_links.clear();
-        for &l in &live.links {
-            let Some(link) = self.links[l as usize].as_ref() else {
-                continue;
-            };
-            let s = link.side_of(p);
-            let end = &link.ends[s];
-            if !end.conn.is_handshaken() {
-                continue;
-            }
-            self.snaps.push(PeerSnapshot {
-                key: link.ends[1 - s].peer,
-                interested: end.conn.peer_interested(),
-                connected_at: end.connected_at,
-                upload_rate: end.up.rate(now),
-                download_rate: end.down.rate(now),
-                last_block_at: end.last_block_at,
-                is_seed: end.conn.their_have().is_full(),
-            });
-            self.snap_links.push(l);
+        if live.driver.on_message(key, msg, now).is_err() {
+            // Cannot happen between two engine drivers; drop the peer as `get` would.
+            self.close_link(l);
+            return;
         }
-        let changes = live.choker.round(now, &self.snaps, &mut self.rng);
-        for (keys, unchoke) in [(changes.unchoke, true), (changes.choke, false)] {
-            for k in keys {
-                let Some(i) = self.snaps.iter().position(|s| s.key == k) else {
-                    continue;
-                };
-                let l = self.snap_links[i];
-                let link = self.links[l as usize].as_mut().expect("live link");
-                let s = link.side_of(p);
-                if unchoke {
-                    link.ends[s].conn.unchoke();
-                } else {
-                    link.ends[s].conn.choke();
-                }
-                self.dirty.push((l, s as u8));
-            }
-        }
+        self.apply(p);
     }
 
     // ---- data ----
@@ -1173,15 +882,9 @@ impl<'a> Sim<'a> {
     /// The next queued request this end can serve.
     fn next_request(&mut self, l: LinkIdx, side: usize) -> Option<BlockRef> {
         let now = duration(self.now);
-        let link = self.links[l as usize].as_mut()?;
-        let end = &mut link.ends[side];
-        let live = self.peers[end.peer as usize].live.as_deref()?;
-        while let Some(b) = end.conn.pop_request(now) {
-            if live.picker.have().has(b.piece) {
-                return Some(b);
-            }
-        }
-        None
+        let end = &self.links[l as usize].as_ref()?.ends[side];
+        let live = self.peers[end.peer as usize].live.as_deref_mut()?;
+        live.driver.next_upload(end.key, now)
     }
 
     fn start_send(&mut self, l: LinkIdx, side: usize) {
@@ -1225,9 +928,12 @@ impl<'a> Sim<'a> {
             return;
         };
         let bytes = self.units.real_bytes(block);
-        end.up.record(bytes, now);
         let sender = end.peer;
-        self.peers[sender as usize].bytes_up += bytes;
+        let peer = &mut self.peers[sender as usize];
+        peer.bytes_up += bytes;
+        if let Some(live) = peer.live.as_deref_mut() {
+            live.driver.on_uploaded(end.key, bytes, now);
+        }
         if sender == ORIGIN {
             let phase = self.arrivals.phase_of(self.now);
             self.origin_bytes[phase] += bytes;
@@ -1294,7 +1000,7 @@ impl<'a> Sim<'a> {
             self.alive
                 .iter()
                 .filter_map(|&p| self.live(p))
-                .map(|l| l.picker.have()),
+                .map(|l| l.driver.have()),
         );
         self.timeline.push(TimelineRow {
             t_s: t,
@@ -1327,7 +1033,12 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn report(self) -> Report {
+    fn report(mut self) -> Report {
+        for peer in &self.peers {
+            if let Some(live) = peer.live.as_deref() {
+                self.wasted += live.driver.totals().wasted;
+            }
+        }
         Report::build(
             self.cfg,
             &self.units,
@@ -1345,4 +1056,9 @@ impl<'a> Sim<'a> {
             },
         )
     }
+}
+
+/// The address a simulated peer's driver knows it by (strikes and bans would apply to it).
+fn peer_address(p: PeerIdx) -> std::net::SocketAddr {
+    std::net::SocketAddr::from((std::net::Ipv4Addr::from(p), 6881))
 }

@@ -62,19 +62,6 @@ impl Availability {
         }
     }
 
-    /// The address of the per-piece entries (count and position) and the size of one, for
-    /// prefetch hints ([`super::PieceLines`]). The array never moves once built.
-    pub(crate) fn entry_addresses(&self) -> (usize, usize) {
-        (self.piece.as_ptr() as usize, std::mem::size_of::<Entry>())
-    }
-
-    /// The address of `piece`'s entry, found by indexing (to check
-    /// [`Availability::entry_addresses`] against).
-    #[cfg(test)]
-    pub(crate) fn entry_of(&self, piece: u32) -> usize {
-        &self.piece[piece as usize] as *const Entry as usize
-    }
-
     /// How many peers have `piece`.
     pub(crate) fn count(&self, piece: u32) -> u32 {
         self.piece[piece as usize].count

@@ -89,12 +89,6 @@ impl Bitfield {
         piece < self.len && self.bytes[(piece / 8) as usize] & (0x80 >> (piece % 8)) != 0
     }
 
-    /// The address of the byte holding `piece`'s bit, for a prefetch hint: computed from the
-    /// buffer's address without reading it (out-of-range pieces give an address past it).
-    pub fn byte_address(&self, piece: u32) -> usize {
-        self.bytes.as_ptr().wrapping_add((piece / 8) as usize) as usize
-    }
-
     /// Sets `piece`; returns true if it was not set before. Out-of-range pieces are ignored.
     pub fn set(&mut self, piece: u32) -> bool {
         if piece >= self.len || self.has(piece) {

@@ -141,32 +141,6 @@ fn has_bit(words: &[u64], p: u32) -> bool {
     words[w] & bit != 0
 }
 
-/// Where one piece's records in a [`Picker`] are, for a caller that prefetches them before
-/// the `have` or block that will touch them (see `sim::swarm`). Plain addresses, taken once
-/// (the picker's per-piece arrays are sized at creation and never move) and never
-/// dereferenced: a stale one only costs a wasted load.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PieceLines {
-    entries: usize,
-    entry_size: usize,
-    slots: usize,
-    have: usize,
-}
-
-impl PieceLines {
-    /// The addresses of `piece`'s availability entry, its partial-piece slot and the byte of
-    /// our bitfield that holds it.
-    pub fn of(&self, piece: u32) -> [usize; 3] {
-        let p = piece as usize;
-        [
-            self.entries.wrapping_add(p.wrapping_mul(self.entry_size)),
-            self.slots
-                .wrapping_add(p.wrapping_mul(std::mem::size_of::<u32>())),
-            self.have.wrapping_add(p / 8),
-        ]
-    }
-}
-
 /// The piece picker of one torrent, generic over the caller's peer key.
 #[derive(Clone, Debug)]
 pub struct Picker<K> {
@@ -233,17 +207,6 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     /// The torrent's geometry.
     pub fn geometry(&self) -> &PieceGeometry {
         &self.geometry
-    }
-
-    /// Where each piece's records are, for prefetch hints (see [`PieceLines`]).
-    pub fn piece_lines(&self) -> PieceLines {
-        let (entries, entry_size) = self.avail.entry_addresses();
-        PieceLines {
-            entries,
-            entry_size,
-            slots: self.slot.as_ptr() as usize,
-            have: self.have.byte_address(0),
-        }
     }
 
     /// The pieces we have (verified).
@@ -966,33 +929,6 @@ mod tests {
             },
             &mut rng(),
         )
-    }
-
-    /// The prefetch hints point at the records a `have` and a block of the piece touch,
-    /// and stay right while the picker works (its per-piece arrays never move).
-    #[test]
-    fn piece_lines_point_at_the_pieces_records() {
-        let mut p = picker(100, Strategy::RarestFirst, 0);
-        let lines = p.piece_lines();
-        let all = Bitfield::full(100);
-        p.peer_bitfield(1, &all).unwrap();
-        let mut out = Vec::new();
-        p.pick_into(1, &all, 8, &mut rng(), &mut out);
-        for b in out.iter().filter(|b| b.offset == 0) {
-            p.block_received(*b, 1);
-        }
-        for piece in [0, 7, 8, 63, 64, 99] {
-            assert_eq!(
-                lines.of(piece),
-                [
-                    p.avail.entry_of(piece),
-                    &p.slot[piece as usize] as *const u32 as usize,
-                    &p.have.as_bytes()[(piece / 8) as usize] as *const u8 as usize,
-                ],
-                "piece {piece}"
-            );
-        }
-        assert_eq!(p.piece_lines().of(5), lines.of(5));
     }
 
     fn bits(len: u32, pieces: &[u32]) -> Bitfield {

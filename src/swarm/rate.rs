@@ -18,7 +18,6 @@ const BUCKETS: usize = RATE_WINDOW.as_secs() as usize;
 /// so a simulator can keep two per peer for thousands of peers. Time going backwards is
 /// tolerated: such bytes are counted in the newest bucket.
 #[derive(Clone, Debug)]
-#[repr(C)]
 pub struct RateMeter {
     /// The sum of `buckets`, exactly (no saturation, so `rate` gives what summing the buckets
     /// with saturation would).
@@ -30,7 +29,6 @@ pub struct RateMeter {
     /// Bytes recorded since the start.
     total: u64,
     /// Bytes per second-bucket; bucket `s % BUCKETS` holds second `s` when `s` is in the window.
-    /// Last (`repr(C)`): a current meter's `rate` reads only the fields above.
     buckets: [u64; BUCKETS],
 }
 

@@ -46,7 +46,6 @@ pub struct Session {
     pub peer_id: PeerId,
     /// Connected peers' sockets.
     io: HashMap<PeerKey, PeerIo>,
-    next_key: PeerKey,
     /// Addresses to try.
     pub candidates: VecDeque<SocketAddr>,
     /// Addresses connected or being connected.
@@ -89,7 +88,6 @@ impl Session {
             driver,
             peer_id,
             io: HashMap::new(),
-            next_key: 0,
             candidates: VecDeque::new(),
             connected: HashSet::new(),
             sockets: Rc::default(),
@@ -135,12 +133,11 @@ impl Session {
 
     /// Registers a handshaken peer and returns its key.
     pub fn add_peer(&mut self, io: PeerIo, theirs: &crate::protocol::Handshake) -> PeerKey {
-        let key = self.next_key;
-        self.next_key += 1;
         let now = self.now();
         self.failures.remove(&io.addr);
-        self.driver
-            .add_peer(key, io.addr, theirs, Duration::from_millis(100), now);
+        let key = self
+            .driver
+            .add_peer(io.addr, theirs, Duration::from_millis(100), now);
         self.io.insert(key, io);
         self.apply_effects();
         key

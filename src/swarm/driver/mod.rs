@@ -30,8 +30,8 @@ use crate::protocol::{Connection, ConnectionConfig, Event, Handshake, Message, V
 #[cfg(test)]
 mod tests;
 
-/// The caller's name for a connection. Unique among the connected peers; a key may be used
-/// again once [`Driver::on_peer_gone`] has been called for it.
+/// A driver's name for a connected peer, given by [`Driver::add_peer`]: a small index, used
+/// again for a later peer once [`Driver::on_peer_gone`] has been called for it.
 pub type PeerKey = u32;
 
 /// How often a driver over a real network wants [`Driver::on_tick`]: request timeouts,
@@ -206,7 +206,70 @@ pub fn ban_key(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+/// The connected peers, in slots indexed by key (one load per message, no hashing); freed
+/// slots are reused. Each peer is boxed: a slot costs a pointer until it is used, and a
+/// peer stays where it is for its whole connection.
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Option<Box<Peer>>>,
+    free: Vec<PeerKey>,
+    len: usize,
+}
+
+impl Slab {
+    fn get(&self, key: PeerKey) -> Option<&Peer> {
+        self.slots.get(key as usize).and_then(Option::as_deref)
+    }
+
+    fn get_mut(&mut self, key: PeerKey) -> Option<&mut Peer> {
+        self.slots
+            .get_mut(key as usize)
+            .and_then(Option::as_deref_mut)
+    }
+
+    fn insert(&mut self, peer: Peer) -> PeerKey {
+        self.len += 1;
+        match self.free.pop() {
+            Some(key) => {
+                self.slots[key as usize] = Some(Box::new(peer));
+                key
+            }
+            None => {
+                self.slots.push(Some(Box::new(peer)));
+                (self.slots.len() - 1) as PeerKey
+            }
+        }
+    }
+
+    fn remove(&mut self, key: PeerKey) -> Option<Box<Peer>> {
+        let peer = self.slots.get_mut(key as usize)?.take()?;
+        self.len -= 1;
+        self.free.push(key);
+        Some(peer)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (PeerKey, &Peer)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| Some((k as PeerKey, p.as_deref()?)))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (PeerKey, &mut Peer)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(k, p)| Some((k as PeerKey, p.as_deref_mut()?)))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+}
 
 /// The BitTorrent logic of one torrent: see the module documentation.
 pub struct Driver {
@@ -214,9 +277,7 @@ pub struct Driver {
     picker: Picker<PeerKey>,
     choker: Choker<PeerKey>,
     rng: ChaCha8Rng,
-    /// Keyed by small integers, one lookup per message: FxHash; iteration order depends only
-    /// on the keys' history, so runs are reproducible.
-    peers: FxMap<PeerKey, Peer>,
+    peers: Slab,
     strikes: HashMap<SocketAddr, u32>,
     banned: HashSet<SocketAddr>,
     effects: VecDeque<Effect>,
@@ -244,7 +305,7 @@ impl Driver {
             picker,
             choker,
             rng,
-            peers: FxMap::default(),
+            peers: Slab::default(),
             strikes: HashMap::new(),
             banned: HashSet::new(),
             effects: VecDeque::new(),
@@ -299,12 +360,21 @@ impl Driver {
 
     /// A connected peer.
     pub fn peer(&self, key: PeerKey) -> Option<&Peer> {
-        self.peers.get(&key)
+        self.peers.get(key)
+    }
+
+    /// Where the driver keeps peer `key`: the slot holding it and the record itself, for the
+    /// simulator's prefetch hints (never dereferenced; stale after the slots grow or the peer
+    /// goes, which costs only a wasted load).
+    pub(crate) fn peer_addresses(&self, key: PeerKey) -> [usize; 2] {
+        let slot = self.peers.slots.as_ptr().wrapping_add(key as usize) as usize;
+        let peer = self.peer(key).map_or(0, |p| p as *const Peer as usize);
+        [slot, peer]
     }
 
     /// The connected peers.
     pub fn peers(&self) -> impl Iterator<Item = (PeerKey, &Peer)> {
-        self.peers.iter().map(|(&k, p)| (k, p))
+        self.peers.iter()
     }
 
     /// How many peers are connected.
@@ -320,7 +390,7 @@ impl Driver {
     /// Whether the peer has requests queued that [`Driver::next_upload`] would serve.
     pub fn has_queued(&self, key: PeerKey) -> bool {
         self.peers
-            .get(&key)
+            .get(key)
             .is_some_and(|p| p.conn.queued_requests() > 0)
     }
 
@@ -341,16 +411,15 @@ impl Driver {
             .max(now + self.config.tick)
     }
 
-    /// A peer completed its handshake `theirs`: it is known as `key` from now on.
+    /// A peer completed its handshake `theirs`: returns the key it is known by from now on.
     /// `rtt` is a first guess at its request-to-block time.
     pub fn add_peer(
         &mut self,
-        key: PeerKey,
         addr: SocketAddr,
         theirs: &Handshake,
         rtt: Duration,
         now: Duration,
-    ) {
+    ) -> PeerKey {
         let mut conn =
             Connection::new(self.config.connection.clone(), *self.picker.geometry(), now);
         conn.on_handshake(theirs, self.picker.have(), now);
@@ -365,14 +434,15 @@ impl Driver {
             wanted: 0,
             closing: false,
         };
-        self.peers.insert(key, peer);
+        let key = self.peers.insert(peer);
         self.effects.push_back(Effect::Transmit(key));
+        key
     }
 
     /// The peer's connection is gone (closed by either side): its pieces no longer count and
     /// its outstanding requests go to the other peers.
     pub fn on_peer_gone(&mut self, key: PeerKey, now: Duration) {
-        let Some(peer) = self.peers.remove(&key) else {
+        let Some(peer) = self.peers.remove(key) else {
             return;
         };
         self.picker.peer_left(key, peer.conn.their_have());
@@ -390,7 +460,7 @@ impl Driver {
         msg: Message,
         now: Duration,
     ) -> Result<(), PeerError> {
-        let Some(peer) = self.peers.get_mut(&key) else {
+        let Some(peer) = self.peers.get_mut(key) else {
             return Err(PeerError::Closing);
         };
         if peer.closing {
@@ -443,7 +513,7 @@ impl Driver {
 
     /// The peer's bitfield (or have all / have none) arrived.
     fn on_availability(&mut self, key: PeerKey, now: Duration) -> Result<(), PeerError> {
-        let peer = self.peers.get_mut(&key).ok_or(PeerError::Closing)?;
+        let peer = self.peers.get_mut(key).ok_or(PeerError::Closing)?;
         let has = peer.conn.their_have();
         peer.wanted = self.picker.missing_from(has);
         self.picker
@@ -459,7 +529,7 @@ impl Driver {
     fn on_have(&mut self, key: PeerKey, piece: u32, now: Duration) {
         let _ = self.picker.peer_have(key, piece);
         if !self.picker.have().has(piece) {
-            if let Some(peer) = self.peers.get_mut(&key) {
+            if let Some(peer) = self.peers.get_mut(key) {
                 peer.wanted += 1;
                 if !peer.conn.am_interested() {
                     self.update_interest(key);
@@ -478,7 +548,7 @@ impl Driver {
         let peers = &self.peers;
         let room = self
             .choker
-            .has_free_slot(|k| peers.get(k).is_some_and(Peer::wants_data));
+            .has_free_slot(|k| peers.get(*k).is_some_and(Peer::wants_data));
         if room {
             self.choke_round(now);
         }
@@ -486,13 +556,13 @@ impl Driver {
 
     fn on_block(&mut self, key: PeerKey, block: BlockRef, data: Bytes, now: Duration) {
         let len = data.len() as u64 * self.config.unit_bytes / u64::from(BLOCK_SIZE);
-        if let Some(peer) = self.peers.get_mut(&key) {
+        if let Some(peer) = self.peers.get_mut(key) {
             peer.down.record(len, now);
             peer.last_block_at = Some(now);
         }
         let received = self.picker.block_received(block, key);
         for other in received.cancel {
-            if let Some(p) = self.peers.get_mut(&other) {
+            if let Some(p) = self.peers.get_mut(other) {
                 p.conn.cancel(block);
                 self.effects.push_back(Effect::Transmit(other));
             }
@@ -525,13 +595,16 @@ impl Driver {
 
     fn piece_good(&mut self, piece: u32, now: Duration) {
         self.picker.piece_verified(piece);
-        let mut keys = std::mem::take(&mut self.keys);
-        keys.clear();
-        keys.extend(self.peers.keys().copied());
-        for &k in &keys {
-            let Some(p) = self.peers.get_mut(&k) else {
-                continue;
-            };
+        let complete = self.picker.is_complete();
+        // Read every peer's bitfield first, in a loop without stores: the cache misses of
+        // the peers' records then overlap instead of coming one after another below.
+        let holders = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.conn.their_have().has(piece))
+            .count();
+        std::hint::black_box(holders);
+        for (k, p) in self.peers.iter_mut() {
             if p.conn.have(piece, self.picker.have()) {
                 self.effects.push_back(Effect::Transmit(k));
             }
@@ -539,12 +612,11 @@ impl Driver {
             if p.conn.their_have().has(piece) {
                 p.wanted -= 1;
                 if p.conn.am_interested() {
-                    self.update_interest(k);
+                    set_interest(k, p, &self.picker, &mut self.effects);
                 }
             }
         }
-        self.keys = keys;
-        if self.picker.is_complete() {
+        if complete {
             self.completed_at = Some(now);
             self.choker.set_seeding(true);
             self.effects.push_back(Effect::Completed);
@@ -562,7 +634,7 @@ impl Driver {
             "piece failed its hash check; fetching it again"
         );
         for k in senders {
-            let Some(p) = self.peers.get_mut(&k) else {
+            let Some(p) = self.peers.get_mut(k) else {
                 continue;
             };
             let who = ban_key(p.addr);
@@ -580,23 +652,14 @@ impl Driver {
 
     /// Sets our interest in the peer from what it has that we lack.
     fn update_interest(&mut self, key: PeerKey) {
-        let Some(p) = self.peers.get_mut(&key) else {
-            return;
-        };
-        let interested = !self.picker.is_complete() && p.wanted > 0;
-        debug_assert_eq!(
-            interested,
-            !self.picker.is_complete() && self.picker.is_interesting(p.conn.their_have())
-        );
-        if interested != p.conn.am_interested() {
-            p.conn.set_interested(interested);
-            self.effects.push_back(Effect::Transmit(key));
+        if let Some(p) = self.peers.get_mut(key) {
+            set_interest(key, p, &self.picker, &mut self.effects);
         }
     }
 
     /// Tops up the requests outstanding at the peer.
     fn fill_requests(&mut self, key: PeerKey, now: Duration) {
-        let Some(p) = self.peers.get_mut(&key) else {
+        let Some(p) = self.peers.get_mut(key) else {
             return;
         };
         if p.closing || self.picker.is_complete() {
@@ -644,7 +707,7 @@ impl Driver {
         }
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
-        keys.extend(self.peers.keys().copied().filter(|&k| k != key));
+        keys.extend(self.peers.keys().filter(|&k| k != key));
         for &k in &keys {
             self.fill_requests(k, now);
         }
@@ -658,7 +721,7 @@ impl Driver {
             self.peers
                 .iter()
                 .filter(|(_, p)| !p.closing)
-                .map(|(&key, p)| PeerSnapshot {
+                .map(|(key, p)| PeerSnapshot {
                     key,
                     interested: p.conn.peer_interested(),
                     connected_at: p.connected_at,
@@ -670,13 +733,13 @@ impl Driver {
         );
         let changes = self.choker.round(now, &self.snapshots, &mut self.rng);
         for k in changes.unchoke {
-            if let Some(p) = self.peers.get_mut(&k) {
+            if let Some(p) = self.peers.get_mut(k) {
                 p.conn.unchoke();
                 self.effects.push_back(Effect::Transmit(k));
             }
         }
         for k in changes.choke {
-            if let Some(p) = self.peers.get_mut(&k) {
+            if let Some(p) = self.peers.get_mut(k) {
                 p.conn.choke();
                 self.effects.push_back(Effect::Transmit(k));
             }
@@ -691,7 +754,7 @@ impl Driver {
         }
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
-        keys.extend(self.peers.keys().copied());
+        keys.extend(self.peers.keys());
         for &k in &keys {
             if let Some(timeout) = self.config.request_timeout {
                 self.check_timeouts(k, timeout, now);
@@ -703,7 +766,7 @@ impl Driver {
 
     /// Idle and keep-alive timers, and requests outstanding longer than `timeout`.
     fn check_timeouts(&mut self, key: PeerKey, timeout: Duration, now: Duration) {
-        let Some(p) = self.peers.get_mut(&key) else {
+        let Some(p) = self.peers.get_mut(key) else {
             return;
         };
         if let Some(t) = p.conn.poll_timeout(now) {
@@ -730,7 +793,7 @@ impl Driver {
 
     /// The peer's next control message to send.
     pub fn poll_message(&mut self, key: PeerKey, now: Duration) -> Option<Message> {
-        let p = self.peers.get_mut(&key)?;
+        let p = self.peers.get_mut(key)?;
         if p.closing {
             return None;
         }
@@ -740,7 +803,7 @@ impl Driver {
     /// The peer's next request to serve (of a piece we have); call
     /// [`Driver::on_uploaded`] once its bytes are sent.
     pub fn next_upload(&mut self, key: PeerKey, now: Duration) -> Option<BlockRef> {
-        let p = self.peers.get_mut(&key)?;
+        let p = self.peers.get_mut(key)?;
         if p.closing {
             return None;
         }
@@ -754,12 +817,30 @@ impl Driver {
 
     /// A block of `len` payload bytes was sent to the peer.
     pub fn on_uploaded(&mut self, key: PeerKey, len: u64, now: Duration) {
-        if let Some(p) = self.peers.get_mut(&key) {
+        if let Some(p) = self.peers.get_mut(key) {
             p.up.record(len, now);
         }
         self.totals.uploaded += len;
         if self.completed_at.is_none() {
             self.totals.uploaded_while_leeching += len;
         }
+    }
+}
+
+/// Sets our interest in peer `key` from what it has that we lack (`Peer::wanted`).
+fn set_interest(
+    key: PeerKey,
+    p: &mut Peer,
+    picker: &Picker<PeerKey>,
+    effects: &mut VecDeque<Effect>,
+) {
+    let interested = !picker.is_complete() && p.wanted > 0;
+    debug_assert_eq!(
+        interested,
+        !picker.is_complete() && picker.is_interesting(p.conn.their_have())
+    );
+    if interested != p.conn.am_interested() {
+        p.conn.set_interested(interested);
+        effects.push_back(Effect::Transmit(key));
     }
 }

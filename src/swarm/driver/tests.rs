@@ -24,10 +24,12 @@ struct InFlight {
     msg: Message,
 }
 
-/// Drivers `0..n` on a lossless network with a fixed one-way delay; driver `i` knows driver
-/// `j` as key `j`. Every message sent is logged.
+/// Drivers `0..n` on a lossless network with a fixed one-way delay. Every message sent is
+/// logged.
 struct Pair {
     drivers: Vec<Driver>,
+    /// `keys[i][j]`: the key driver `i` gave driver `j`.
+    keys: Vec<Vec<Option<PeerKey>>>,
     now: Duration,
     next_tick: Duration,
     wire: VecDeque<InFlight>,
@@ -77,6 +79,7 @@ impl Pair {
             .collect();
         Pair {
             drivers,
+            keys: vec![vec![None; seeds.len()]; seeds.len()],
             now: Duration::ZERO,
             next_tick: TICK,
             wire: VecDeque::new(),
@@ -90,8 +93,19 @@ impl Pair {
     fn connect(&mut self, a: usize, b: usize) {
         let now = self.now;
         let rtt = 2 * ONE_WAY;
-        self.drivers[a].add_peer(b as PeerKey, address(b), &handshake(), rtt, now);
-        self.drivers[b].add_peer(a as PeerKey, address(a), &handshake(), rtt, now);
+        self.keys[a][b] = Some(self.drivers[a].add_peer(address(b), &handshake(), rtt, now));
+        self.keys[b][a] = Some(self.drivers[b].add_peer(address(a), &handshake(), rtt, now));
+    }
+
+    /// Who driver `i` knows as `key`.
+    fn remote(&self, i: usize, key: PeerKey) -> usize {
+        let j = self.keys[i].iter().position(|&k| k == Some(key));
+        j.expect("a connected key")
+    }
+
+    /// What driver `i` keeps about driver `j`.
+    fn peer(&self, i: usize, j: usize) -> Option<&Peer> {
+        self.drivers[i].peer(self.keys[i][j]?)
     }
 
     /// Carries out every driver's effects: messages and blocks go on the wire.
@@ -100,13 +114,13 @@ impl Pair {
         for i in 0..self.drivers.len() {
             while let Some(effect) = self.drivers[i].poll_effect() {
                 match effect {
-                    Effect::Transmit(k) => self.transmit(i, k as usize),
+                    Effect::Transmit(k) => self.transmit(i, self.remote(i, k)),
                     Effect::Verify(piece) => {
                         let sender = self.last_sender[i][piece as usize];
                         let good = sender.is_none() || sender != self.bad_sender;
                         self.drivers[i].on_piece_verified(piece, good, now);
                     }
-                    Effect::Close(k) => self.disconnect(i, k as usize),
+                    Effect::Close(k) => self.disconnect(i, self.remote(i, k)),
                     Effect::Store { block, .. } => {
                         let from = self.log.last().map(|(from, _, _)| *from);
                         self.last_sender[i][block.piece as usize] = from;
@@ -119,13 +133,16 @@ impl Pair {
 
     fn transmit(&mut self, from: usize, to: usize) {
         let now = self.now;
+        let Some(key) = self.keys[from][to] else {
+            return;
+        };
         let d = &mut self.drivers[from];
         let mut out = Vec::new();
-        while let Some(msg) = d.poll_message(to as PeerKey, now) {
+        while let Some(msg) = d.poll_message(key, now) {
             out.push(msg);
         }
-        while let Some(b) = d.next_upload(to as PeerKey, now) {
-            d.on_uploaded(to as PeerKey, u64::from(b.length), now);
+        while let Some(b) = d.next_upload(key, now) {
+            d.on_uploaded(key, u64::from(b.length), now);
             out.push(Message::Piece {
                 piece: b.piece,
                 offset: b.offset,
@@ -144,8 +161,11 @@ impl Pair {
 
     fn disconnect(&mut self, a: usize, b: usize) {
         let now = self.now;
-        self.drivers[a].on_peer_gone(b as PeerKey, now);
-        self.drivers[b].on_peer_gone(a as PeerKey, now);
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(key) = self.keys[x][y].take() {
+                self.drivers[x].on_peer_gone(key, now);
+            }
+        }
         self.wire
             .retain(|m| !(m.from == a && m.to == b || m.from == b && m.to == a));
     }
@@ -162,10 +182,10 @@ impl Pair {
                 let m = self.wire.pop_front().expect("some");
                 self.now = m.at;
                 self.log.push((m.from, m.to, m.msg.clone()));
-                if self.drivers[m.to]
-                    .on_message(m.from as PeerKey, m.msg, self.now)
-                    .is_err()
-                {
+                let Some(key) = self.keys[m.to][m.from] else {
+                    continue;
+                };
+                if self.drivers[m.to].on_message(key, m.msg, self.now).is_err() {
                     self.disconnect(m.to, m.from);
                 }
             } else {
@@ -208,16 +228,8 @@ fn a_leecher_gets_everything_from_a_seed_and_announces_only_its_last_piece_to_it
     let haves = pair.sent(1, 0, |m| matches!(m, Message::Have(_)));
     assert_eq!(haves, 1);
     // Complete, the leecher loses interest; the seed learns it.
-    assert!(!pair.drivers[1]
-        .peer(0)
-        .expect("connected")
-        .conn
-        .am_interested());
-    assert!(!pair.drivers[0]
-        .peer(1)
-        .expect("connected")
-        .conn
-        .peer_interested());
+    assert!(!pair.peer(1, 0).expect("connected").conn.am_interested());
+    assert!(!pair.peer(0, 1).expect("connected").conn.peer_interested());
 }
 
 #[test]
@@ -225,7 +237,7 @@ fn a_seed_without_free_slots_keeps_a_leecher_choked() {
     let mut pair = Pair::new(geometry(4, 1), &[true, false], Slots::Limited(0));
     pair.connect(0, 1);
     assert!(!pair.run_until(Duration::from_secs(40), |p| p.drivers[1].have().count() > 0));
-    let at_seed = pair.drivers[0].peer(1).expect("connected");
+    let at_seed = pair.peer(0, 1).expect("connected");
     assert!(at_seed.conn.am_choking());
     assert!(at_seed.conn.peer_interested());
     assert!(pair.drivers[1]
@@ -243,7 +255,7 @@ fn one_slot_goes_to_one_leecher_at_a_time_and_passes_on_when_it_completes() {
     pair.connect(0, 2);
     let mut both_unchoked = false;
     let done = pair.run_until(Duration::from_secs(120), |p| {
-        let unchoked = |k| p.drivers[0].peer(k).is_some_and(|x| !x.conn.am_choking());
+        let unchoked = |k| p.peer(0, k).is_some_and(|x| !x.conn.am_choking());
         both_unchoked |= unchoked(1) && unchoked(2);
         p.drivers[1].is_complete() && p.drivers[2].is_complete()
     });
@@ -302,7 +314,7 @@ fn a_peer_whose_pieces_fail_twice_is_banned_and_its_pieces_fetched_elsewhere() {
     let leecher = &pair.drivers[2];
     assert!(leecher.is_banned(address(0)));
     assert!(!leecher.is_banned(address(1)));
-    assert!(leecher.peer(0).is_none());
+    assert!(pair.peer(2, 0).is_none());
     assert_eq!(leecher.totals().banned, 1);
     assert!(leecher.totals().hash_failures >= 2);
     // Each failed piece's bytes count as wasted (every piece of geometry(8, 1) is whole).
