@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,9 +14,10 @@ use super::units::{parse_duration, parse_rate, parse_size};
 use crate::engine::{self, EngineConfig, EngineControl, Shutdown};
 use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::PeerId;
+use crate::service::admin::{parse_admin_addr, AdminConfig, AdminServer, Token};
 use crate::service::announce::Announcers;
 use crate::service::load::{self, is_torrent_file};
-use crate::service::{Service, ServiceConfig};
+use crate::service::{Service, ServiceBackend, ServiceConfig};
 use crate::storage;
 use crate::swarm::Slots;
 use crate::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
@@ -109,6 +111,15 @@ pub struct SeedArgs {
     /// `plaintext`. RC4 peers cost a copy of what they are sent (see tuning.md).
     #[arg(long, value_name = "allow|prefer|require", default_value = "allow")]
     pub encryption: EncryptionPolicy,
+    /// Serve the admin HTTP API, Prometheus metrics (`/metrics`) and status page (`/`) on
+    /// ADDR:PORT (or PORT, on loopback). Off by default; an address other than loopback
+    /// needs --admin-token-file.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_admin_addr)]
+    pub admin: Option<SocketAddr>,
+    /// File holding the bearer token admin requests must carry (`Authorization: Bearer
+    /// TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
@@ -126,7 +137,7 @@ fn parse_socket_bytes(s: &str) -> Result<u32, String> {
 /// Runs `seedbox seed`.
 pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     // Before any thread starts: every thread inherits the blocked signals.
-    let signals = Signals::block()?;
+    let signals = Signals::block_with_hangup()?;
     match engine::raise_nofile_limit() {
         Ok(n) => tracing::debug!("descriptor limit {n}"),
         Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
@@ -142,7 +153,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let peer_id = PeerId::generate(&mut rand::thread_rng());
     let (control, inboxes) = EngineControl::new(threads);
     let announce_url = tracker.as_ref().map(|(_, url)| url.clone());
-    let service = Service::new(
+    let service = Arc::new(Service::new(
         control.clone(),
         ServiceConfig {
             data: args.data.clone(),
@@ -153,12 +164,13 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         },
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker.map(|(handle, _)| handle),
-    );
+    ));
     let refused = add_targets(&service, &args.targets);
     if control.is_empty() {
         service.shutdown();
         anyhow::bail!("nothing to seed: every torrent failed its check");
     }
+    let admin = start_admin(&args, &service)?;
     outln!("listening {listen}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -182,6 +194,9 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     result.context("engine failed")?;
     log_totals(&service, started);
+    if let Some(a) = admin {
+        a.stop();
+    }
     service.shutdown();
     Ok(if refused > 0 || stopped > 0 {
         ExitCode::from(super::EXIT_FAILURE)
@@ -215,6 +230,21 @@ fn start_tracker_if_needed(
         outln!("torrents  http://{host}/torrents/");
     }
     Ok(Some((handle, url)))
+}
+
+/// Starts the admin server when `--admin` is given; prints where it listens.
+fn start_admin(args: &SeedArgs, service: &Arc<Service>) -> anyhow::Result<Option<AdminServer>> {
+    let Some(addr) = args.admin else {
+        return Ok(None);
+    };
+    let token = match &args.admin_token_file {
+        Some(path) => Some(Token::from_file(path)?),
+        None => None,
+    };
+    let backend = Arc::new(ServiceBackend(service.clone()));
+    let server = AdminServer::start(AdminConfig::new(addr, token), backend)?;
+    outln!("admin     http://{}/", server.local_addr());
+    Ok(Some(server))
 }
 
 /// Loads, checks and serves every target, printing what it seeds; returns how many were
@@ -284,7 +314,7 @@ fn engine_config(args: &SeedArgs, threads: usize, peer_id: PeerId) -> EngineConf
 /// second does the service's upkeep (file checks, announce counters) and, every
 /// `stats_every` seconds, logs a statistics line. Returns how many torrents stopped.
 fn serve_until_signal(
-    service: &Service,
+    service: &Arc<Service>,
     signals: &Signals,
     engine: &std::thread::JoinHandle<std::io::Result<()>>,
     stats_every: u64,
@@ -299,9 +329,16 @@ fn serve_until_signal(
         } else {
             every.saturating_sub(last.1.elapsed()).min(FILE_CHECK_EVERY)
         };
-        if let Some(sig) = signals.wait(wait) {
-            tracing::info!("signal {sig}: shutting down");
-            return stopped;
+        match signals.wait(wait) {
+            Some("SIGHUP") => {
+                tracing::info!("SIGHUP: re-checking stopped torrents");
+                service.recheck_stopped();
+            }
+            Some(sig) => {
+                tracing::info!("signal {sig}: shutting down");
+                return stopped;
+            }
+            None => {}
         }
         if engine.is_finished() {
             return stopped;

@@ -10,12 +10,24 @@ pub struct Signals(libc::sigset_t);
 impl Signals {
     /// Blocks the signals for this thread and the threads it starts afterwards.
     pub fn block() -> anyhow::Result<Signals> {
+        Self::block_set(false)
+    }
+
+    /// [`Signals::block`], SIGHUP included (a service re-reads or re-checks on it).
+    pub fn block_with_hangup() -> anyhow::Result<Signals> {
+        Self::block_set(true)
+    }
+
+    fn block_set(hangup: bool) -> anyhow::Result<Signals> {
         // SAFETY: sigset manipulation on a local set, then pthread_sigmask for this thread.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
+            if hangup {
+                libc::sigaddset(&mut set, libc::SIGHUP);
+            }
             let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if rc != 0 {
                 anyhow::bail!(
@@ -38,6 +50,7 @@ impl Signals {
         match sig {
             libc::SIGINT => Some("SIGINT"),
             libc::SIGTERM => Some("SIGTERM"),
+            libc::SIGHUP => Some("SIGHUP"),
             _ => None,
         }
     }

@@ -103,8 +103,9 @@ pub struct SeedTorrent {
     pub storage: MappedStorage,
     /// Piece and block sizes.
     pub geometry: PieceGeometry,
-    /// Per-core counters (uploaded bytes, peers, unchoked peers).
-    pub counters: TorrentCounters,
+    /// Per-core counters (uploaded bytes, peers, unchoked peers), shared with the torrent's
+    /// next incarnation when its data is re-checked.
+    pub counters: Arc<TorrentCounters>,
     /// Every piece (what we announce: a seed has them all, bad ones are refused on request).
     pub have: Bitfield,
     /// HASH('req2', info-hash): how an encrypted (MSE) handshake names the torrent.
@@ -122,6 +123,21 @@ impl SeedTorrent {
     /// all are good; otherwise each piece is hashed on its first request
     /// ([`SeedTorrent::piece_state`]).
     pub fn new(torrent: Torrent, storage: MappedStorage, cores: usize, checked: bool) -> Self {
+        Self::with_counters(
+            torrent,
+            storage,
+            Arc::new(TorrentCounters::new(cores)),
+            checked,
+        )
+    }
+
+    /// [`SeedTorrent::new`] counting into existing `counters`.
+    pub fn with_counters(
+        torrent: Torrent,
+        storage: MappedStorage,
+        counters: Arc<TorrentCounters>,
+        checked: bool,
+    ) -> Self {
         let geometry = torrent.geometry();
         let pieces = (!checked).then(|| {
             (0..geometry.piece_count())
@@ -134,7 +150,7 @@ impl SeedTorrent {
             torrent,
             storage,
             geometry,
-            counters: TorrentCounters::new(cores),
+            counters,
             pieces,
             advised: (0..geometry.piece_count())
                 .map(|_| AtomicU32::new(0))

@@ -5,12 +5,14 @@
 
 pub mod admin;
 pub mod announce;
+mod backend;
 pub mod load;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -19,7 +21,9 @@ use crate::metainfo::{InfoHash, Torrent};
 use crate::storage::MappedStorage;
 use crate::tracker::client::AnnounceStats;
 use crate::tracker::server::TrackerHandle;
+use admin::{TorrentState, TorrentStatus};
 use announce::Announcers;
+pub use backend::ServiceBackend;
 use load::Loaded;
 
 /// How the service loads and checks what it is given.
@@ -37,60 +41,21 @@ pub struct ServiceConfig {
     pub announce_url: Option<String>,
 }
 
-/// Whether a torrent is being served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TorrentState {
-    /// Serving.
-    Seeding,
-    /// Paused by the operator (kept, not served).
-    Paused,
-    /// Stopped by the engine (its files changed).
-    Stopped,
-}
-
-impl TorrentState {
-    /// Lower-case name, as the admin API and the metrics show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TorrentState::Seeding => "seeding",
-            TorrentState::Paused => "paused",
-            TorrentState::Stopped => "stopped",
-        }
-    }
-}
-
-/// One torrent as the service reports it.
-#[derive(Clone, Debug)]
-pub struct TorrentStatus {
-    /// The info-hash.
-    pub info_hash: InfoHash,
-    /// The torrent's name.
-    pub name: String,
-    /// Total size in bytes.
-    pub size: u64,
-    /// Seeding, paused or stopped.
-    pub state: TorrentState,
-    /// Why it stopped, when it did.
-    pub stop_reason: Option<String>,
-    /// Payload bytes uploaded since it was added.
-    pub uploaded: u64,
-    /// Connected peers.
-    pub peers: u64,
-    /// Unchoked peers.
-    pub unchoked: u64,
-    /// Announces that got an answer.
-    pub announces: u64,
-    /// Announces that failed.
-    pub announce_failures: u64,
-    /// Where it came from (a .torrent or a data path), when known.
-    pub source: Option<PathBuf>,
-}
-
 struct Record {
     seed: Arc<SeedTorrent>,
     announce: Arc<AnnounceStats>,
     paused: bool,
+    /// A re-check of its data is running.
+    rechecking: bool,
     source: Option<PathBuf>,
+    /// The folder its content lives under.
+    dir: PathBuf,
+    /// Upload rate over the last upkeep tick, bytes per second.
+    rate: f64,
+    /// Uploaded count and time at the last tick (for the rate).
+    last: (u64, Instant),
+    /// When the last re-check of a stopped torrent finished (for the retry schedule).
+    rechecked_at: Option<Instant>,
 }
 
 /// The running service: the engine's control side, the announcers and the list of torrents
@@ -102,6 +67,39 @@ pub struct Service {
     tracker: Mutex<Option<TrackerHandle>>,
     records: Mutex<HashMap<InfoHash, Record>>,
     order: Mutex<Vec<InfoHash>>,
+    /// What removed torrents uploaded and announced (uploaded, announces, failures), so
+    /// that the totals stay monotonic.
+    removed: Mutex<(u64, u64, u64)>,
+}
+
+/// How often a stopped torrent's data is re-checked in the background.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+fn status(r: &Record) -> TorrentStatus {
+    let seed = &r.seed;
+    let state = if r.paused {
+        TorrentState::Paused
+    } else if r.rechecking {
+        TorrentState::Rechecking
+    } else if seed.is_stopped() {
+        TorrentState::Stopped {
+            reason: seed.stop_reason().unwrap_or_else(|| "stopped".into()),
+        }
+    } else {
+        TorrentState::Seeding
+    };
+    TorrentStatus {
+        info_hash: seed.info_hash(),
+        name: seed.torrent.name.clone(),
+        size: seed.torrent.total_length,
+        state,
+        uploaded: seed.counters.uploaded(),
+        upload_rate: r.rate,
+        peers: seed.counters.peers(),
+        unchoked_peers: seed.counters.unchoked(),
+        announces: r.announce.announces.load(Ordering::Relaxed),
+        announce_failures: r.announce.failures.load(Ordering::Relaxed),
+    }
 }
 
 impl Service {
@@ -120,6 +118,7 @@ impl Service {
             tracker: Mutex::new(tracker),
             records: Mutex::new(HashMap::new()),
             order: Mutex::new(Vec::new()),
+            removed: Mutex::new((0, 0, 0)),
         }
     }
 
@@ -204,7 +203,12 @@ impl Service {
         checked: bool,
         source: Option<PathBuf>,
     ) -> anyhow::Result<Arc<SeedTorrent>> {
-        let Loaded { torrent, bytes, .. } = loaded;
+        let Loaded {
+            torrent,
+            bytes,
+            dir,
+            ..
+        } = loaded;
         let hash = torrent.info_hash;
         let seed = Arc::new(SeedTorrent::new(
             torrent,
@@ -252,7 +256,12 @@ impl Service {
                 seed: seed.clone(),
                 announce,
                 paused: false,
+                rechecking: false,
                 source,
+                dir,
+                rate: 0.0,
+                last: (0, Instant::now()),
+                rechecked_at: None,
             },
         );
         self.order
@@ -278,6 +287,12 @@ impl Service {
             let _ = self.engine.remove(info_hash);
         }
         self.sync_uploaded_of(&record);
+        {
+            let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+            removed.0 += record.seed.counters.uploaded();
+            removed.1 += record.announce.announces.load(Ordering::Relaxed);
+            removed.2 += record.announce.failures.load(Ordering::Relaxed);
+        }
         if let Some(a) = &self.announcers {
             a.remove(info_hash);
         }
@@ -329,30 +344,18 @@ impl Service {
         order
             .iter()
             .filter_map(|h| records.get(h))
-            .map(|r| {
-                let seed = &r.seed;
-                let state = if r.paused {
-                    TorrentState::Paused
-                } else if seed.is_stopped() {
-                    TorrentState::Stopped
-                } else {
-                    TorrentState::Seeding
-                };
-                TorrentStatus {
-                    info_hash: seed.info_hash(),
-                    name: seed.torrent.name.clone(),
-                    size: seed.torrent.total_length,
-                    state,
-                    stop_reason: seed.stop_reason(),
-                    uploaded: seed.counters.uploaded(),
-                    peers: seed.counters.peers(),
-                    unchoked: seed.counters.unchoked(),
-                    announces: r.announce.announces.load(Ordering::Relaxed),
-                    announce_failures: r.announce.failures.load(Ordering::Relaxed),
-                    source: r.source.clone(),
-                }
-            })
+            .map(status)
             .collect()
+    }
+
+    /// What removed torrents uploaded and announced: (uploaded, announces, failures).
+    pub fn removed_totals(&self) -> (u64, u64, u64) {
+        *self.removed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One torrent's status.
+    pub fn status(&self, info_hash: &InfoHash) -> Option<TorrentStatus> {
+        self.records().get(info_hash).map(status)
     }
 
     /// The served torrent with this info-hash.
@@ -374,19 +377,117 @@ impl Service {
             .store(r.seed.counters.uploaded(), Ordering::Relaxed);
     }
 
-    /// Periodic upkeep: copies the engine's uploaded counts into the announces and checks
-    /// the files under every mapping (a changed file stops its torrent). Returns the torrents
-    /// stopped by this call.
-    pub fn tick(&self) -> Vec<Arc<SeedTorrent>> {
-        let records = self.records();
+    /// Periodic upkeep: copies the engine's uploaded counts into the announces, updates the
+    /// upload rates, checks the files under every mapping (a changed file stops its
+    /// torrent) and re-checks stopped torrents every [`RECHECK_EVERY`] in the background.
+    /// Returns the torrents stopped by this call.
+    pub fn tick(self: &Arc<Self>) -> Vec<Arc<SeedTorrent>> {
+        let mut records = self.records();
         let mut stopped = Vec::new();
-        for r in records.values() {
+        let mut due = Vec::new();
+        for (hash, r) in records.iter_mut() {
             self.sync_uploaded_of(r);
-            if !r.paused && r.seed.check_files() {
+            let uploaded = r.seed.counters.uploaded();
+            let secs = r.last.1.elapsed().as_secs_f64();
+            if secs > 0.0 {
+                r.rate = uploaded.saturating_sub(r.last.0) as f64 / secs;
+            }
+            r.last = (uploaded, Instant::now());
+            if r.paused || r.rechecking {
+                continue;
+            }
+            if r.seed.check_files() {
                 stopped.push(r.seed.clone());
+                r.rechecked_at = Some(Instant::now());
+            } else if r.seed.is_stopped()
+                && !r.rechecked_at.is_some_and(|t| t.elapsed() < RECHECK_EVERY)
+            {
+                due.push(*hash);
             }
         }
+        drop(records);
+        for hash in due {
+            let _ = self.start_recheck(&hash);
+        }
         stopped
+    }
+
+    /// Re-checks every stopped torrent now (SIGHUP).
+    pub fn recheck_stopped(self: &Arc<Self>) {
+        let stopped: Vec<InfoHash> = self
+            .records()
+            .iter()
+            .filter(|(_, r)| r.seed.is_stopped() && !r.paused && !r.rechecking)
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in stopped {
+            let _ = self.start_recheck(&hash);
+        }
+    }
+
+    /// Starts re-hashing a torrent's data in the background: while it runs the torrent is
+    /// not served; when every piece verifies it serves again from a fresh mapping (its
+    /// counters carried over), otherwise it stays stopped with the reason.
+    pub fn start_recheck(self: &Arc<Self>, info_hash: &InfoHash) -> anyhow::Result<()> {
+        let (torrent, dir) = {
+            let mut records = self.records();
+            let r = records
+                .get_mut(info_hash)
+                .with_context(|| format!("no torrent {info_hash}"))?;
+            if r.rechecking {
+                return Ok(());
+            }
+            r.rechecking = true;
+            if !r.paused {
+                r.seed.stop("re-checking its data".into());
+            }
+            (r.seed.torrent.clone(), r.dir.clone())
+        };
+        let service = self.clone();
+        let hash = *info_hash;
+        std::thread::Builder::new()
+            .name("recheck".into())
+            .spawn(move || {
+                let result = load::check(&torrent, &dir, service.config.threads, false);
+                service.finish_recheck(&hash, result);
+            })?;
+        Ok(())
+    }
+
+    fn finish_recheck(&self, info_hash: &InfoHash, result: Result<MappedStorage, String>) {
+        let mut records = self.records();
+        let Some(r) = records.get_mut(info_hash) else {
+            return;
+        };
+        r.rechecking = false;
+        r.rechecked_at = Some(Instant::now());
+        match result {
+            Ok(storage) => {
+                let fresh = Arc::new(SeedTorrent::with_counters(
+                    r.seed.torrent.clone(),
+                    storage,
+                    r.seed.counters.clone(),
+                    true,
+                ));
+                if !r.paused {
+                    let _ = self.engine.remove(info_hash);
+                    if let Err(e) = self.engine.add(fresh.clone()) {
+                        tracing::error!("{}: cannot serve again: {e}", fresh.torrent.name);
+                    }
+                }
+                tracing::info!(
+                    "{} ({info_hash}): re-checked, every piece good: serving again",
+                    fresh.torrent.name
+                );
+                r.seed = fresh;
+            }
+            Err(why) => {
+                let reason = format!("re-check failed: {why}");
+                tracing::error!("{} ({info_hash}): {reason}", r.seed.torrent.name);
+                r.seed.restart();
+                r.seed.stop(reason);
+            }
+        }
     }
 
     /// Sends every `stopped` announce and stops the embedded tracker.

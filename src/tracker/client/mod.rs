@@ -2,6 +2,7 @@
 //! BEP 12 tiers, backoff, early announces) driven by a small announcer thread that does the
 //! blocking HTTP or UDP exchange ([`transport`]), so announces never stall a peer core.
 
+mod many;
 mod schedule;
 pub mod transport;
 
@@ -11,6 +12,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use many::ManySchedules;
 pub use schedule::{Due, Schedule, DEFAULT_INTERVAL, DEFAULT_MIN_INTERVAL, RETRY_BASE, RETRY_MAX};
 pub use transport::{announce, http_get, AnnounceError, Timeouts};
 

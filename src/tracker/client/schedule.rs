@@ -143,6 +143,11 @@ impl Schedule {
         }
     }
 
+    /// When the next announce is due (`None` while one is in flight, or with no tracker).
+    pub fn next_at(&self) -> Option<Duration> {
+        (!self.in_flight && !self.tiers.is_empty()).then_some(self.next_at)
+    }
+
     /// Trackers to tell `stopped` at exit (those the torrent reached), in order.
     pub fn stop_targets(&self) -> Vec<String> {
         if !self.started_sent {

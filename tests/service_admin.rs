@@ -1,0 +1,173 @@
+//! `seedbox seed --admin` on the real service: the torrent list, adding a .torrent by POST
+//! while serving (a real libtorrent leecher then downloads it byte-exact), /metrics parsed by
+//! Python's prometheus_client with the uploaded bytes matching what the leecher got, removing
+//! a torrent over the API (its peers go, the other keeps serving), and bad requests refused
+//! while the service keeps running.
+
+mod seed_support;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use seed_support::{assert_same_file, data, lt_leech, require_libtorrent, RawPeer, Seed};
+
+fn create(dir: &Path, name: &str, len: usize, salt: u64) {
+    std::fs::write(dir.join(name), data(len, salt)).unwrap();
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", name])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn admin_addr(seed: &Seed) -> SocketAddr {
+    let line = seed
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("admin     http://"))
+        .expect("admin line in the banner");
+    line.trim_end_matches('/').parse().unwrap()
+}
+
+/// One HTTP request; returns the status line and body.
+fn request(addr: SocketAddr, method: &str, target: &str, body: &[u8]) -> (String, String) {
+    use std::io::Write;
+    let mut s = support::http_connect(addr);
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let (status, body) = support::read_http_response(&mut s);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the metric sample `name` with `labels` (a Python dict literal), as parsed by
+/// prometheus_client's text parser.
+fn metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
+    let (status, text) = request(addr, "GET", "/metrics", b"");
+    assert!(status.contains("200"), "{status}");
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as f\n\
+name, labels, text = sys.argv[1], eval(sys.argv[2]), sys.stdin.read()\n\
+for fam in f(text):\n    for s in fam.samples:\n        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):\n            print(s.value); sys.exit(0)\n\
+print('missing'); sys.exit(1)\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script, name, labels])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name}{labels} not in /metrics:\n{text}"
+    );
+    v.trim().parse().unwrap()
+}
+
+#[test]
+fn admin_api_adds_lists_meters_and_removes_on_the_running_service() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "a.bin", 1 << 20, 1);
+    create(dir.path(), "b.bin", 1 << 20, 2);
+    let mut seed = Seed::start(
+        &[
+            "a.bin.torrent",
+            "--threads",
+            "2",
+            "--stats-every",
+            "0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    let admin = admin_addr(&seed);
+    let hash_a = support::info_hash_hex(&dir.path().join("a.bin.torrent"));
+    let hash_b = support::info_hash_hex(&dir.path().join("b.bin.torrent"));
+
+    let (status, list) = request(admin, "GET", "/api/v1/torrents", b"");
+    assert!(
+        status.contains("200") && list.contains(&hash_a),
+        "{status} {list}"
+    );
+    assert!(!list.contains(&hash_b));
+
+    // B added over the API while serving; a real leecher downloads it.
+    let torrent_b = std::fs::read(dir.path().join("b.bin.torrent")).unwrap();
+    let (status, body) = request(admin, "POST", "/api/v1/torrents", &torrent_b);
+    assert!(status.contains("20"), "{status} {body}");
+    let dl_b = dir.path().join("dl-b");
+    lt_leech(
+        &dir.path().join("b.bin.torrent"),
+        &dl_b,
+        seed.addr,
+        Duration::from_secs(60),
+    );
+    assert_same_file(&dir.path().join("b.bin"), &dl_b.join("b.bin"));
+    // Uploaded bytes match what the leecher received, within one block per peer.
+    let up = metric(
+        admin,
+        "seedbox_torrent_uploaded_bytes_total",
+        &format!("{{'info_hash': '{hash_b}'}}"),
+    );
+    let len = (1u64 << 20) as f64;
+    assert!(up >= len && up <= len + 16384.0, "uploaded {up}");
+
+    // Bad requests: 4xx with a JSON error, and the service keeps serving.
+    let garbage = vec![0xA5u8; 1 << 20];
+    let (status, _) = request(admin, "POST", "/api/v1/torrents", &garbage);
+    assert!(status.contains(" 4"), "{status}");
+    let (status, body) = request(
+        admin,
+        "DELETE",
+        &format!("/api/v1/torrents/{}", "0".repeat(40)),
+        b"",
+    );
+    assert!(
+        status.contains("404") && body.contains("error"),
+        "{status} {body}"
+    );
+    seed.assert_alive();
+
+    // A peer of A; removing A closes it, and B keeps serving.
+    let hash_a_bytes: [u8; 20] = hex_bytes(&hash_a);
+    let mut peer = RawPeer::handshake(seed.addr, hash_a_bytes, true);
+    let (status, body) = request(admin, "DELETE", &format!("/api/v1/torrents/{hash_a}"), b"");
+    assert!(status.contains("20"), "{status} {body}");
+    peer.expect_closed(Duration::from_secs(10));
+    let (_, list) = request(admin, "GET", "/api/v1/torrents", b"");
+    assert!(!list.contains(&hash_a) && list.contains(&hash_b), "{list}");
+    let dl_b2 = dir.path().join("dl-b2");
+    lt_leech(
+        &dir.path().join("b.bin.torrent"),
+        &dl_b2,
+        seed.addr,
+        Duration::from_secs(60),
+    );
+    assert_same_file(&dir.path().join("b.bin"), &dl_b2.join("b.bin"));
+    let (status, _) = seed.terminate();
+    assert!(status.success(), "{status}");
+}
+
+fn hex_bytes(hex: &str) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
