@@ -236,6 +236,13 @@ impl SeedTorrent {
         first
     }
 
+    /// Stops the torrent (if it is not) with `reason` replacing any earlier one.
+    pub fn stop_because(&self, reason: String) {
+        let mut why = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());
+        *why = Some(reason);
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
     /// Serves the torrent again after [`SeedTorrent::stop`].
     pub fn restart(&self) {
         let mut why = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());

@@ -56,6 +56,8 @@ struct Record {
     last: (u64, Instant),
     /// When the last re-check of a stopped torrent finished (for the retry schedule).
     rechecked_at: Option<Instant>,
+    /// Its stop was reported by [`Service::tick`].
+    stop_reported: bool,
 }
 
 /// The running service: the engine's control side, the announcers and the list of torrents
@@ -262,6 +264,7 @@ impl Service {
                 rate: 0.0,
                 last: (0, Instant::now()),
                 rechecked_at: None,
+                stop_reported: false,
             },
         );
         self.order
@@ -396,7 +399,10 @@ impl Service {
             if r.paused || r.rechecking {
                 continue;
             }
-            if r.seed.check_files() {
+            // A core may have stopped it first (a failed send): report it once either way.
+            r.seed.check_files();
+            if r.seed.is_stopped() && !r.stop_reported {
+                r.stop_reported = true;
                 stopped.push(r.seed.clone());
                 r.rechecked_at = Some(Instant::now());
             } else if r.seed.is_stopped()
@@ -480,12 +486,12 @@ impl Service {
                     fresh.torrent.name
                 );
                 r.seed = fresh;
+                r.stop_reported = false;
             }
             Err(why) => {
                 let reason = format!("re-check failed: {why}");
                 tracing::error!("{} ({info_hash}): {reason}", r.seed.torrent.name);
-                r.seed.restart();
-                r.seed.stop(reason);
+                r.seed.stop_because(reason);
             }
         }
     }
