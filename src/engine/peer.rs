@@ -187,6 +187,7 @@ async fn serve_inner(
         send_redundant_haves: false,
         listen_port: Some(ctx.listen_port),
         peer_ip: Some(addr.ip()),
+        metadata: Some(torrent.metadata.clone()),
     };
     let ours = Handshake {
         reserved: config.reserved,

@@ -110,6 +110,8 @@ pub struct SeedTorrent {
     pub have: Bitfield,
     /// HASH('req2', info-hash): how an encrypted (MSE) handshake names the torrent.
     pub skey_hash: [u8; 20],
+    /// The info dictionary, served to magnet-link clients (BEP 9) without a copy per peer.
+    pub metadata: bytes::Bytes,
     /// Per piece, for a torrent not checked at start; `None` when every piece is known good.
     pieces: Option<Box<[AtomicU8]>>,
     /// Per piece: when its pages were last hinted `MADV_WILLNEED` (see [`will_need_due`]).
@@ -147,6 +149,7 @@ impl SeedTorrent {
         SeedTorrent {
             have: Bitfield::full(geometry.piece_count()),
             skey_hash: skey_hash(&torrent.info_hash.0),
+            metadata: bytes::Bytes::from(torrent.info_bytes.clone()),
             torrent,
             storage,
             geometry,

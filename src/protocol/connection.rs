@@ -35,6 +35,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::extension::{ExtendedHandshake, ExtensionError, EXTENDED_HANDSHAKE_ID};
+use super::ut_metadata::{self, MetadataMessage, MetadataMessageError, OUR_UT_METADATA_ID};
 use super::wire::{Handshake, Message, Reserved};
 use crate::swarm::{Bitfield, BlockRef, PieceGeometry, BLOCK_SIZE};
 
@@ -60,6 +61,9 @@ pub struct ConnectionConfig {
     pub listen_port: Option<u16>,
     /// The peer's address as we see it, advertised as `yourip` in our extension handshake.
     pub peer_ip: Option<IpAddr>,
+    /// The torrent's info dictionary, exactly as hashed: when set, BEP 9 `ut_metadata` is
+    /// advertised with its size and requests for it are answered in 16 KiB pieces.
+    pub metadata: Option<Bytes>,
 }
 
 /// Most `allowed fast` pieces remembered from one peer; later ones are ignored (BEP 6 sets are
@@ -79,6 +83,7 @@ impl Default for ConnectionConfig {
             send_redundant_haves: false,
             listen_port: None,
             peer_ip: None,
+            metadata: None,
         }
     }
 }
@@ -118,6 +123,12 @@ pub enum Violation {
     /// An extended message though the extension protocol was not negotiated.
     #[error("extended message but the extension protocol was not negotiated")]
     ExtensionNotNegotiated,
+    /// A malformed `ut_metadata` message.
+    #[error("bad ut_metadata message: {0}")]
+    BadMetadataMessage(#[from] MetadataMessageError),
+    /// More `ut_metadata` requests than the torrent's metadata could ever need.
+    #[error("ut_metadata request flood ({0} requests)")]
+    MetadataFlood(u32),
     /// The peer's extension handshake is malformed.
     #[error(transparent)]
     BadExtendedHandshake(#[from] ExtensionError),
@@ -249,6 +260,8 @@ pub struct Connection {
     our_allowed_fast: Vec<u32>,
     their_extensions: Option<ExtendedHandshake>,
     unexpected_blocks: u64,
+    /// `ut_metadata` requests received.
+    metadata_requests: u32,
     created: Duration,
 }
 
@@ -277,6 +290,7 @@ impl Connection {
             outstanding: VecDeque::new(),
             outbox: VecDeque::new(),
             unexpected_blocks: 0,
+            metadata_requests: 0,
             created: now,
             last_received: now,
             last_sent: now,
@@ -306,11 +320,16 @@ impl Connection {
             self.outbox.push_back(Message::Bitfield(bits));
         }
         if self.extension_protocol {
-            let hs = ExtendedHandshake::seedbox(
+            let mut hs = ExtendedHandshake::seedbox(
                 self.config.max_inbound_requests,
                 self.config.listen_port,
                 self.config.peer_ip,
             );
+            if let Some(metadata) = &self.config.metadata {
+                hs.extensions
+                    .insert(ut_metadata::UT_METADATA.into(), OUR_UT_METADATA_ID);
+                hs.metadata_size = Some(metadata.len() as u64);
+            }
             self.outbox.push_back(hs.to_message());
         }
     }
@@ -454,11 +473,54 @@ impl Connection {
                         .min(hs.reqq.unwrap_or(u32::MAX));
                     self.their_extensions = Some(hs.clone());
                     Some(Event::ExtendedHandshake(Box::new(hs)))
+                } else if id == OUR_UT_METADATA_ID && self.config.metadata.is_some() {
+                    self.on_metadata_message(&payload)?;
+                    None
                 } else {
                     Some(Event::Extended { id, payload })
                 }
             }
         })
+    }
+
+    /// Answers a BEP 9 request with the piece of the info dictionary, or a reject past its
+    /// end. A connection is served at most every piece a few times over (a client that lost
+    /// some retries); beyond that requests are rejected, and a peer that keeps asking after
+    /// as many rejects as our `reqq` is flooding.
+    fn on_metadata_message(&mut self, payload: &Bytes) -> Result<(), Violation> {
+        let MetadataMessage::Request { piece } = ut_metadata::parse_shared(payload)? else {
+            // Data and rejects answer requests we never make on a served torrent.
+            return Ok(());
+        };
+        let Some(metadata) = &self.config.metadata else {
+            return Ok(());
+        };
+        self.metadata_requests = self.metadata_requests.saturating_add(1);
+        let budget = 4 * ut_metadata::piece_count(metadata.len() as u64) + 8;
+        if self.metadata_requests > budget.saturating_add(self.config.max_inbound_requests) {
+            return Err(Violation::MetadataFlood(self.metadata_requests));
+        }
+        let Some(their_id) = self
+            .their_extensions
+            .as_ref()
+            .and_then(|h| h.id_for(ut_metadata::UT_METADATA))
+        else {
+            // It never said under which id it takes ut_metadata: nothing can be sent back.
+            return Ok(());
+        };
+        let reply = match ut_metadata::piece_of(metadata, piece) {
+            Some(data) if self.metadata_requests <= budget => MetadataMessage::Data {
+                piece,
+                total_size: metadata.len() as u64,
+                data,
+            },
+            _ => MetadataMessage::Reject { piece },
+        };
+        self.outbox.push_back(Message::Extended {
+            id: their_id,
+            payload: Bytes::from(reply.encode()),
+        });
+        Ok(())
     }
 
     fn check_first_availability(&mut self, message: &'static str) -> Result<(), Violation> {

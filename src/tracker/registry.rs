@@ -3,7 +3,9 @@
 //!
 //! Per info-hash, seeds and leechers are kept in two vectors (O(1) insert, O(1) removal by
 //! swap, O(numwant) random sampling) indexed by peer id. A peer never gets itself back; seeds
-//! are not sent to seeds; `stopped` removes at once; a peer that missed two intervals expires.
+//! are not sent to seeds, except to fill the answer to a `started` announce with nothing
+//! downloaded (aria2 fetching a magnet link announces `left=0` before it knows the size);
+//! `stopped` removes at once; a peer that missed two intervals expires.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -213,6 +215,10 @@ impl Registry {
             let me = &req.peer_id;
             if seed {
                 sample(&swarm.leechers, numwant, me, rng, &mut peers, only_family);
+                let more = numwant - peers.len();
+                if more > 0 && req.event == Event::Started && req.downloaded == 0 {
+                    sample(&swarm.seeds, more, me, rng, &mut peers, only_family);
+                }
             } else {
                 // Seeds in proportion to their share of the swarm, the rest leechers.
                 let (s, l) = (swarm.seeds.len(), swarm.leechers.len().saturating_sub(1));
@@ -358,6 +364,20 @@ mod tests {
         assert_eq!(ids(&s), vec![9]);
         let l = ann(&mut r, &req(9, 5, Event::None), 1);
         assert_eq!(ids(&l), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_seed_starting_with_nothing_downloaded_gets_seeds_too() {
+        let mut r = Registry::new(RegistryConfig::default());
+        ann(&mut r, &req(1, 0, Event::Started), 0);
+        ann(&mut r, &req(2, 7, Event::Started), 0);
+        // aria2 on a magnet link: left=0, nothing downloaded, `started`.
+        let m = ann(&mut r, &req(3, 0, Event::Started), 1);
+        assert_eq!(ids(&m), vec![1, 2]);
+        let mut done = req(4, 0, Event::Started);
+        done.downloaded = 100;
+        assert_eq!(ids(&ann(&mut r, &done, 1)), vec![2]);
+        assert_eq!(ids(&ann(&mut r, &req(3, 0, Event::None), 2)), vec![2]);
     }
 
     #[test]

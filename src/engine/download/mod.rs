@@ -180,7 +180,14 @@ pub fn run(
     };
     let peer_id = PeerId::generate(&mut rng);
     let driver = Driver::new(
-        DriverConfig::network(ConnectionConfig::default(), choker),
+        DriverConfig::network(
+            ConnectionConfig {
+                // Peers given only a magnet link fetch the info dictionary from us (BEP 9).
+                metadata: Some(bytes::Bytes::from(config.torrent.info_bytes.clone())),
+                ..ConnectionConfig::default()
+            },
+            choker,
+        ),
         picker,
         rng,
     );

@@ -1089,3 +1089,125 @@ mod drive {
         }
     }
 }
+
+// ---- BEP 9: serving the info dictionary ----
+
+fn serving(metadata_len: usize) -> (Connection, Bytes) {
+    let metadata = Bytes::from((0..metadata_len).map(|i| i as u8).collect::<Vec<_>>());
+    let config = ConnectionConfig {
+        metadata: Some(metadata.clone()),
+        ..ConnectionConfig::default()
+    };
+    let mut c = Connection::new(config, geo(), Duration::ZERO);
+    c.on_handshake(&handshake(true, true), &full(), Duration::ZERO);
+    let msgs = drain(&mut c);
+    let hs = msgs
+        .iter()
+        .find_map(|m| match m {
+            Message::Extended { id: 0, payload } => {
+                Some(ExtendedHandshake::parse(payload).unwrap())
+            }
+            _ => None,
+        })
+        .expect("our extension handshake");
+    assert_eq!(
+        hs.id_for(ut_metadata::UT_METADATA),
+        Some(ut_metadata::OUR_UT_METADATA_ID)
+    );
+    assert_eq!(hs.metadata_size, Some(metadata_len as u64));
+    let theirs = Message::Extended {
+        id: 0,
+        payload: Bytes::from_static(b"d1:md11:ut_metadatai7eee"),
+    };
+    assert!(matches!(
+        msg(&mut c, theirs),
+        Ok(Some(Event::ExtendedHandshake(_)))
+    ));
+    (c, metadata)
+}
+
+fn metadata_request(piece: u32) -> Message {
+    Message::Extended {
+        id: ut_metadata::OUR_UT_METADATA_ID,
+        payload: Bytes::from(MetadataMessage::Request { piece }.encode()),
+    }
+}
+
+fn metadata_replies(c: &mut Connection) -> Vec<MetadataMessage> {
+    drain(c)
+        .into_iter()
+        .map(|m| match m {
+            Message::Extended { id: 7, payload } => ut_metadata::parse(&payload).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn metadata_requests_are_answered_in_16_kib_pieces_and_rejected_past_the_end() {
+    let (mut c, metadata) = serving(40_000);
+    for piece in 0..4 {
+        assert_eq!(msg(&mut c, metadata_request(piece)), Ok(None));
+    }
+    let replies = metadata_replies(&mut c);
+    let mut got = Vec::new();
+    for (i, r) in replies[..3].iter().enumerate() {
+        let MetadataMessage::Data {
+            piece,
+            total_size,
+            data,
+        } = r
+        else {
+            panic!("{r:?}");
+        };
+        assert_eq!((*piece, *total_size), (i as u32, 40_000));
+        got.extend_from_slice(data);
+    }
+    assert_eq!(got, metadata.to_vec());
+    assert_eq!(replies[3], MetadataMessage::Reject { piece: 3 });
+}
+
+#[test]
+fn a_metadata_request_flood_is_rejected_then_a_violation() {
+    let (mut c, _) = serving(100);
+    // 1 piece: 4 * 1 + 8 answered, then rejects up to reqq (250), then a violation.
+    let mut violation = None;
+    for i in 0..1000u32 {
+        match msg(&mut c, metadata_request(0)) {
+            Ok(_) => {}
+            Err(v) => {
+                violation = Some((i, v));
+                break;
+            }
+        }
+    }
+    let (i, v) = violation.expect("a flood is a violation");
+    assert_eq!(i, 12 + 250);
+    assert!(matches!(v, Violation::MetadataFlood(_)));
+    let replies = metadata_replies(&mut c);
+    assert!(replies[..12]
+        .iter()
+        .all(|r| matches!(r, MetadataMessage::Data { .. })));
+    assert!(replies[12..]
+        .iter()
+        .all(|r| matches!(r, MetadataMessage::Reject { .. })));
+}
+
+#[test]
+fn malformed_metadata_messages_are_violations_and_unserved_torrents_pass_them_on() {
+    let (mut c, _) = serving(100);
+    let junk = Message::Extended {
+        id: ut_metadata::OUR_UT_METADATA_ID,
+        payload: Bytes::from_static(b"d8:msg_typei9ee"),
+    };
+    assert!(matches!(
+        msg(&mut c, junk.clone()),
+        Err(Violation::BadMetadataMessage(_))
+    ));
+    // Without metadata, the id is not ours to interpret: the caller gets it.
+    let mut plain = conn_with(ConnectionConfig::default(), true, true);
+    assert!(matches!(
+        msg(&mut plain, junk),
+        Ok(Some(Event::Extended { .. }))
+    ));
+}
