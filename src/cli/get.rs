@@ -22,9 +22,13 @@ use crate::tracker::client::http_get;
 /// Arguments of `seedbox get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The .torrent to download: a file, or an `http://` URL of one (such as a seed box's
-    /// `/torrents/NAME.torrent` page).
+    /// The .torrent to download: a file, an `http://` URL of one (such as a seed box's
+    /// `/torrents/NAME.torrent` page), or a magnet link (its info dictionary is fetched from
+    /// peers first and written to DIR/NAME.torrent).
     pub torrent: PathBuf,
+    /// With a magnet link: give up when no peer has sent the info dictionary after this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2m")]
+    pub metadata_timeout: Duration,
     /// How blocks are written: `pwrite` (default, measured faster) or `mapped`.
     #[arg(long, value_name = "pwrite|mapped", default_value = "pwrite")]
     pub write_mode: WriteMode,
@@ -87,11 +91,69 @@ fn load_torrent(source: &Path) -> anyhow::Result<Torrent> {
     }
 }
 
+/// Fetches a magnet link's info dictionary (BEP 9) from its peers (`x.pe=`, `--peer`, `tr=`
+/// trackers unless `--no-tracker`), writes DIR/NAME.torrent and returns the torrent and the
+/// peers met, for the download to dial.
+fn fetch_magnet(link: &str, args: &GetArgs) -> anyhow::Result<(Torrent, Vec<SocketAddr>)> {
+    let magnet = crate::metainfo::magnet::parse(link.as_bytes())?;
+    let mut peers = args.peers.clone();
+    peers.extend(&magnet.peers);
+    let trackers = if args.no_tracker {
+        Vec::new()
+    } else {
+        magnet.trackers.clone()
+    };
+    if peers.is_empty() && trackers.is_empty() {
+        anyhow::bail!("the magnet link names no tracker (tr=) nor peer (x.pe=); give --peer");
+    }
+    let fetched = crate::engine::magnet::fetch_metadata(crate::engine::magnet::FetchConfig {
+        info_hash: magnet.info_hash,
+        peer_id: crate::protocol::PeerId::generate(&mut rand::thread_rng()),
+        port: if args.listen.port() == 0 {
+            6881
+        } else {
+            args.listen.port()
+        },
+        peers,
+        trackers,
+        timeout: args.metadata_timeout,
+    })?;
+    let bytes = crate::engine::magnet::torrent_file_bytes(
+        &fetched.info,
+        &magnet.trackers,
+        &magnet.web_seeds,
+    );
+    let torrent = Torrent::from_bytes(&bytes).with_context(|| {
+        format!(
+            "the metadata of {} is not a valid torrent",
+            magnet.info_hash
+        )
+    })?;
+    let path = args.output.join(format!("{}.torrent", torrent.name));
+    crate::service::load::write_atomically(&path, &bytes)?;
+    if !args.quiet && !args.json {
+        eprintln!(
+            "metadata  {} ({} bytes) -> {}",
+            torrent.name,
+            fetched.info.len(),
+            path.display()
+        );
+    }
+    Ok((torrent, fetched.peers))
+}
+
 /// Runs `seedbox get`.
 pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let torrent = Arc::new(load_torrent(&args.torrent)?);
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let link = args.torrent.to_str().filter(|s| s.starts_with("magnet:"));
+    let (torrent, met) = match link {
+        Some(link) => fetch_magnet(link, &args)?,
+        None => (load_torrent(&args.torrent)?, Vec::new()),
+    };
+    let torrent = Arc::new(torrent);
+    let mut peers = args.peers.clone();
+    peers.extend(met.into_iter().filter(|p| !args.peers.contains(p)));
     let linger = match (args.linger, args.ratio, args.seed_forever) {
         (_, _, true) => Linger::Forever,
         (_, Some(r), _) => Linger::Ratio(r),
@@ -101,7 +163,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let config = DownloadConfig {
         torrent: torrent.clone(),
         save_dir: args.output.clone(),
-        peers: args.peers.clone(),
+        peers,
         max_peers: args.max_peers.max(1),
         listen: args.listen,
         linger,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod download;
 pub mod listen;
+pub mod magnet;
 mod mse;
 mod peer;
 mod peer_io;

@@ -10,7 +10,7 @@ mod create;
 mod error;
 mod file_tree;
 mod info_hash;
-mod magnet;
+pub mod magnet;
 mod path;
 mod piece_length;
 mod torrent;
@@ -19,7 +19,7 @@ pub use builder::{NewFile, TorrentBuilder};
 pub use create::{create, scan, scan_layout, CreateError, CreateOptions, Scan};
 pub use error::MetainfoError;
 pub use info_hash::InfoHash;
-pub use magnet::magnet_link;
+pub use magnet::{magnet_link, Magnet, MagnetError};
 pub use path::component_problem;
 pub use piece_length::{auto_piece_length, AUTO_MAX, AUTO_MIN};
 pub use torrent::{
