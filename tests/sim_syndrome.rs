@@ -59,12 +59,14 @@ fn the_lecture_surge_in_four_pieces_is_flagged_and_in_16_kib_pieces_is_not() {
     // `create`'s piece length for 1 MB: 16 KiB, 62 pieces.
     let small = sim::run(&lecture(auto_piece_length(1_000_000), 120.0, 3.0)).unwrap();
     assert!(!flagged(&small), "{}", small.summary());
-    // Peers finishing together may miss the same last piece for a moment, but such a club
-    // never holds most of the swarm.
+    // Peers finishing together may miss the same last piece for a moment, but while peers
+    // arrive such a club never holds most of the swarm. Once arrivals stop (180 s) the last
+    // few leechers often all wait for the same piece: that is the drain, not the syndrome.
     assert!(
         small
             .timeline
             .iter()
+            .filter(|r| r.t_s < 180.0)
             .all(|r| r.club < 10 || r.club * 2 < r.leechers),
         "{}",
         small.summary()
