@@ -101,6 +101,10 @@ pub struct SeedArgs {
     /// Pin each worker thread to one CPU (thread i to the i-th CPU this process may use).
     #[arg(long)]
     pub pin_cores: bool,
+    /// Also serve uTP (BEP 29) on the peer port's UDP, one socket per core (experimental:
+    /// what Transmission and qBittorrent try first with their default settings).
+    #[arg(long)]
+    pub utp: bool,
     /// Ask for transparent huge pages on the torrents' mappings (madvise MADV_HUGEPAGE);
     /// see tuning.md for whether the kernel honours it for page-cache files.
     #[arg(long)]
@@ -150,6 +154,14 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let listeners = engine::bind_reuseport(args.listen, threads)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listeners[0].local_addr()?;
+    // uTP on the same port's UDP, one socket per core (Transmission and qBittorrent try uTP
+    // first); private to this process like the TCP listeners.
+    let utp_sockets = if args.utp {
+        engine::listen::bind_reuseport_udp(listen, threads, 4 << 20)
+            .with_context(|| format!("cannot listen for uTP on udp {listen}"))?
+    } else {
+        Vec::new()
+    };
     let peer_id = PeerId::generate(&mut rand::thread_rng());
     let (control, inboxes) = EngineControl::new(threads);
     let announce_url = tracker.as_ref().map(|(_, url)| url.clone());
@@ -184,7 +196,16 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         );
         std::thread::Builder::new()
             .name("seedbox-engine".into())
-            .spawn(move || engine::run(config, &control, inboxes, listeners, &shutdown))?
+            .spawn(move || {
+                engine::worker::run_with_utp(
+                    config,
+                    &control,
+                    inboxes,
+                    listeners,
+                    utp_sockets,
+                    &shutdown,
+                )
+            })?
     };
     let started = Instant::now();
     let stopped = serve_until_signal(&service, &signals, &engine, args.stats_every);

@@ -22,7 +22,9 @@ pub mod send;
 pub mod sockets;
 pub mod stats;
 pub mod torrents;
+mod transport;
 pub mod tune;
+pub mod utp;
 pub mod worker;
 pub mod zerocopy;
 

@@ -7,14 +7,12 @@
 
 use std::cell::RefCell;
 
-use bytes::{Bytes, BytesMut};
-use tokio_uring::net::TcpStream;
-
-use super::peer_io::{read_more, PeerStream, ReadError};
+use super::peer_io::{read_more, PeerRead, PeerStream, ReadError};
 use crate::protocol::mse::{
     is_plain_handshake, EncryptionPolicy, Initiator, MseError, Progress, Rc4, Responder,
     StreamCipher,
 };
+use bytes::{Bytes, BytesMut};
 
 /// Why an encrypted handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,20 +40,19 @@ pub(crate) struct Negotiated {
     pub cipher: Option<StreamCipher>,
 }
 
-async fn write_bytes(stream: &TcpStream, bytes: Vec<u8>) -> Result<(), MseFailure> {
+async fn write_bytes<S: PeerStream>(stream: &S, bytes: Vec<u8>) -> Result<(), MseFailure> {
     if bytes.is_empty() {
         return Ok(());
     }
-    let (result, _) = stream.write_all(bytes).await;
-    result.map_err(MseFailure::Write)
+    stream.write_all(bytes).await.map_err(MseFailure::Write)
 }
 
 /// The accepting side: reads until the first bytes tell a plain handshake from MSE; answers
 /// MSE with the methods `policy` accepts, looking the torrent up with `torrent_of` (HASH('req2',
 /// info-hash) to info-hash). Afterwards `buf` holds the start of the BitTorrent stream,
 /// decrypted.
-pub(crate) async fn accept(
-    stream: &TcpStream,
+pub(crate) async fn accept<S: PeerStream>(
+    stream: &S,
     buf: &mut BytesMut,
     chunk: usize,
     policy: EncryptionPolicy,
@@ -93,8 +90,8 @@ pub(crate) async fn accept(
 
 /// The connecting side: an MSE handshake for `info_hash` offering the methods of `policy`.
 /// Afterwards `buf` holds the start of the BitTorrent stream, decrypted.
-pub(crate) async fn connect(
-    stream: &TcpStream,
+pub(crate) async fn connect<S: PeerStream>(
+    stream: &S,
     buf: &mut BytesMut,
     chunk: usize,
     policy: EncryptionPolicy,
@@ -119,16 +116,16 @@ pub(crate) async fn connect(
 }
 
 /// A peer's socket for reading: as it is, or decrypting RC4 in place as bytes arrive.
-pub(crate) enum PeerReader<'a> {
+pub(crate) enum PeerReader<'a, S> {
     /// Plain bytes.
-    Plain(&'a TcpStream),
+    Plain(&'a S),
     /// RC4-encrypted bytes.
-    Rc4(&'a TcpStream, Box<RefCell<Rc4>>),
+    Rc4(&'a S, Box<RefCell<Rc4>>),
 }
 
-impl<'a> PeerReader<'a> {
+impl<'a, S: PeerRead> PeerReader<'a, S> {
     /// The reader of `stream` with the decrypting half of `cipher`, if any.
-    pub(crate) fn new(stream: &'a TcpStream, decrypt: Option<Rc4>) -> PeerReader<'a> {
+    pub(crate) fn new(stream: &'a S, decrypt: Option<Rc4>) -> PeerReader<'a, S> {
         match decrypt {
             None => PeerReader::Plain(stream),
             Some(rc4) => PeerReader::Rc4(stream, Box::new(RefCell::new(rc4))),
@@ -136,7 +133,7 @@ impl<'a> PeerReader<'a> {
     }
 }
 
-impl PeerStream for PeerReader<'_> {
+impl<S: PeerRead> PeerRead for PeerReader<'_, S> {
     async fn read_into(&self, buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
         match self {
             PeerReader::Plain(stream) => stream.read_into(buf).await,

@@ -21,6 +21,8 @@ use super::peer_io::{read_handshake, read_more, ReadError};
 use super::send;
 use super::stats::CoreStats;
 use super::torrents::{PieceState, SeedTorrent};
+use super::transport::PeerTransport;
+use super::utp::UtpStream;
 use super::worker::{CoreContext, CoreTorrent};
 use crate::protocol::mse::Rc4;
 use crate::protocol::{
@@ -87,34 +89,42 @@ impl PeerError {
     }
 }
 
-/// Runs a connection to the end. Errors are logged, never propagated: one peer cannot disturb
-/// another.
+/// Runs a TCP connection to the end. Errors are logged, never propagated: one peer cannot
+/// disturb another.
 pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, ctx: &CoreContext) {
-    let counters = ctx.counters();
-    CoreStats::add(&counters.peers, 1);
     let _ = stream.set_nodelay(true);
-    if let Err(e) = super::tune::tune_socket(std::os::fd::AsRawFd::as_raw_fd(&stream), &ctx.config)
-    {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    if let Err(e) = super::tune::tune_socket(fd, &ctx.config) {
         tracing::debug!(%addr, "socket options not applied: {e}");
     }
-    let stream = Rc::new(stream);
-    let _registered = ctx
-        .sockets
-        .register(std::os::fd::AsRawFd::as_raw_fd(&*stream));
-    let result = serve_inner(&stream, addr, ctx).await;
+    let stream = PeerTransport::Tcp(stream);
+    let _registered = ctx.sockets.register(fd);
+    serve_transport(&stream, addr, ctx).await;
+}
+
+/// Runs a uTP connection to the end, like [`serve`].
+pub(super) async fn serve_utp(stream: UtpStream, addr: SocketAddr, ctx: &CoreContext) {
+    serve_transport(&PeerTransport::Utp(stream), addr, ctx).await;
+}
+
+async fn serve_transport(stream: &PeerTransport, addr: SocketAddr, ctx: &CoreContext) {
+    let counters = ctx.counters();
+    CoreStats::add(&counters.peers, 1);
+    let result = serve_inner(stream, addr, ctx).await;
     // Always: a receive still in flight (a dropped read future) holds the descriptor open
     // until it completes, and shutdown(2) completes it.
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    stream.shutdown();
     counters
         .peers
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let transport = if stream.is_utp() { "uTP" } else { "TCP" };
     match result {
-        Ok(()) => tracing::debug!(%addr, "peer left"),
+        Ok(()) => tracing::debug!(%addr, transport, "peer left"),
         Err(e) => {
             if e.is_misbehaviour() {
                 CoreStats::add(&counters.dropped, 1);
             }
-            tracing::debug!(%addr, "peer dropped: {e}");
+            tracing::debug!(%addr, transport, "peer dropped: {e}");
         }
     }
 }
@@ -135,7 +145,7 @@ impl Drop for Registration<'_> {
 }
 
 async fn serve_inner(
-    stream: &Rc<TcpStream>,
+    stream: &PeerTransport,
     addr: SocketAddr,
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
@@ -232,7 +242,7 @@ async fn serve_inner(
 }
 
 async fn read_loop(
-    stream: &PeerReader<'_>,
+    stream: &PeerReader<'_, PeerTransport>,
     shared: &RefCell<PeerShared>,
     wake: &Notify,
     core_torrent: &CoreTorrent,
@@ -340,7 +350,7 @@ struct Batch {
 }
 
 async fn write_loop(
-    stream: &TcpStream,
+    stream: &PeerTransport,
     mut encrypt: Option<Rc4>,
     shared: &RefCell<PeerShared>,
     wake: &Notify,
@@ -379,7 +389,7 @@ async fn write_loop(
             let timeout = ctx.config.send_timeout;
             let segments = std::mem::take(&mut batch.segments);
             let (result, written) =
-                tokio::time::timeout(timeout, send::write(stream, zero_copy, segments))
+                tokio::time::timeout(timeout, stream.write_segments(zero_copy, segments))
                     .await
                     .map_err(|_| PeerError::SendTimeout(timeout))?;
             batch.segments = written;

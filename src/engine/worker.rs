@@ -17,9 +17,11 @@ use super::control::{CoreCommand, CoreInbox, EngineControl};
 use super::sockets::OpenSockets;
 use super::stats::{CoreStats, EngineStats};
 use super::torrents::SeedTorrent;
+use super::utp::UtpDriver;
 use super::zerocopy::ZeroCopyRing;
 use super::{peer, EngineConfig};
 use crate::metainfo::InfoHash;
+use crate::protocol::utp::SocketConfig;
 use crate::swarm::{TokenBucket, BLOCK_SIZE};
 
 /// How often each core checks its choker rounds and stopped torrents.
@@ -154,6 +156,26 @@ pub fn run(
     listeners: Vec<TcpListener>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    run_with_utp(config, control, inboxes, listeners, Vec::new(), shutdown)
+}
+
+/// Like [`run`], with uTP: core `i` also serves uTP connections on `utp_sockets[i]` (bound
+/// on the listeners' port with [`super::listen::bind_reuseport_udp`]; empty: TCP only).
+pub fn run_with_utp(
+    config: EngineConfig,
+    control: &EngineControl,
+    inboxes: Vec<CoreInbox>,
+    listeners: Vec<TcpListener>,
+    utp_sockets: Vec<std::net::UdpSocket>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    if !utp_sockets.is_empty() && utp_sockets.len() != listeners.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "one uTP socket per listener is needed",
+        ));
+    }
+    let mut utp_sockets = utp_sockets.into_iter();
     if inboxes.len() != listeners.len() || control.cores() != listeners.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -171,6 +193,7 @@ pub fn run(
     let mut threads = Vec::new();
     for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
         let listen_port = listener.local_addr()?.port();
+        let utp = utp_sockets.next();
         let (config, stats, open) = (config.clone(), stats.clone(), open.clone());
         let stop = shutdown.subscribe();
         let cpu = super::tune::cpu_for_core(&cpus, core);
@@ -216,7 +239,7 @@ pub fn run(
                     sockets: Default::default(),
                     next_key: Cell::new(0),
                 };
-                tokio_uring::start(core_main(listener, inbox, std::rc::Rc::new(ctx), stop))
+                tokio_uring::start(core_main(listener, utp, inbox, std::rc::Rc::new(ctx), stop))
             })?;
         threads.push(handle);
     }
@@ -230,6 +253,7 @@ pub fn run(
 
 async fn core_main(
     listener: TcpListener,
+    utp: Option<std::net::UdpSocket>,
     mut inbox: CoreInbox,
     ctx: std::rc::Rc<CoreContext>,
     mut stop: watch::Receiver<bool>,
@@ -247,6 +271,13 @@ async fn core_main(
         })
     };
     let listener = tokio_uring::net::TcpListener::from_std(listener);
+    let utp = utp.map(|sock| {
+        let seed = rand::random::<u64>() ^ ctx.core as u64;
+        UtpDriver::start(sock, SocketConfig::default(), seed)
+    });
+    let utp_acceptor = utp
+        .clone()
+        .map(|driver| tokio_uring::spawn(accept_utp(driver, ctx.clone())));
     let publisher = tokio_uring::spawn(publish_latency(ctx.clone()));
     let housekeeper = tokio_uring::spawn(housekeeping(ctx.clone()));
     let reaper = ctx.zero_copy.clone().map(|ring| {
@@ -300,6 +331,12 @@ async fn core_main(
     // completes each pending receive. Then let the connections end: dropping the runtime
     // with operations in flight lets tokio-uring free buffers the kernel may still write.
     ctx.sockets.end_all(Duration::from_secs(2)).await;
+    if let Some(driver) = &utp {
+        driver.stop().await;
+    }
+    if let Some(a) = utp_acceptor {
+        a.abort();
+    }
     if let (Some(ring), Some(reaper)) = (&ctx.zero_copy, reaper) {
         // Let the closed connections' sends finish (their notifications free the buffers).
         wait_until(|| ring.in_flight() == 0, Duration::from_secs(1)).await;
@@ -313,6 +350,24 @@ async fn core_main(
         );
     }
     publish_now(&ctx);
+}
+
+/// Serves the uTP connections `driver` accepts, like the TCP accept loop.
+async fn accept_utp(driver: std::rc::Rc<UtpDriver>, ctx: std::rc::Rc<CoreContext>) {
+    while let Some((stream, addr)) = driver.accept().await {
+        CoreStats::add(&ctx.counters().accepted, 1);
+        let limit = ctx.config.max_peers;
+        if ctx.open.fetch_add(1, Ordering::Relaxed) >= limit {
+            ctx.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(%addr, "uTP refused: {limit} peers already connected");
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio_uring::spawn(async move {
+            peer::serve_utp(stream, addr, &ctx).await;
+            ctx.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
 }
 
 /// Sleeps in steps of 10 ms until `done()` or `limit` has passed. It sleeps before the first

@@ -1,7 +1,7 @@
 """libtorrent leecher for seedbox interop tests.
 
-usage: lt_leech.py TORRENT SAVE_DIR HOST PORT TIMEOUT_SECS
-Connects to one peer (TCP only, uTP off both ways), downloads, exits 0 when the torrent is
+usage: lt_leech.py TORRENT SAVE_DIR HOST PORT TIMEOUT_SECS [utp]
+Connects to one peer (TCP only, uTP off both ways; with `utp`: uTP only, TCP off both ways), downloads, exits 0 when the torrent is
 complete (libtorrent has checked every piece), 1 on timeout or error. Prints progress lines.
 """
 import sys
@@ -25,6 +25,13 @@ settings = {
     "allow_multiple_connections_per_ip": True,
     "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.peer_notification,
 }
+if len(sys.argv) > 6 and sys.argv[6] == "utp":
+    settings.update({
+        "enable_outgoing_utp": True,
+        "enable_incoming_utp": True,
+        "enable_outgoing_tcp": False,
+        "enable_incoming_tcp": False,
+    })
 ses = lt.session(settings)
 info = lt.torrent_info(torrent)
 params = lt.add_torrent_params()

@@ -145,6 +145,17 @@ pub fn require_libtorrent() {
 /// Downloads `torrent` into `save` from `addr` with a libtorrent leecher (TCP only), within
 /// `limit`. Returns the leecher's output; panics with it on failure.
 pub fn lt_leech(torrent: &Path, save: &Path, addr: SocketAddr, limit: Duration) -> String {
+    lt_leech_over(torrent, save, addr, limit, "tcp")
+}
+
+/// Like [`lt_leech`] over `transport`: "tcp" (uTP off) or "utp" (TCP off both ways).
+pub fn lt_leech_over(
+    torrent: &Path,
+    save: &Path,
+    addr: SocketAddr,
+    limit: Duration,
+    transport: &str,
+) -> String {
     require_libtorrent();
     let out = Command::new(PYTHON)
         .arg(leech_script())
@@ -153,6 +164,7 @@ pub fn lt_leech(torrent: &Path, save: &Path, addr: SocketAddr, limit: Duration) 
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
         .arg(limit.as_secs_f64().to_string())
+        .arg(transport)
         .output()
         .expect("run the libtorrent leecher");
     let text = format!(

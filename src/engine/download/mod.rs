@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 
+use crate::engine::transport::PeerTransport;
 use crate::metainfo::Torrent;
 use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::{ConnectionConfig, PeerId};
@@ -253,7 +254,7 @@ async fn drive(
                 drop(s);
                 tokio_uring::spawn(peer::run_peer(
                     session.clone(),
-                    stream,
+                    PeerTransport::Tcp(stream),
                     addr,
                     peer::Side::Incoming,
                     encryption,
@@ -345,6 +346,7 @@ async fn run_loop(
                 .await
                 {
                     Ok(Ok(stream)) => {
+                        let stream = PeerTransport::Tcp(stream);
                         peer::run_peer(session, stream, addr, peer::Side::Outgoing, encryption)
                             .await
                     }

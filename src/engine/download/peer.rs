@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
-use tokio_uring::net::TcpStream;
 
 use super::session::{PeerIo, Session};
 use crate::engine::mse::{self, Negotiated, PeerReader};
-use crate::engine::peer_io::{read_handshake, read_more};
+use crate::engine::peer_io::{read_handshake, read_more, PeerStream};
+use crate::engine::send;
+use crate::engine::transport::PeerTransport;
 use crate::protocol::mse::{skey_hash, EncryptionPolicy, Rc4};
 use crate::protocol::wire::piece_header;
 use crate::protocol::{Handshake, MessageDecoder};
@@ -34,19 +35,25 @@ pub enum Side {
     Incoming,
 }
 
-/// Runs one peer to the end; errors end only this peer.
-pub async fn run_peer(
+/// Runs one peer to the end over TCP or uTP; errors end only this peer.
+pub(crate) async fn run_peer(
     session: Rc<RefCell<Session>>,
-    stream: TcpStream,
+    stream: PeerTransport,
     addr: SocketAddr,
     side: Side,
     encryption: EncryptionPolicy,
 ) {
+    if let PeerTransport::Tcp(tcp) = &stream {
+        let _ = tcp.set_nodelay(true);
+    }
     let stream = Rc::new(stream);
     let sockets = session.borrow().sockets.clone();
-    let _registered = sockets.register(std::os::fd::AsRawFd::as_raw_fd(&*stream));
+    let _registered = match &*stream {
+        PeerTransport::Tcp(tcp) => Some(sockets.register(std::os::fd::AsRawFd::as_raw_fd(tcp))),
+        PeerTransport::Utp(_) => None,
+    };
     let result = run_inner(&session, stream.clone(), addr, side, encryption).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    stream.shutdown();
     match result {
         Ok(key) => session.borrow_mut().remove_peer(key),
         Err(e) => {
@@ -58,12 +65,11 @@ pub async fn run_peer(
 
 async fn run_inner(
     session: &Rc<RefCell<Session>>,
-    stream: Rc<TcpStream>,
+    stream: Rc<PeerTransport>,
     addr: SocketAddr,
     side: Side,
     encryption: EncryptionPolicy,
 ) -> Result<PeerKey, String> {
-    let _ = stream.set_nodelay(true);
     let (info_hash, our_id, reserved) = {
         let s = session.borrow();
         let reserved = s.driver.config().connection.reserved;
@@ -77,13 +83,13 @@ async fn run_inner(
     let (named, mut encrypt, reader, theirs) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let negotiated = match side {
             Side::Outgoing if encryption.mse_first() => {
-                mse::connect(&stream, &mut buf, READ_CHUNK, encryption, info_hash.0).await
+                mse::connect(&*stream, &mut buf, READ_CHUNK, encryption, info_hash.0).await
             }
             Side::Outgoing => Ok(Negotiated::default()),
             Side::Incoming => {
                 let torrent_of =
                     |req2: &[u8; 20]| (*req2 == skey_hash(&info_hash.0)).then_some(info_hash.0);
-                mse::accept(&stream, &mut buf, READ_CHUNK, encryption, &torrent_of).await
+                mse::accept(&*stream, &mut buf, READ_CHUNK, encryption, &torrent_of).await
             }
         }
         .map_err(|e| e.to_string())?;
@@ -94,7 +100,7 @@ async fn run_inner(
         if side == Side::Outgoing {
             write_all(&stream, encrypt.as_mut(), ours.encode().to_vec()).await?;
         }
-        let reader = PeerReader::new(&stream, decrypt);
+        let reader = PeerReader::new(&*stream, decrypt);
         let theirs = read_handshake(&reader, &mut buf, READ_CHUNK)
             .await
             .map_err(|e| e.to_string())?;
@@ -138,20 +144,19 @@ async fn run_inner(
 
 /// Writes `data`, encrypted first when the peer speaks RC4.
 async fn write_all(
-    stream: &TcpStream,
+    stream: &PeerTransport,
     encrypt: Option<&mut Rc4>,
     mut data: Vec<u8>,
 ) -> Result<(), String> {
     if let Some(rc4) = encrypt {
         rc4.apply(&mut data);
     }
-    let (res, _) = stream.write_all(data).await;
-    res.map_err(|e| e.to_string())
+    stream.write_all(data).await.map_err(|e| e.to_string())
 }
 
 async fn read_loop(
     session: &Rc<RefCell<Session>>,
-    stream: &PeerReader<'_>,
+    stream: &PeerReader<'_, PeerTransport>,
     key: PeerKey,
     mut buf: BytesMut,
 ) -> Result<(), String> {
@@ -176,7 +181,7 @@ async fn read_loop(
 
 async fn write_loop(
     session: &Rc<RefCell<Session>>,
-    stream: &TcpStream,
+    stream: &PeerTransport,
     mut encrypt: Option<Rc4>,
     key: PeerKey,
     wake: &Notify,
@@ -220,26 +225,17 @@ async fn write_loop(
 }
 
 /// Writes every segment, resubmitting what a short write left.
-async fn writev_all(stream: &TcpStream, mut segments: Vec<Bytes>) -> Result<(), String> {
+async fn writev_all(stream: &PeerTransport, mut segments: Vec<Bytes>) -> Result<(), String> {
     while !segments.is_empty() {
-        let (res, mut back) = stream.writev(segments).await;
-        let mut n = res.map_err(|e| e.to_string())?;
+        let (res, back) = stream.write_segments(None, segments).await;
+        segments = back;
+        let n = res.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("peer stopped reading".into());
         }
-        let mut rest = Vec::with_capacity(back.len());
-        for mut seg in back.drain(..) {
-            if n >= seg.len() {
-                n -= seg.len();
-                continue;
-            }
-            if n > 0 {
-                let _ = seg.split_to(n);
-                n = 0;
-            }
-            rest.push(seg);
+        if send::consume(&mut segments, n) == 0 {
+            break;
         }
-        segments = rest;
     }
     Ok(())
 }

@@ -25,8 +25,8 @@ pub struct PeerIo {
     pub addr: SocketAddr,
     /// Wakes the peer's writer.
     pub wake: Rc<Notify>,
-    /// Shuts the socket down to end the peer's tasks.
-    pub stream: Rc<tokio_uring::net::TcpStream>,
+    /// Shut down to end the peer's tasks.
+    pub(crate) stream: Rc<crate::engine::transport::PeerTransport>,
 }
 
 /// The state of one download: the sockets, storage and connection management around its
@@ -188,7 +188,7 @@ impl Session {
                 Effect::Verify(piece) => self.verify(piece),
                 Effect::Close(key) => {
                     if let Some(io) = self.io.get(&key) {
-                        let _ = io.stream.shutdown(std::net::Shutdown::Both);
+                        io.stream.shutdown();
                         io.wake.notify_one();
                     }
                 }

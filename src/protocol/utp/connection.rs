@@ -23,7 +23,8 @@ pub struct UtpConfig {
     pub send_buffer: usize,
     /// LEDBAT's target queuing delay (RFC 6817: 100 ms).
     pub target_delay_us: u32,
-    /// Largest congestion window.
+    /// Largest congestion window (128 KiB: a burst of a full window must fit the peer's
+    /// UDP receive buffer, about 200 KiB by default on Linux, or all of it is lost at once).
     pub max_cwnd: usize,
     /// Consecutive timeouts after which the connection is given up.
     pub max_timeouts: u32,
@@ -42,7 +43,7 @@ impl Default for UtpConfig {
             recv_window: 1 << 20,
             send_buffer: 1 << 20,
             target_delay_us: 100_000,
-            max_cwnd: 4 << 20,
+            max_cwnd: 128 << 10,
             max_timeouts: 6,
             syn_retries: 2,
             initial_rto_us: 1_000_000,
@@ -246,6 +247,27 @@ impl Connection {
     /// one of a flood of forged SYNs).
     pub fn is_half_open(&self) -> bool {
         self.state == State::Connected && !self.heard_data
+    }
+
+    /// A one-line summary of the sender's state, for logs.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:?} cwnd {} peer_wnd {} in_flight {} ({} packets, {} to resend) queued {} rto {} ms timeouts {} seq {} ack {} last_ack {} ready {} ooo {}",
+            self.state,
+            self.cwnd,
+            self.peer_wnd,
+            self.bytes_in_flight,
+            self.inflight.len(),
+            self.inflight.iter().filter(|s| s.need_resend).count(),
+            self.send_buf.len(),
+            self.rto / 1000,
+            self.timeouts,
+            self.seq_nr,
+            self.ack_nr,
+            self.last_ack,
+            self.ready.len(),
+            self.out_of_order.len()
+        )
     }
 
     /// The current congestion window, bytes.
