@@ -16,7 +16,8 @@ use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::PeerId;
 use crate::service::admin::{parse_admin_addr, AdminConfig, AdminServer, Token};
 use crate::service::announce::Announcers;
-use crate::service::load::{self, is_torrent_file};
+use crate::service::load::is_torrent_file;
+use crate::service::resume::StateDir;
 use crate::service::{Service, ServiceBackend, ServiceConfig};
 use crate::storage;
 use crate::swarm::Slots;
@@ -124,6 +125,11 @@ pub struct SeedArgs {
     /// TOKEN`).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Keep resume data in DIR: per torrent, the pieces verified and each file's size,
+    /// modification time and inode. A torrent whose files are unchanged at the next start
+    /// is served without hashing them again; one whose files changed is checked in full.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
@@ -165,6 +171,10 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let peer_id = PeerId::generate(&mut rand::thread_rng());
     let (control, inboxes) = EngineControl::new(threads);
     let announce_url = tracker.as_ref().map(|(_, url)| url.clone());
+    let state = match &args.state {
+        Some(dir) => Some(Arc::new(StateDir::open(dir)?)),
+        None => None,
+    };
     let service = Arc::new(Service::new(
         control.clone(),
         ServiceConfig {
@@ -173,6 +183,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
             skip_check: args.skip_check,
             huge_pages: args.huge_pages,
             announce_url,
+            state,
         },
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker.map(|(handle, _)| handle),
@@ -273,12 +284,7 @@ fn start_admin(args: &SeedArgs, service: &Arc<Service>) -> anyhow::Result<Option
 fn add_targets(service: &Service, targets: &[PathBuf]) -> usize {
     let mut refused = 0;
     for target in targets {
-        let loaded = match load::load_target(
-            target,
-            &service.config().data,
-            service.config().threads,
-            service.config().announce_url.clone(),
-        ) {
+        let loaded = match service.load_target(target) {
             Ok(l) => l,
             Err(e) => {
                 refused += 1;

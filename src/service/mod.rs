@@ -7,6 +7,8 @@ pub mod admin;
 pub mod announce;
 mod backend;
 pub mod load;
+pub mod resume;
+mod resuming;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,9 @@ pub struct ServiceConfig {
     pub huge_pages: bool,
     /// The announce URL written into created torrents (the embedded tracker's).
     pub announce_url: Option<String>,
+    /// The state folder (`--state`): resume data that spares unchanged torrents their check
+    /// at start.
+    pub state: Option<Arc<resume::StateDir>>,
 }
 
 struct Record {
@@ -72,6 +77,8 @@ pub struct Service {
     /// What removed torrents uploaded and announced (uploaded, announces, failures), so
     /// that the totals stay monotonic.
     removed: Mutex<(u64, u64, u64)>,
+    /// When the creation of torrents from files or folders started (for their resume data).
+    created_at: Mutex<HashMap<InfoHash, i64>>,
 }
 
 /// How often a stopped torrent's data is re-checked in the background.
@@ -121,6 +128,7 @@ impl Service {
             records: Mutex::new(HashMap::new()),
             order: Mutex::new(Vec::new()),
             removed: Mutex::new((0, 0, 0)),
+            created_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -141,12 +149,7 @@ impl Service {
     /// Loads `target` (a .torrent, or a file or folder whose torrent is created beside it),
     /// checks its data and serves it.
     pub fn add_target(&self, target: &Path) -> anyhow::Result<Arc<SeedTorrent>> {
-        let loaded = load::load_target(
-            target,
-            &self.config.data,
-            self.config.threads,
-            self.config.announce_url.clone(),
-        )?;
+        let loaded = self.load_target(target)?;
         let source = loaded
             .created
             .clone()
@@ -177,9 +180,16 @@ impl Service {
         if self.records().contains_key(&hash) {
             anyhow::bail!("{} ({hash}) is already being seeded", loaded.torrent.name);
         }
+        if let Some(storage) = self.try_resume(&loaded) {
+            return self.serve(loaded, storage, true, source);
+        }
         // A torrent created from its files a moment ago has had every piece hashed already:
         // checking it again would read all the data a second time.
-        let hashed = loaded.created.is_some();
+        let created_at = self.creation_started(&hash);
+        // With a state folder, a torrent created at an earlier start (its bytes from the
+        // resume data) is hashed here unless its resume data was just trusted.
+        let hashed =
+            loaded.created.is_some() && (self.config.state.is_none() || created_at.is_some());
         if hashed {
             tracing::info!(
                 "{}: {} pieces hashed while creating the torrent; not checked again",
@@ -187,13 +197,20 @@ impl Service {
                 loaded.torrent.piece_count()
             );
         }
-        let storage = load::check(
-            &loaded.torrent,
-            &loaded.dir,
-            self.config.threads,
-            self.config.skip_check || hashed,
-        )
-        .map_err(|why| anyhow::anyhow!("{} ({hash}): {why}", loaded.torrent.name))?;
+        let dir = resuming::absolute(&loaded.dir);
+        let skip = self.config.skip_check || hashed;
+        let started = if skip {
+            created_at
+        } else {
+            Some(self.before_check(&loaded.torrent, &dir))
+        };
+        let storage = load::check(&loaded.torrent, &dir, self.config.threads, skip)
+            .map_err(|why| anyhow::anyhow!("{} ({hash}): {why}", loaded.torrent.name))?;
+        if let Some(started) = started.filter(|_| hashed || !self.config.skip_check) {
+            let target = loaded.dir.join(&loaded.torrent.name);
+            let created = hashed.then(|| (target.as_path(), &loaded.bytes[..]));
+            self.save_resume(&loaded.torrent, &storage, started, created);
+        }
         self.serve(loaded, storage, hashed || !self.config.skip_check, source)
     }
 
@@ -289,6 +306,7 @@ impl Service {
         if !record.paused {
             let _ = self.engine.remove(info_hash);
         }
+        self.forget_resume(info_hash);
         self.sync_uploaded_of(&record);
         {
             let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
@@ -403,6 +421,7 @@ impl Service {
             r.seed.check_files();
             if r.seed.is_stopped() && !r.stop_reported {
                 r.stop_reported = true;
+                self.forget_resume(hash);
                 stopped.push(r.seed.clone());
                 r.rechecked_at = Some(Instant::now());
             } else if r.seed.is_stopped()
@@ -449,12 +468,17 @@ impl Service {
             }
             (r.seed.torrent.clone(), r.dir.clone())
         };
+        self.forget_resume(info_hash);
         let service = self.clone();
         let hash = *info_hash;
         std::thread::Builder::new()
             .name("recheck".into())
             .spawn(move || {
+                let started = service.before_check(&torrent, &dir);
                 let result = load::check(&torrent, &dir, service.config.threads, false);
+                if let Ok(storage) = &result {
+                    service.save_resume(&torrent, storage, started, None);
+                }
                 service.finish_recheck(&hash, result);
             })?;
         Ok(())

@@ -86,15 +86,20 @@ pub struct MappedStorage {
 /// What identifies a file's content on disk at mapping time: device, inode, size and
 /// modification time (seconds and nanoseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileIdentity {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
+pub struct FileIdentity {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
 }
 
 impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    /// The identity in `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         FileIdentity {
             dev: meta.dev(),
@@ -165,6 +170,18 @@ impl MappedStorage {
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Each file's identity when it was mapped (`None` for padding, and for a file that is
+    /// empty, missing or unreadable), in layout order.
+    pub fn identities(&self) -> Vec<Option<FileIdentity>> {
+        self.data
+            .iter()
+            .map(|d| match d {
+                FileData::Mapped { identity, .. } => Some(*identity),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Calls `f` with each slice of content bytes `offset..offset+length`, in order, without

@@ -11,6 +11,6 @@ mod writable;
 
 pub use hasher::{available_threads, hash_pieces};
 pub use layout::{Extent, FileSlot, Layout};
-pub use mapped::{FileProblem, MappedStorage, Unavailable};
+pub use mapped::{FileIdentity, FileProblem, MappedStorage, Unavailable};
 pub use verify::{verify, VerifyReport};
 pub use writable::{WritableStorage, WriteError, WriteMode};
