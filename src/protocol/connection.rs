@@ -349,18 +349,6 @@ impl Connection {
         if msg.is_fast_extension() && !self.fast {
             return Err(Violation::FastNotNegotiated(msg.name()));
         }
-        let pieces = self.geometry.piece_count();
-        let in_range = |message: &'static str, piece: u32| {
-            if piece < pieces {
-                Ok(())
-            } else {
-                Err(Violation::PieceOutOfRange {
-                    message,
-                    piece,
-                    pieces,
-                })
-            }
-        };
         Ok(match msg {
             Message::KeepAlive | Message::Port(_) => None,
             Message::Choke => self.peer_chokes(),
@@ -380,64 +368,20 @@ impl Connection {
                 changed.then_some(Event::NotInterested)
             }
             Message::Have(piece) => {
-                in_range("have", piece)?;
+                self.in_range("have", piece)?;
                 self.availability_known = true;
                 self.their_have.set(piece).then_some(Event::Have(piece))
             }
-            Message::Bitfield(bits) => {
-                self.check_first_availability("bitfield")?;
-                self.their_have =
-                    Bitfield::from_bytes(&bits, pieces).ok_or(Violation::BadBitfield {
-                        bytes: bits.len(),
-                        pieces,
-                    })?;
-                Some(Event::Availability)
-            }
-            Message::HaveAll => {
-                self.check_first_availability("have all")?;
-                self.their_have = Bitfield::full(pieces);
-                Some(Event::Availability)
-            }
-            Message::HaveNone => {
-                self.check_first_availability("have none")?;
-                self.their_have = Bitfield::new(pieces);
-                Some(Event::Availability)
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone => {
+                self.on_availability(msg)?
             }
             Message::Request(block) => self.on_request(block, our_have)?,
-            Message::Cancel(block) => {
-                let pos = self.inbound.iter().position(|b| *b == block);
-                pos.and_then(|i| self.inbound.remove(i)).map(|b| {
-                    if self.fast {
-                        self.outbox.push_back(Message::RejectRequest(b));
-                    }
-                    Event::RequestCancelled(b)
-                })
-            }
+            Message::Cancel(block) => self.on_cancel(block),
             Message::Piece {
                 piece,
                 offset,
                 data,
-            } => {
-                let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
-                let block = BlockRef {
-                    piece,
-                    offset,
-                    length,
-                };
-                if !self.geometry.is_valid_request(block, BLOCK_SIZE) {
-                    return Err(Violation::InvalidBlock(block));
-                }
-                match self.outstanding.iter().position(|(b, _)| *b == block) {
-                    Some(i) => {
-                        self.outstanding.remove(i);
-                        Some(Event::Block { block, data })
-                    }
-                    None => {
-                        self.unexpected_blocks += 1;
-                        None
-                    }
-                }
-            }
+            } => self.on_piece(piece, offset, data)?,
             Message::RejectRequest(block) => {
                 let pos = self.outstanding.iter().position(|(b, _)| *b == block);
                 pos.map(|i| {
@@ -446,41 +390,125 @@ impl Connection {
                 })
             }
             Message::SuggestPiece(piece) => {
-                in_range("suggest piece", piece)?;
+                self.in_range("suggest piece", piece)?;
                 Some(Event::Suggested(piece))
             }
-            Message::AllowedFast(piece) => {
-                in_range("allowed fast", piece)?;
-                if self.their_allowed_fast.len() >= MAX_THEIR_ALLOWED_FAST
-                    || self.their_allowed_fast.contains(&piece)
-                {
-                    None
-                } else {
-                    self.their_allowed_fast.push(piece);
-                    Some(Event::AllowedFast(piece))
-                }
-            }
-            Message::Extended { id, payload } => {
-                if !self.extension_protocol {
-                    return Err(Violation::ExtensionNotNegotiated);
-                }
-                if id == EXTENDED_HANDSHAKE_ID {
-                    let hs = ExtendedHandshake::parse(&payload)?;
-                    self.their_reqq = hs.reqq;
-                    self.outbound_limit = self
-                        .config
-                        .max_outbound_requests
-                        .min(hs.reqq.unwrap_or(u32::MAX));
-                    self.their_extensions = Some(hs.clone());
-                    Some(Event::ExtendedHandshake(Box::new(hs)))
-                } else if id == OUR_UT_METADATA_ID && self.config.metadata.is_some() {
-                    self.on_metadata_message(&payload)?;
-                    None
-                } else {
-                    Some(Event::Extended { id, payload })
-                }
-            }
+            Message::AllowedFast(piece) => self.on_allowed_fast(piece)?,
+            Message::Extended { id, payload } => self.on_extended(id, payload)?,
         })
+    }
+
+    /// A `piece` field naming a piece the torrent has not is a violation.
+    fn in_range(&self, message: &'static str, piece: u32) -> Result<(), Violation> {
+        let pieces = self.geometry.piece_count();
+        if piece < pieces {
+            Ok(())
+        } else {
+            Err(Violation::PieceOutOfRange {
+                message,
+                piece,
+                pieces,
+            })
+        }
+    }
+
+    /// A bitfield, have all or have none: the peer's whole availability, once, first.
+    fn on_availability(&mut self, msg: Message) -> Result<Option<Event>, Violation> {
+        let pieces = self.geometry.piece_count();
+        self.their_have = match msg {
+            Message::Bitfield(bits) => {
+                self.check_first_availability("bitfield")?;
+                Bitfield::from_bytes(&bits, pieces).ok_or(Violation::BadBitfield {
+                    bytes: bits.len(),
+                    pieces,
+                })?
+            }
+            Message::HaveAll => {
+                self.check_first_availability("have all")?;
+                Bitfield::full(pieces)
+            }
+            _ => {
+                self.check_first_availability("have none")?;
+                Bitfield::new(pieces)
+            }
+        };
+        Ok(Some(Event::Availability))
+    }
+
+    /// The peer cancelled one of its queued requests (rejected, with the fast extension).
+    fn on_cancel(&mut self, block: BlockRef) -> Option<Event> {
+        let pos = self.inbound.iter().position(|b| *b == block);
+        pos.and_then(|i| self.inbound.remove(i)).map(|b| {
+            if self.fast {
+                self.outbox.push_back(Message::RejectRequest(b));
+            }
+            Event::RequestCancelled(b)
+        })
+    }
+
+    /// A block arrived: an event if we asked for it, else counted as unexpected.
+    fn on_piece(
+        &mut self,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    ) -> Result<Option<Event>, Violation> {
+        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let block = BlockRef {
+            piece,
+            offset,
+            length,
+        };
+        if !self.geometry.is_valid_request(block, BLOCK_SIZE) {
+            return Err(Violation::InvalidBlock(block));
+        }
+        Ok(
+            match self.outstanding.iter().position(|(b, _)| *b == block) {
+                Some(i) => {
+                    self.outstanding.remove(i);
+                    Some(Event::Block { block, data })
+                }
+                None => {
+                    self.unexpected_blocks += 1;
+                    None
+                }
+            },
+        )
+    }
+
+    /// The peer allows a piece while choking us (kept up to a bound, each piece once).
+    fn on_allowed_fast(&mut self, piece: u32) -> Result<Option<Event>, Violation> {
+        self.in_range("allowed fast", piece)?;
+        if self.their_allowed_fast.len() >= MAX_THEIR_ALLOWED_FAST
+            || self.their_allowed_fast.contains(&piece)
+        {
+            return Ok(None);
+        }
+        self.their_allowed_fast.push(piece);
+        Ok(Some(Event::AllowedFast(piece)))
+    }
+
+    /// A BEP 10 message: the extended handshake (its `reqq` bounds our requests), a BEP 9
+    /// metadata message when we serve metadata, or any other for the caller.
+    fn on_extended(&mut self, id: u8, payload: Bytes) -> Result<Option<Event>, Violation> {
+        if !self.extension_protocol {
+            return Err(Violation::ExtensionNotNegotiated);
+        }
+        if id == EXTENDED_HANDSHAKE_ID {
+            let hs = ExtendedHandshake::parse(&payload)?;
+            self.their_reqq = hs.reqq;
+            self.outbound_limit = self
+                .config
+                .max_outbound_requests
+                .min(hs.reqq.unwrap_or(u32::MAX));
+            self.their_extensions = Some(hs.clone());
+            Ok(Some(Event::ExtendedHandshake(Box::new(hs))))
+        } else if id == OUR_UT_METADATA_ID && self.config.metadata.is_some() {
+            self.on_metadata_message(&payload)?;
+            Ok(None)
+        } else {
+            Ok(Some(Event::Extended { id, payload }))
+        }
     }
 
     /// Answers a BEP 9 request with the piece of the info dictionary, or a reject past its
