@@ -192,22 +192,28 @@ impl<'a> Sim<'a> {
             dirty: Vec::new(),
             due: Vec::new(),
         };
-        // The origin: a seed from time zero, in the tracker's list.
-        let mut picker = Picker::new(units.geometry, PickerConfig::default(), &mut rng);
-        for p in 0..units.geometry.piece_count() {
+        sim.add_origin(&mut rng);
+        sim.rng = rng;
+        Ok(sim)
+    }
+
+    /// Adds the origin: a seed from time zero, in the tracker's list (peer [`ORIGIN`]).
+    fn add_origin(&mut self, rng: &mut ChaCha8Rng) {
+        let mut picker = Picker::new(self.units.geometry, PickerConfig::default(), rng);
+        for p in 0..self.units.geometry.piece_count() {
             picker.piece_verified(p);
         }
-        let choker_cfg = match cfg.mode {
+        let choker_cfg = match self.cfg.mode {
             Mode::ClientServer => ChokerConfig {
                 slots: Slots::Unlimited,
                 optimistic: false,
             },
-            Mode::Swarm => sim.peer_choker(),
+            Mode::Swarm => self.peer_choker(),
         };
-        let driver = sim.driver(choker_cfg, true, picker, &mut rng);
-        let (lo, hi) = (nanos(cfg.rtt.0), nanos(cfg.rtt.1));
-        sim.net.add_host(cfg.seed_up, u64::MAX / 4);
-        sim.peers.push(Peer {
+        let driver = self.driver(choker_cfg, true, picker, rng);
+        let (lo, hi) = (nanos(self.cfg.rtt.0), nanos(self.cfg.rtt.1));
+        self.net.add_host(self.cfg.seed_up, u64::MAX / 4);
+        self.peers.push(Peer {
             arrival: 0,
             finish: Some(0),
             left: None,
@@ -223,14 +229,12 @@ impl<'a> Sim<'a> {
                 last_announce: 0,
             })),
         });
-        sim.member_pos.push(u32::MAX);
-        sim.alive_pos.push(u32::MAX);
-        if cfg.mode == Mode::Swarm {
-            sim.member_pos[0] = 0;
-            sim.members.push(ORIGIN);
+        self.member_pos.push(u32::MAX);
+        self.alive_pos.push(u32::MAX);
+        if self.cfg.mode == Mode::Swarm {
+            self.member_pos[0] = 0;
+            self.members.push(ORIGIN);
         }
-        sim.rng = rng;
-        Ok(sim)
     }
 
     /// A peer's driver over `picker`, with its own random stream drawn from `rng`.
