@@ -102,10 +102,11 @@ pub struct SeedArgs {
     /// Pin each worker thread to one CPU (thread i to the i-th CPU this process may use).
     #[arg(long)]
     pub pin_cores: bool,
-    /// Also serve uTP (BEP 29) on the peer port's UDP, one socket per core (experimental:
-    /// what Transmission and qBittorrent try first with their default settings).
+    /// Do not serve uTP (BEP 29) on the peer port's UDP. By default uTP is served beside TCP,
+    /// one UDP socket per core: Transmission and qBittorrent try it first with their default
+    /// settings, and Transmission 3.00 never falls back to TCP.
     #[arg(long)]
-    pub utp: bool,
+    pub no_utp: bool,
     /// Ask for transparent huge pages on the torrents' mappings (madvise MADV_HUGEPAGE);
     /// see tuning.md for whether the kernel honours it for page-cache files.
     #[arg(long)]
@@ -162,9 +163,10 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let listen = listeners[0].local_addr()?;
     // uTP on the same port's UDP, one socket per core (Transmission and qBittorrent try uTP
     // first); private to this process like the TCP listeners.
-    let utp_sockets = if args.utp {
-        engine::listen::bind_reuseport_udp(listen, threads, 4 << 20)
-            .with_context(|| format!("cannot listen for uTP on udp {listen}"))?
+    let utp_sockets = if !args.no_utp {
+        engine::listen::bind_reuseport_udp(listen, threads, 4 << 20).with_context(|| {
+            format!("cannot listen for uTP on udp {listen} (--no-utp: TCP only)")
+        })?
     } else {
         Vec::new()
     };

@@ -151,7 +151,7 @@ async fn serve_inner(
 ) -> Result<(), PeerError> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let torrent_of = |req2: &[u8; 20]| ctx.torrent_by_skey_hash(req2).map(|h| h.0);
-    let (named, encrypt, reader, handshake) =
+    let (named, mut encrypt, reader, handshake) =
         tokio::time::timeout(ctx.config.handshake_timeout, async {
             let negotiated = mse::accept(
                 stream,
@@ -206,7 +206,19 @@ async fn serve_inner(
     let mut conn = Connection::new(config, torrent.geometry, now);
     conn.on_handshake(&handshake, &torrent.have, now);
     let mut control = BytesMut::with_capacity(256);
-    control.extend_from_slice(&ours.encode());
+    if let PeerTransport::Utp(utp) = stream {
+        // In a uTP packet of its own: Transmission reads nothing after the handshake in the
+        // same packet until another one comes (and we send nothing more until it is
+        // interested).
+        let mut bytes = ours.encode().to_vec();
+        if let Some(rc4) = &mut encrypt {
+            rc4.apply(&mut bytes);
+        }
+        utp.write_all(&bytes).await?;
+        utp.end_packet();
+    } else {
+        control.extend_from_slice(&ours.encode());
+    }
     let shared = Rc::new(RefCell::new(PeerShared {
         conn,
         control,

@@ -131,6 +131,7 @@ impl UtpDriver {
             if self.stopped.get() {
                 break;
             }
+            trace_packet("in", from, &buf[..n]);
             let received = self
                 .socket
                 .borrow_mut()
@@ -182,6 +183,7 @@ impl UtpDriver {
             };
             match next {
                 Some((to, datagram)) => {
+                    trace_packet("out", to, &datagram);
                     let (result, back) = self.udp.send_to(datagram, to).await;
                     if let Err(e) = result {
                         tracing::debug!(%to, "uTP send: {e}");
@@ -315,6 +317,19 @@ impl UtpDriver {
     }
 }
 
+/// Logs a packet's header at trace level (`seedbox::engine::utp=trace`).
+fn trace_packet(dir: &str, addr: SocketAddr, datagram: &[u8]) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    if let Ok((h, payload)) = crate::protocol::utp::Header::decode(datagram) {
+        tracing::trace!(
+            dir, %addr, kind = ?h.kind, id = h.connection_id, seq = h.seq_nr, ack = h.ack_nr,
+            wnd = h.wnd_size, sack = h.sack.is_some(), len = payload.len(), "uTP packet"
+        );
+    }
+}
+
 fn closed_error(reason: CloseReason) -> io::Error {
     match reason {
         CloseReason::Finished => io::Error::new(io::ErrorKind::UnexpectedEof, "uTP closed"),
@@ -380,6 +395,13 @@ impl UtpStream {
                 }
             }
             notified.await;
+        }
+    }
+
+    /// Ends a packet after the bytes written so far ([`crate::protocol::utp::Connection::end_packet`]).
+    pub fn end_packet(&self) {
+        if let Some(c) = self.driver.socket.borrow_mut().connection(self.key) {
+            c.end_packet();
         }
     }
 

@@ -110,6 +110,8 @@ pub struct Connection {
     ack_nr: u16,
     // Sending.
     send_buf: VecDeque<u8>,
+    /// Bytes of `send_buf` that must end a packet (see [`Connection::end_packet`]).
+    packet_end: Option<usize>,
     inflight: VecDeque<Sent>,
     bytes_in_flight: usize,
     cwnd: usize,
@@ -163,6 +165,7 @@ impl Connection {
             seq_nr,
             ack_nr: 0,
             send_buf: VecDeque::new(),
+            packet_end: None,
             inflight: VecDeque::new(),
             bytes_in_flight: 0,
             slow_start: true,
@@ -238,6 +241,11 @@ impl Connection {
         self.recv_id
     }
 
+    /// The id packets to the peer carry.
+    pub fn send_id(&self) -> u16 {
+        self.send_id
+    }
+
     /// Whether the connection is over.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed(_))
@@ -290,6 +298,15 @@ impl Connection {
             .min(self.cfg.send_buffer.saturating_sub(self.send_buf.len()));
         self.send_buf.extend(&data[..n]);
         n
+    }
+
+    /// Ends a packet after the bytes queued so far: what is written next goes in a later
+    /// packet. Transmission 3.00 (libutp) parses no message that arrives in the same packet
+    /// as the handshake until another packet comes, so the handshake ends its packet.
+    pub fn end_packet(&mut self) {
+        if !self.send_buf.is_empty() {
+            self.packet_end = Some(self.send_buf.len());
+        }
     }
 
     /// Bytes the send buffer can take now.
@@ -693,10 +710,14 @@ impl Connection {
         let window = self.cwnd.min(self.peer_wnd);
         if !self.send_buf.is_empty() {
             let room = window.saturating_sub(self.bytes_in_flight);
-            let n = self.send_buf.len().min(self.mss());
+            let mut n = self.send_buf.len().min(self.mss());
+            if let Some(end) = self.packet_end {
+                n = n.min(end);
+            }
             if n <= room || (self.bytes_in_flight == 0 && self.peer_wnd > 0) {
                 let n = n.min(self.peer_wnd.max(1));
                 let payload: Vec<u8> = self.send_buf.drain(..n).collect();
+                self.packet_end = self.packet_end.map(|e| e - n).filter(|&e| e > 0);
                 self.push_sent(PacketType::Data, payload, now, out);
                 return true;
             }

@@ -156,8 +156,19 @@ impl UtpSocket {
             self.ids.insert((from, recv_id), key);
             return Received::Accepted(key);
         }
-        match self.ids.get(&(from, h.connection_id)) {
-            Some(&key) => {
+        let key = match self.ids.get(&(from, h.connection_id)) {
+            Some(&key) => Some(key),
+            // libutp (Transmission) answers a packet it cannot place with a RST carrying that
+            // packet's id, our send id: it ends the connection all the same.
+            None if h.kind == PacketType::Reset => self
+                .conns
+                .iter()
+                .find(|(_, e)| e.addr == from && e.conn.send_id() == h.connection_id)
+                .map(|(k, _)| k),
+            None => None,
+        };
+        match key {
+            Some(key) => {
                 self.conns[key].conn.on_packet(&h, payload, now);
                 Received::Connection(key)
             }

@@ -400,6 +400,20 @@ fn an_unanswered_syn_times_out_and_a_reset_closes() {
         s.connection(k).unwrap().state(),
         State::Closed(CloseReason::Reset)
     );
+
+    // libutp's RST carries the id of the packet it could not place: our send id (80).
+    let Received::Accepted(k) = s.on_datagram(addr(A), &syn_from(90), 0) else {
+        panic!()
+    };
+    let mut reset = syn_from(90);
+    reset[0] = 0x31;
+    assert_eq!(s.on_datagram(addr(B), &reset, 0), Received::Dropped);
+    assert_eq!(s.connection(k).unwrap().state(), State::Connected);
+    assert_eq!(s.on_datagram(addr(A), &reset, 0), Received::Connection(k));
+    assert_eq!(
+        s.connection(k).unwrap().state(),
+        State::Closed(CloseReason::Reset)
+    );
 }
 
 #[test]
