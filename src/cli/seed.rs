@@ -18,6 +18,7 @@ use crate::service::admin::{parse_admin_addr, AdminConfig, AdminServer, Token};
 use crate::service::announce::Announcers;
 use crate::service::load::is_torrent_file;
 use crate::service::resume::StateDir;
+use crate::service::watch::{WatchConfig, Watcher};
 use crate::service::{Service, ServiceBackend, ServiceConfig};
 use crate::storage;
 use crate::swarm::Slots;
@@ -31,8 +32,17 @@ const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 pub struct SeedArgs {
     /// A .torrent (its content is looked up under --data) or a file or folder to share (its
     /// torrent is created beside it, as `seedbox create` would).
-    #[arg(required = true, value_name = "TARGET")]
+    #[arg(value_name = "TARGET", required_unless_present_any = ["watch"])]
     pub targets: Vec<PathBuf>,
+    /// Watch folder: a .torrent dropped into it (its data under --data) is seeded, and so is
+    /// a file or folder (its torrent created beside it, as for a TARGET), once unchanged for
+    /// a second; removing it stops its torrent. inotify, or polling where it is refused.
+    #[arg(long, value_name = "DIR")]
+    pub watch: Option<PathBuf>,
+    /// Poll the watch folder every SECS seconds instead of using inotify (for filesystems
+    /// that send no events, e.g. some network mounts).
+    #[arg(long, value_name = "SECS", value_parser = parse_poll)]
+    pub watch_poll: Option<Duration>,
     /// Folder holding the content of .torrent targets.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub data: PathBuf,
@@ -136,6 +146,17 @@ pub struct SeedArgs {
     pub stats_every: u64,
 }
 
+/// A polling interval in seconds (fractions allowed), 0.1 s to a day.
+fn parse_poll(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}`: expected seconds, e.g. 2 or 0.5"))?;
+    if !(0.1..=86_400.0).contains(&secs) {
+        return Err(format!("`{s}`: expected 0.1 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// A socket option size: a size (`parse_size`) from 1 byte to 2 GiB - 1 (a C `int`).
 fn parse_socket_bytes(s: &str) -> Result<u32, String> {
     let n = parse_size(s)?;
@@ -191,10 +212,20 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         tracker.map(|(handle, _)| handle),
     ));
     let refused = add_targets(&service, &args.targets);
-    if control.is_empty() {
+    if control.is_empty() && args.watch.is_none() {
         service.shutdown();
         anyhow::bail!("nothing to seed: every torrent failed its check");
     }
+    let watcher = match &args.watch {
+        Some(dir) => Some(Watcher::start(
+            service.clone(),
+            WatchConfig {
+                dir: dir.clone(),
+                poll: args.watch_poll,
+            },
+        )?),
+        None => None,
+    };
     let admin = start_admin(&args, &service)?;
     outln!("listening {listen}");
     use std::io::Write;
@@ -227,6 +258,9 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     result.context("engine failed")?;
+    if let Some(w) = watcher {
+        w.stop();
+    }
     log_totals(&service, started);
     if let Some(a) = admin {
         a.stop();
@@ -239,13 +273,14 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Starts the embedded tracker when seed creates a torrent or `--tracker-listen` asks for it
+/// Starts the embedded tracker when seed creates a torrent (a file or folder target, or the
+/// watch folder's) or `--tracker-listen` asks for it
 /// (never with `--no-tracker`), and prints its URLs.
 fn start_tracker_if_needed(
     args: &SeedArgs,
     threads: usize,
 ) -> anyhow::Result<Option<(TrackerHandle, String)>> {
-    let creates = args.targets.iter().any(|t| !is_torrent_file(t));
+    let creates = args.watch.is_some() || args.targets.iter().any(|t| !is_torrent_file(t));
     if args.no_tracker || !(creates || args.tracker_listen.is_some()) {
         return Ok(None);
     }

@@ -9,6 +9,7 @@ mod backend;
 pub mod load;
 pub mod resume;
 mod resuming;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
