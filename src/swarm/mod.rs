@@ -10,6 +10,7 @@ mod geometry;
 mod picker;
 mod pipeline;
 mod rate;
+mod super_seed;
 mod token_bucket;
 
 pub use bitfield::Bitfield;
@@ -28,4 +29,5 @@ pub use pipeline::{
     pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN, REQUEST_QUEUE_TIME,
 };
 pub use rate::{RateMeter, RATE_WINDOW};
+pub use super_seed::{SuperSeed, SuperSeedConfig, SUPER_SEED_PATIENCE, SUPER_SEED_REVEALS};
 pub use token_bucket::TokenBucket;
