@@ -74,6 +74,11 @@ pub struct SeedArgs {
     /// tracker's listen address, or this machine's outbound address when it listens on all).
     #[arg(long, value_name = "HOST")]
     pub tracker_host: Option<String>,
+    /// BEP 16 super-seeding, for a new release's origin: each peer is shown two pieces (the
+    /// rarest), and the next ones only as those are seen spreading to other peers, so that
+    /// every piece leaves the origin about once.
+    #[arg(long)]
+    pub super_seed: bool,
     /// Skip the full check at start; each piece is hashed on its first request instead, and
     /// a piece that fails is never served (its requests are rejected, or the peer choked).
     #[arg(long)]
@@ -207,6 +212,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
             huge_pages: args.huge_pages,
             announce_url,
             state,
+            super_seed: args.super_seed,
         },
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker.map(|(handle, _)| handle),

@@ -21,6 +21,7 @@ mod peer_io;
 pub mod send;
 pub mod sockets;
 pub mod stats;
+pub mod super_seed;
 pub mod torrents;
 mod transport;
 pub mod tune;

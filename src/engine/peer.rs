@@ -20,6 +20,7 @@ use super::mse::{self, MseFailure, PeerReader};
 use super::peer_io::{read_handshake, read_more, ReadError};
 use super::send;
 use super::stats::CoreStats;
+use super::super_seed::{SuperKey, SuperSeeding};
 use super::torrents::{PieceState, SeedTorrent};
 use super::transport::PeerTransport;
 use super::utp::UtpStream;
@@ -204,7 +205,15 @@ async fn serve_inner(
         ..Handshake::new(torrent.info_hash(), ctx.config.peer_id)
     };
     let mut conn = Connection::new(config, torrent.geometry, now);
-    conn.on_handshake(&handshake, &torrent.have, now);
+    // A super-seed shows no piece at first (have none with Fast), then a few with `have`.
+    let nothing;
+    let shown = if torrent.super_seed.is_some() {
+        nothing = crate::swarm::Bitfield::new(torrent.geometry.piece_count());
+        &nothing
+    } else {
+        &torrent.have
+    };
+    conn.on_handshake(&handshake, shown, now);
     let mut control = BytesMut::with_capacity(256);
     if let PeerTransport::Utp(utp) = stream {
         // In a uTP packet of its own: Transmission reads nothing after the handshake in the
@@ -238,21 +247,84 @@ async fn serve_inner(
         },
     );
     let _registration = Registration { ctx, choke, key };
+    let super_seed = torrent.super_seed.as_ref().map(|s| SuperMember::join(s));
     let result = {
-        let reader = read_loop(&reader, &shared, &wake, &core_torrent, ctx, key, buf);
+        let ss = super_seed.as_ref();
+        let reader = read_loop(&reader, &shared, &wake, &core_torrent, ctx, key, ss, buf);
         let timer = timer_loop(&shared, &wake, ctx);
         let writer = write_loop(stream, encrypt, &shared, &wake, torrent, ctx);
-        // All three run on this task; whichever ends first ends the connection.
+        let reveals = reveal_loop(ss, &shared, &wake, torrent);
+        // All of them run on this task; whichever ends first ends the connection.
         tokio::select! {
             r = reader => r,
             r = timer => r,
             r = writer => r,
+            r = reveals => r,
         }
     };
     shared.borrow_mut().closed = true;
     result
 }
 
+/// A connection's membership of its torrent's super-seeding, left when dropped.
+struct SuperMember<'a> {
+    shared: &'a SuperSeeding,
+    key: SuperKey,
+    notify: Arc<Notify>,
+}
+
+impl<'a> SuperMember<'a> {
+    fn join(shared: &'a SuperSeeding) -> Self {
+        let (key, notify) = shared.join();
+        SuperMember {
+            shared,
+            key,
+            notify,
+        }
+    }
+}
+
+impl Drop for SuperMember<'_> {
+    fn drop(&mut self) {
+        self.shared.leave(self.key);
+    }
+}
+
+/// How often a super-seeding connection lets pieces that did not spread go
+/// ([`SuperSeeding::tick`]).
+const SUPER_SEED_TICK: Duration = Duration::from_secs(2);
+
+/// Announces the pieces the super-seed reveals to this peer (pending forever when the torrent
+/// is not super-seeded).
+async fn reveal_loop(
+    member: Option<&SuperMember<'_>>,
+    shared: &RefCell<PeerShared>,
+    wake: &Notify,
+    torrent: &SeedTorrent,
+) -> Result<(), PeerError> {
+    let Some(m) = member else {
+        return std::future::pending().await;
+    };
+    loop {
+        let pieces = m.shared.take_reveals(m.key);
+        if !pieces.is_empty() {
+            let mut s = shared.borrow_mut();
+            for p in pieces {
+                s.conn.have(p, &torrent.have);
+            }
+            drop(s);
+            wake.notify_one();
+        }
+        if tokio::time::timeout(SUPER_SEED_TICK, m.notify.notified())
+            .await
+            .is_err()
+        {
+            m.shared.tick();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     stream: &PeerReader<'_, PeerTransport>,
     shared: &RefCell<PeerShared>,
@@ -260,6 +332,7 @@ async fn read_loop(
     core_torrent: &CoreTorrent,
     ctx: &CoreContext,
     key: PeerKey,
+    super_seed: Option<&SuperMember<'_>>,
     mut buf: BytesMut,
 ) -> Result<(), PeerError> {
     let torrent = &*core_torrent.seed;
@@ -311,7 +384,22 @@ async fn read_loop(
                         }
                     }
                     Some(Event::Interested) => interest = Some(true),
-                    Some(Event::NotInterested) => interest = Some(false),
+                    Some(Event::NotInterested) => {
+                        interest = Some(false);
+                        if let Some(m) = super_seed {
+                            m.shared.on_not_interested(m.key);
+                        }
+                    }
+                    Some(Event::Have(piece)) => {
+                        if let Some(m) = super_seed {
+                            m.shared.on_have(m.key, piece);
+                        }
+                    }
+                    Some(Event::Availability) => {
+                        if let Some(m) = super_seed {
+                            m.shared.on_bitfield(m.key, s.conn.their_have());
+                        }
+                    }
                     Some(Event::ExtendedHandshake(h)) => {
                         tracing::debug!(client = ?h.client, reqq = ?h.reqq, "extension handshake");
                     }

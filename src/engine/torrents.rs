@@ -118,6 +118,8 @@ pub struct SeedTorrent {
     advised: Box<[AtomicU32]>,
     stopped: AtomicBool,
     stop_reason: Mutex<Option<String>>,
+    /// BEP 16 super-seeding, when on ([`SeedTorrent::super_seeding`]).
+    pub super_seed: Option<super::super_seed::SuperSeeding>,
 }
 
 impl SeedTorrent {
@@ -160,7 +162,16 @@ impl SeedTorrent {
                 .collect(),
             stopped: AtomicBool::new(false),
             stop_reason: Mutex::new(None),
+            super_seed: None,
         }
+    }
+
+    /// Turns BEP 16 super-seeding on (`on`) or leaves it off: peers are shown a few pieces
+    /// each, the next ones as those spread ([`crate::swarm::SuperSeed`]).
+    pub fn super_seeding(mut self, on: bool) -> Self {
+        self.super_seed =
+            on.then(|| super::super_seed::SuperSeeding::new(self.geometry.piece_count()));
+        self
     }
 
     /// The info-hash.

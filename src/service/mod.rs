@@ -45,6 +45,8 @@ pub struct ServiceConfig {
     /// The state folder (`--state`): resume data that spares unchanged torrents their check
     /// at start.
     pub state: Option<Arc<resume::StateDir>>,
+    /// BEP 16 super-seeding of every torrent.
+    pub super_seed: bool,
 }
 
 struct Record {
@@ -230,12 +232,10 @@ impl Service {
             ..
         } = loaded;
         let hash = torrent.info_hash;
-        let seed = Arc::new(SeedTorrent::new(
-            torrent,
-            storage,
-            self.engine.cores(),
-            checked,
-        ));
+        let seed = Arc::new(
+            SeedTorrent::new(torrent, storage, self.engine.cores(), checked)
+                .super_seeding(self.config.super_seed),
+        );
         if self.config.huge_pages {
             let (advised, error) = seed.storage.advise_huge_pages();
             match error {
@@ -494,12 +494,15 @@ impl Service {
         r.rechecked_at = Some(Instant::now());
         match result {
             Ok(storage) => {
-                let fresh = Arc::new(SeedTorrent::with_counters(
-                    r.seed.torrent.clone(),
-                    storage,
-                    r.seed.counters.clone(),
-                    true,
-                ));
+                let fresh = Arc::new(
+                    SeedTorrent::with_counters(
+                        r.seed.torrent.clone(),
+                        storage,
+                        r.seed.counters.clone(),
+                        true,
+                    )
+                    .super_seeding(r.seed.super_seed.is_some()),
+                );
                 if !r.paused {
                     let _ = self.engine.remove(info_hash);
                     if let Err(e) = self.engine.add(fresh.clone()) {

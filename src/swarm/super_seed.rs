@@ -322,7 +322,7 @@ impl<K: Copy + Eq + Hash + Ord> SuperSeed<K> {
                     continue;
                 }
                 let score = self.availability[i as usize] + self.assigned[i as usize];
-                if best.is_none_or(|(s, _)| score < s) {
+                if best.map_or(true, |(s, _)| score < s) {
                     best = Some((score, i));
                     if score == 0 {
                         break;
