@@ -6,7 +6,6 @@ mod seed_support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use seed_support::{assert_same_file, data, require_libtorrent, RawPeer, Seed, PYTHON};
 

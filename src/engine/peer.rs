@@ -247,7 +247,7 @@ async fn serve_inner(
         },
     );
     let _registration = Registration { ctx, choke, key };
-    let super_seed = torrent.super_seed.as_ref().map(|s| SuperMember::join(s));
+    let super_seed = torrent.super_seed.as_ref().map(SuperMember::join);
     let result = {
         let ss = super_seed.as_ref();
         let reader = read_loop(&reader, &shared, &wake, &core_torrent, ctx, key, ss, buf);
