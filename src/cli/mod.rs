@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// `println!` for the commands' output, quiet when stdout is a closed pipe.
 macro_rules! outln {
@@ -35,6 +35,7 @@ fn write_stdout(args: std::fmt::Arguments) {
 }
 
 mod bench;
+mod config;
 mod create;
 mod get;
 mod plan;
@@ -114,14 +115,21 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// Parses the command line, runs the command, and maps errors to one line on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.log.as_deref());
     let json = cli.command.wants_json();
     let result = match cli.command {
         Command::Create(a) => create::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Show(a) => show::run(a),
-        Command::Seed(a) => seed::run(a),
+        Command::Seed(a) => {
+            let given = matches
+                .subcommand_matches("seed")
+                .map(seed::given_ids)
+                .unwrap_or_default();
+            seed::run(a, given)
+        }
         Command::Get(a) => get::run(a),
         Command::Tracker(a) => tracker::run(a),
         Command::Bench(a) => bench::run(a),

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
+use super::config;
 use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
-use crate::engine::{self, EngineConfig, EngineControl, Shutdown};
+use crate::engine::{self, EngineConfig, EngineControl, LimitValues, Shutdown};
 use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::PeerId;
 use crate::service::admin::{parse_admin_addr, AdminConfig, AdminServer, Token};
@@ -28,12 +29,18 @@ use crate::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
 const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Arguments of `seedbox seed`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct SeedArgs {
     /// A .torrent (its content is looked up under --data) or a file or folder to share (its
     /// torrent is created beside it, as `seedbox create` would).
-    #[arg(value_name = "TARGET", required_unless_present_any = ["watch"])]
+    #[arg(value_name = "TARGET", required_unless_present_any = ["watch", "config"])]
     pub targets: Vec<PathBuf>,
+    /// Read the flags below from a TOML file, each key named as its flag
+    /// (`unchoke-slots = "auto"`, `watch = "/srv/drop"`); a flag given here wins, a key that
+    /// is no flag is refused. SIGHUP re-reads it: the watch folder, the upload limit and the
+    /// unchoke slots change without dropping peers (the other keys at the next start).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Watch folder: a .torrent dropped into it (its data under --data) is seeded, and so is
     /// a file or folder (its torrent created beside it, as for a TARGET), once unchanged for
     /// a second; removing it stops its torrent. inotify, or polling where it is refused.
@@ -152,7 +159,7 @@ pub struct SeedArgs {
 }
 
 /// A polling interval in seconds (fractions allowed), 0.1 s to a day.
-fn parse_poll(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_poll(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("`{s}`: expected seconds, e.g. 2 or 0.5"))?;
@@ -163,7 +170,7 @@ fn parse_poll(s: &str) -> Result<Duration, String> {
 }
 
 /// A socket option size: a size (`parse_size`) from 1 byte to 2 GiB - 1 (a C `int`).
-fn parse_socket_bytes(s: &str) -> Result<u32, String> {
+pub(super) fn parse_socket_bytes(s: &str) -> Result<u32, String> {
     let n = parse_size(s)?;
     if n == 0 || n > i32::MAX as u64 {
         return Err(format!("`{s}`: expected 1 byte to 2GiB"));
@@ -171,8 +178,177 @@ fn parse_socket_bytes(s: &str) -> Result<u32, String> {
     Ok(n as u32)
 }
 
-/// Runs `seedbox seed`.
-pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
+/// The ids of the arguments `matches` got from the command line (not from defaults).
+pub(super) fn given_ids(matches: &clap::ArgMatches) -> Vec<String> {
+    matches
+        .ids()
+        .filter(|id| {
+            matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
+
+/// The config file behind `--config`, read at start and on SIGHUP.
+struct Reload {
+    path: PathBuf,
+    /// The command line's arguments (defaults where no flag was given).
+    cli: SeedArgs,
+    /// The ids of the flags given on the command line (they win over the file).
+    given: Vec<String>,
+}
+
+impl Reload {
+    /// The settings: the file's keys under the command line's flags.
+    fn settings(&self) -> anyhow::Result<SeedArgs> {
+        let mut args = self.cli.clone();
+        config::load(&self.path)?
+            .apply(&mut args, &|id| self.given.iter().any(|g| g == id))
+            .with_context(|| format!("config {}", self.path.display()))?;
+        Ok(args)
+    }
+}
+
+/// What a SIGHUP may change while serving: the settings in force, the watch folder and the
+/// config file to re-read.
+struct Live {
+    args: SeedArgs,
+    watcher: Option<Watcher>,
+    reload: Option<Reload>,
+}
+
+fn rate_text(rate: Option<u64>) -> String {
+    rate.map_or_else(|| "none".to_owned(), |r| format!("{r} bytes/s"))
+}
+
+fn watch_text(args: &SeedArgs) -> String {
+    match (&args.watch, args.watch_poll) {
+        (None, _) => "none".to_owned(),
+        (Some(d), None) => d.display().to_string(),
+        (Some(d), Some(p)) => format!("{} (polled every {} s)", d.display(), p.as_secs_f64()),
+    }
+}
+
+impl Live {
+    /// SIGHUP: re-reads the config file and applies what changed. A file that does not read
+    /// or parse is logged and the running settings stay.
+    fn hangup(&mut self, service: &Arc<Service>) {
+        let Some(reload) = &self.reload else {
+            return;
+        };
+        let new = match reload.settings() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("SIGHUP: {e:#}; keeping the running settings");
+                return;
+            }
+        };
+        let path = reload.path.display().to_string();
+        let mut changed = Vec::new();
+        let mut new = new;
+        if (&new.watch, new.watch_poll) != (&self.args.watch, self.args.watch_poll) {
+            match self.change_watch(service, &new) {
+                Ok(()) => changed.push(format!("watch {}", watch_text(&new))),
+                Err(e) => {
+                    tracing::error!(
+                        "config {path}: {e:#}; keeping watch {}",
+                        watch_text(&self.args)
+                    );
+                    new.watch = self.args.watch.clone();
+                    new.watch_poll = self.args.watch_poll;
+                }
+            }
+        }
+        if new.unchoke_slots != self.args.unchoke_slots {
+            changed.push(format!("unchoke-slots {}", new.unchoke_slots));
+        }
+        if new.max_upload_rate != self.args.max_upload_rate {
+            changed.push(format!(
+                "max-upload-rate {}",
+                rate_text(new.max_upload_rate)
+            ));
+        }
+        service.engine().set_limits(LimitValues {
+            unchoke_slots: new.unchoke_slots,
+            max_upload_rate: new.max_upload_rate,
+        });
+        // The other keys are read at start only.
+        let mut rest = new.clone();
+        rest.watch = self.args.watch.clone();
+        rest.watch_poll = self.args.watch_poll;
+        rest.unchoke_slots = self.args.unchoke_slots;
+        rest.max_upload_rate = self.args.max_upload_rate;
+        if format!("{rest:?}") != format!("{:?}", self.args) {
+            tracing::warn!(
+                "config {path}: keys other than watch, watch-poll, unchoke-slots and \
+                 max-upload-rate changed; they take effect at the next start"
+            );
+        }
+        tracing::info!(
+            "config {path} re-read: {}",
+            if changed.is_empty() {
+                "nothing to change".to_owned()
+            } else {
+                changed.join(", ")
+            }
+        );
+        self.args = new;
+    }
+
+    fn change_watch(&mut self, service: &Arc<Service>, new: &SeedArgs) -> anyhow::Result<()> {
+        match (&self.watcher, &new.watch) {
+            (Some(w), Some(dir)) => w.reconfigure(WatchConfig {
+                dir: dir.clone(),
+                poll: new.watch_poll,
+            })?,
+            (None, Some(dir)) => {
+                self.watcher = Some(Watcher::start(
+                    service.clone(),
+                    WatchConfig {
+                        dir: dir.clone(),
+                        poll: new.watch_poll,
+                    },
+                )?)
+            }
+            (Some(_), None) => {
+                if let Some(w) = self.watcher.take() {
+                    w.stop();
+                }
+                tracing::info!("no watch folder any more; its torrents keep serving");
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Runs `seedbox seed`; `given`: the ids of the flags given on the command line (they win
+/// over `--config`'s file).
+pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
+    let reload = cli.config.clone().map(|path| Reload {
+        path,
+        cli: cli.clone(),
+        given,
+    });
+    let args = match &reload {
+        Some(r) => {
+            let args = r.settings()?;
+            tracing::info!(
+                "config {}: watch {}, unchoke-slots {}, max-upload-rate {}",
+                r.path.display(),
+                watch_text(&args),
+                args.unchoke_slots,
+                rate_text(args.max_upload_rate)
+            );
+            args
+        }
+        None => cli,
+    };
+    if args.targets.is_empty() && args.watch.is_none() {
+        anyhow::bail!(
+            "nothing to seed: give a TARGET or --watch DIR (or `watch` in --config's file)"
+        );
+    }
     // Before any thread starts: every thread inherits the blocked signals.
     let signals = Signals::block_with_hangup()?;
     match engine::raise_nofile_limit() {
@@ -233,6 +409,11 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let admin = start_admin(&args, &service)?;
+    let mut live = Live {
+        args: args.clone(),
+        watcher,
+        reload,
+    };
     outln!("listening {listen}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -258,13 +439,13 @@ pub fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
             })?
     };
     let started = Instant::now();
-    let stopped = serve_until_signal(&service, &signals, &engine, args.stats_every);
+    let stopped = serve_until_signal(&service, &signals, &engine, &mut live);
     shutdown.trigger();
     let result = engine
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     result.context("engine failed")?;
-    if let Some(w) = watcher {
+    if let Some(w) = live.watcher.take() {
         w.stop();
     }
     log_totals(&service, started);
@@ -382,13 +563,15 @@ fn engine_config(args: &SeedArgs, threads: usize, peer_id: PeerId) -> EngineConf
 
 /// The main thread while serving: waits for SIGINT/SIGTERM (or the engine's end), and once a
 /// second does the service's upkeep (file checks, announce counters) and, every
-/// `stats_every` seconds, logs a statistics line. Returns how many torrents stopped.
+/// `stats_every` seconds, logs a statistics line. SIGHUP re-checks stopped torrents and
+/// re-reads the config file. Returns how many torrents stopped.
 fn serve_until_signal(
     service: &Arc<Service>,
     signals: &Signals,
     engine: &std::thread::JoinHandle<std::io::Result<()>>,
-    stats_every: u64,
+    live: &mut Live,
 ) -> usize {
+    let stats_every = live.args.stats_every;
     let stats = service.engine().stats().clone();
     let mut last = (stats.snapshot(), Instant::now());
     let every = Duration::from_secs(stats_every);
@@ -403,6 +586,7 @@ fn serve_until_signal(
             Some("SIGHUP") => {
                 tracing::info!("SIGHUP: re-checking stopped torrents");
                 service.recheck_stopped();
+                live.hangup(service);
             }
             Some(sig) => {
                 tracing::info!("signal {sig}: shutting down");

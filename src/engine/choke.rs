@@ -57,17 +57,40 @@ impl TorrentCore {
     /// No peers yet; `slots` regular unchoke slots on this core; `uplink`: this core's upload
     /// limit, if any (bytes per second, for [`Slots::Auto`]).
     pub fn new(slots: Slots, uplink: Option<u64>) -> Self {
-        let mut choker = Choker::new(ChokerConfig {
-            slots,
-            optimistic: true,
-        });
-        choker.set_seeding(true);
-        choker.set_uplink(uplink);
         TorrentCore {
             slots,
-            choker,
+            choker: seed_choker(slots, uplink),
             peers: BTreeMap::new(),
             snapshots: Vec::new(),
+        }
+    }
+
+    /// New limits (a config re-read): with other slots, a fresh choker ranks the peers now
+    /// and each peer is choked or unchoked to match it; no peer is closed.
+    pub fn set_limits(&mut self, slots: Slots, uplink: Option<u64>, now: Duration) {
+        self.choker.set_uplink(uplink);
+        if slots == self.slots {
+            return;
+        }
+        self.slots = slots;
+        self.choker = seed_choker(slots, uplink);
+        if slots != Slots::Unlimited {
+            self.round(now);
+        }
+        for (key, p) in &self.peers {
+            let mut s = p.shared.borrow_mut();
+            let want = match slots {
+                Slots::Unlimited => s.conn.peer_interested(),
+                _ => self.choker.is_unchoked(key),
+            };
+            if want == s.conn.am_choking() {
+                if want {
+                    s.conn.unchoke();
+                } else {
+                    s.conn.choke();
+                }
+                p.wake.notify_one();
+            }
         }
     }
 
@@ -193,6 +216,17 @@ impl TorrentCore {
     }
 }
 
+/// A seed-mode choker with `slots` regular slots and one optimistic unchoke.
+fn seed_choker(slots: Slots, uplink: Option<u64>) -> Choker<PeerKey> {
+    let mut choker = Choker::new(ChokerConfig {
+        slots,
+        optimistic: true,
+    });
+    choker.set_seeding(true);
+    choker.set_uplink(uplink);
+    choker
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +318,28 @@ mod tests {
         tc.tick(secs(11));
         assert!(unchoked(&tc).contains(&3), "{:?}", unchoked(&tc));
         assert_eq!(unchoked(&tc).len(), 2);
+    }
+
+    #[test]
+    fn new_slots_apply_to_the_connected_peers_without_closing_any() {
+        let mut tc = TorrentCore::new(Slots::Limited(1), None);
+        for k in 0..4 {
+            tc.add(k, peer(secs(0)));
+            interested(&mut tc, k, secs(1));
+        }
+        assert_eq!(unchoked(&tc).len(), 2, "one slot and the optimistic one");
+        tc.set_limits(Slots::Unlimited, None, secs(2));
+        assert_eq!(unchoked(&tc), vec![0, 1, 2, 3]);
+        tc.set_limits(Slots::Limited(2), None, secs(3));
+        assert_eq!(unchoked(&tc).len(), 3, "two slots and the optimistic one");
+        tc.set_limits(Slots::Limited(0), None, secs(4));
+        assert_eq!(unchoked(&tc).len(), 1, "the optimistic one");
+        assert_eq!(tc.len(), 4);
+        assert!(tc.peers.values().all(|p| !p.shared.borrow().closed));
+        // A newcomer under the new slots: no free slot, stays choked until a round.
+        tc.add(9, peer(secs(5)));
+        interested(&mut tc, 9, secs(5));
+        assert_eq!(unchoked(&tc).len(), 1);
     }
 
     #[test]

@@ -74,18 +74,27 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// Regular unchoke slots of core `core` (see [`EngineConfig::unchoke_slots`]).
     pub fn core_slots(&self, core: usize) -> Slots {
-        let n = self.threads.max(1) as u32;
-        match self.unchoke_slots {
-            Slots::Limited(s) => Slots::Limited(s / n + u32::from((core as u32) < s % n)),
-            other => other,
-        }
+        split_slots(self.unchoke_slots, self.threads, core)
     }
 
     /// Upload limit of one core in bytes per second.
     pub fn core_upload_rate(&self) -> Option<u64> {
-        self.max_upload_rate
-            .map(|r| (r / self.threads.max(1) as u64).max(1))
+        split_rate(self.max_upload_rate, self.threads)
     }
+}
+
+/// Core `core`'s share of `slots` over `threads` cores (see [`EngineConfig::unchoke_slots`]).
+pub fn split_slots(slots: Slots, threads: usize, core: usize) -> Slots {
+    let n = threads.max(1) as u32;
+    match slots {
+        Slots::Limited(s) => Slots::Limited(s / n + u32::from((core as u32) < s % n)),
+        other => other,
+    }
+}
+
+/// One core's share of an upload limit over `threads` cores.
+pub fn split_rate(rate: Option<u64>, threads: usize) -> Option<u64> {
+    rate.map(|r| (r / threads.max(1) as u64).max(1))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use super::limits::{LimitValues, Limits};
 use super::stats::EngineStats;
 use super::torrents::{SeedTorrent, TorrentSet};
 use crate::metainfo::InfoHash;
@@ -55,6 +56,7 @@ pub struct EngineControl {
     cores: Vec<mpsc::UnboundedSender<CoreCommand>>,
     torrents: Mutex<TorrentSet>,
     stats: Arc<EngineStats>,
+    limits: Arc<Limits>,
 }
 
 impl EngineControl {
@@ -73,6 +75,7 @@ impl EngineControl {
             cores: senders,
             torrents: Mutex::new(TorrentSet::new()),
             stats: Arc::new(EngineStats::new(cores)),
+            limits: Arc::new(Limits::default()),
         };
         (Arc::new(control), inboxes)
     }
@@ -85,6 +88,17 @@ impl EngineControl {
     /// The engine's counters.
     pub fn stats(&self) -> &Arc<EngineStats> {
         &self.stats
+    }
+
+    /// The limits that change while serving (unchoke slots, upload limit).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
+    /// Changes the unchoke slots and the upload limit: every core applies them within a
+    /// second, to the peers it has (none is dropped) and to those to come.
+    pub fn set_limits(&self, values: LimitValues) {
+        self.limits.set(values);
     }
 
     fn set(&self) -> MutexGuard<'_, TorrentSet> {

@@ -13,6 +13,7 @@ mod choke;
 pub mod config;
 pub mod control;
 pub mod download;
+pub mod limits;
 pub mod listen;
 pub mod magnet;
 mod mse;
@@ -31,6 +32,7 @@ pub mod zerocopy;
 
 pub use config::EngineConfig;
 pub use control::{ControlError, CoreCommand, CoreInbox, EngineControl};
+pub use limits::{LimitValues, Limits};
 pub use listen::{bind_reuseport, raise_nofile_limit};
 pub use stats::{EngineStats, StatsSnapshot};
 pub use torrents::{PieceState, SeedTorrent, TorrentCounters, TorrentSet};

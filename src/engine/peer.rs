@@ -554,7 +554,7 @@ fn fill_batch(
     batch.parts.clear();
     batch.arrivals.clear();
     let mut throttled = None;
-    let mut bucket = ctx.bucket.as_ref().map(|b| b.borrow_mut());
+    let mut bucket = ctx.bucket.borrow_mut();
     while batch.blocks.len() < ctx.config.blocks_per_write {
         if let Some(b) = bucket.as_mut() {
             let need = u64::from(BLOCK_SIZE);

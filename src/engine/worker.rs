@@ -13,7 +13,9 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 use super::choke::{PeerKey, TorrentCore};
+use super::config::{split_rate, split_slots};
 use super::control::{CoreCommand, CoreInbox, EngineControl};
+use super::limits::{LimitValues, Limits};
 use super::sockets::OpenSockets;
 use super::stats::{CoreStats, EngineStats};
 use super::torrents::SeedTorrent;
@@ -22,7 +24,7 @@ use super::zerocopy::ZeroCopyRing;
 use super::{peer, EngineConfig};
 use crate::metainfo::InfoHash;
 use crate::protocol::utp::SocketConfig;
-use crate::swarm::{TokenBucket, BLOCK_SIZE};
+use crate::swarm::{Slots, TokenBucket, BLOCK_SIZE};
 
 /// How often each core checks its choker rounds and stopped torrents.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -75,7 +77,12 @@ pub(super) struct CoreContext {
     /// The torrents this core serves, by info-hash (changed by [`CoreCommand`]s).
     pub torrents: RefCell<HashMap<InfoHash, CoreTorrent>>,
     /// This core's share of the upload limit.
-    pub bucket: Option<RefCell<TokenBucket>>,
+    pub bucket: RefCell<Option<TokenBucket>>,
+    /// The limits that change while serving, and the generation this core applied.
+    limits: Arc<Limits>,
+    limits_seen: Cell<u64>,
+    /// This core's unchoke slots and upload share, from `limits`.
+    core_limits: Cell<(Slots, Option<u64>)>,
     /// This core's ring for zero-copy sends (with `send_zc_threshold`).
     pub zero_copy: Option<std::rc::Rc<ZeroCopyRing>>,
     /// This core's connections' sockets, handshaking ones included, for the exit.
@@ -112,11 +119,8 @@ impl CoreContext {
     fn apply(&self, command: CoreCommand) {
         match command {
             CoreCommand::AddTorrent(seed) => {
-                let slots = self.config.core_slots(self.core);
-                let choke = std::rc::Rc::new(RefCell::new(TorrentCore::new(
-                    slots,
-                    self.config.core_upload_rate(),
-                )));
+                let (slots, uplink) = self.core_limits.get();
+                let choke = std::rc::Rc::new(RefCell::new(TorrentCore::new(slots, uplink)));
                 self.torrents
                     .borrow_mut()
                     .insert(seed.info_hash(), CoreTorrent { seed, choke });
@@ -138,12 +142,53 @@ impl CoreContext {
         }
     }
 
+    /// Applies changed limits (a config re-read): this core's upload bucket and every
+    /// torrent's choker, keeping every peer. One atomic load when nothing changed.
+    fn refresh_limits(&self, now: Duration) {
+        if self.limits.generation() == self.limits_seen.get() {
+            return;
+        }
+        let (generation, values) = self.limits.get();
+        self.limits_seen.set(generation);
+        let (slots, uplink) = core_limits(&self.config, &values, self.core);
+        if self.core_limits.get() == (slots, uplink) {
+            return;
+        }
+        self.core_limits.set((slots, uplink));
+        {
+            let mut bucket = self.bucket.borrow_mut();
+            match (bucket.as_mut(), uplink) {
+                (Some(b), Some(rate)) => b.set_rate(rate, now),
+                (None, Some(rate)) => *bucket = Some(new_bucket(rate, now)),
+                (_, None) => *bucket = None,
+            }
+        }
+        let torrents: Vec<CoreTorrent> = self.torrents.borrow().values().cloned().collect();
+        for t in torrents {
+            t.choke.borrow_mut().set_limits(slots, uplink, now);
+        }
+    }
+
     /// A fresh peer key.
     pub fn next_key(&self) -> PeerKey {
         let k = self.next_key.get();
         self.next_key.set(k + 1);
         k
     }
+}
+
+/// Core `core`'s unchoke slots and upload share under `values`.
+fn core_limits(config: &EngineConfig, values: &LimitValues, core: usize) -> (Slots, Option<u64>) {
+    (
+        split_slots(values.unchoke_slots, config.threads, core),
+        split_rate(values.max_upload_rate, config.threads),
+    )
+}
+
+/// An upload bucket of `rate` bytes per second with a burst of 4 blocks: smooth, yet enough
+/// to batch writes.
+fn new_bucket(rate: u64, now: Duration) -> TokenBucket {
+    TokenBucket::new(rate, 4 * u64::from(BLOCK_SIZE), now)
 }
 
 /// Runs the engine on one thread per listener until `shutdown` is triggered. Blocks. Core
@@ -183,6 +228,10 @@ pub fn run_with_utp(
         ));
     }
     let stats = control.stats().clone();
+    control.limits().init(LimitValues {
+        unchoke_slots: config.unchoke_slots,
+        max_upload_rate: config.max_upload_rate,
+    });
     let config = Arc::new(config);
     let open = Arc::new(AtomicUsize::new(0));
     let cpus = if config.pin_cores {
@@ -195,6 +244,7 @@ pub fn run_with_utp(
         let listen_port = listener.local_addr()?.port();
         let utp = utp_sockets.next();
         let (config, stats, open) = (config.clone(), stats.clone(), open.clone());
+        let limits = control.limits().clone();
         let stop = shutdown.subscribe();
         let cpu = super::tune::cpu_for_core(&cpus, core);
         let handle = std::thread::Builder::new()
@@ -207,14 +257,9 @@ pub fn run_with_utp(
                     }
                 }
                 let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-                // A burst of 4 blocks per core: smooth, yet enough to batch writes.
-                let bucket = config.core_upload_rate().map(|rate| {
-                    RefCell::new(TokenBucket::new(
-                        rate,
-                        4 * u64::from(BLOCK_SIZE),
-                        Duration::ZERO,
-                    ))
-                });
+                let (generation, values) = limits.get();
+                let (slots, uplink) = core_limits(&config, &values, core);
+                let bucket = uplink.map(|rate| new_bucket(rate, Duration::ZERO));
                 let zero_copy = match config.send_zc_threshold {
                     Some(_) => match ZeroCopyRing::new() {
                         Ok(r) => Some(r),
@@ -234,7 +279,10 @@ pub fn run_with_utp(
                     latency: RefCell::new(latency),
                     epoch: Instant::now(),
                     torrents: RefCell::new(HashMap::new()),
-                    bucket,
+                    bucket: RefCell::new(bucket),
+                    limits,
+                    limits_seen: Cell::new(generation),
+                    core_limits: Cell::new((slots, uplink)),
                     zero_copy,
                     sockets: Default::default(),
                     next_key: Cell::new(0),
@@ -393,6 +441,7 @@ async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
     loop {
         tick.tick().await;
         let now = ctx.now();
+        ctx.refresh_limits(now);
         // Cloned out, so that a choker round never runs under the map's borrow.
         let torrents: Vec<CoreTorrent> = ctx.torrents.borrow().values().cloned().collect();
         for t in torrents {

@@ -33,6 +33,14 @@ impl TokenBucket {
         self.rate
     }
 
+    /// Changes the refill rate from `now` on (at least 1 byte per second); the tokens held
+    /// stay.
+    pub fn set_rate(&mut self, rate: u64, now: Duration) {
+        self.refill(now);
+        self.rate = rate.max(1);
+        self.carry_ns = 0;
+    }
+
     fn refill(&mut self, now: Duration) {
         if now <= self.last {
             return;
@@ -98,6 +106,18 @@ mod tests {
         assert_eq!(b.available(ms(100)), 100);
         assert!(b.try_take(100, ms(100)));
         assert_eq!(b.available(ms(100)), 0);
+    }
+
+    #[test]
+    fn a_new_rate_applies_from_its_change_on() {
+        let mut b = TokenBucket::new(1000, 500, ms(0));
+        assert!(b.try_take(500, ms(0)));
+        // 100 ms at 1000 B/s, then 100 ms at 3000 B/s.
+        b.set_rate(3000, ms(100));
+        assert_eq!(b.rate(), 3000);
+        assert_eq!(b.available(ms(200)), 100 + 300);
+        b.set_rate(0, ms(200));
+        assert_eq!(b.rate(), 1, "at least 1 byte per second");
     }
 
     #[test]

@@ -214,6 +214,23 @@ impl Seed {
             .expect("RssAnon")
     }
 
+    /// The admin server's address, from the banner's `admin` line.
+    pub fn admin(&self) -> SocketAddr {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("admin     http://"))
+            .expect("admin line in the banner")
+            .trim_end_matches('/')
+            .parse()
+            .expect("admin address")
+    }
+
+    /// Sends `signal` to the seed.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Panics if the seed process has exited.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
@@ -369,6 +386,25 @@ impl RawPeer {
                 start.elapsed() < limit,
                 "the seed kept the connection open for {limit:?} ({total} bytes read)"
             );
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some` (at most `limit`: tests run on a
+/// loaded machine); panics with `what` and the last value seen otherwise.
+pub fn wait_until<T, L: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, L>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() >= limit => {
+                panic!("{what}: not within {limit:?}; last seen {last:?}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }
