@@ -18,6 +18,7 @@ use crate::protocol::PeerId;
 use crate::service::admin::{parse_admin_addr, AdminConfig, AdminServer, Token};
 use crate::service::announce::Announcers;
 use crate::service::load::is_torrent_file;
+use crate::service::notify::{status_line, Notifier};
 use crate::service::resume::StateDir;
 use crate::service::watch::{WatchConfig, Watcher};
 use crate::service::{Service, ServiceBackend, ServiceConfig};
@@ -215,6 +216,9 @@ struct Live {
     args: SeedArgs,
     watcher: Option<Watcher>,
     reload: Option<Reload>,
+    /// systemd's notification socket (`Type=notify`), and the last status sent.
+    notifier: Option<Notifier>,
+    status: String,
 }
 
 fn rate_text(rate: Option<u64>) -> String {
@@ -230,6 +234,30 @@ fn watch_text(args: &SeedArgs) -> String {
 }
 
 impl Live {
+    /// Tells systemd (when it started us as `Type=notify`) `state`; a failure is logged once.
+    fn notify(&mut self, state: &str) {
+        if let Some(n) = &self.notifier {
+            if let Err(e) = n.notify(state) {
+                tracing::warn!("cannot notify systemd: {e}");
+                self.notifier = None;
+            }
+        }
+    }
+
+    /// Sends the status line when it changed.
+    fn update_status(&mut self, service: &Service) {
+        if self.notifier.is_none() {
+            return;
+        }
+        let torrents = service.torrents();
+        let peers = torrents.iter().map(|t| t.peers).sum();
+        let status = status_line(torrents.len(), peers);
+        if status != self.status {
+            self.notify(&status);
+            self.status = status;
+        }
+    }
+
     /// SIGHUP: re-reads the config file and applies what changed. A file that does not read
     /// or parse is logged and the running settings stay.
     fn hangup(&mut self, service: &Arc<Service>) {
@@ -372,6 +400,13 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     } else {
         Vec::new()
     };
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!("not notifying systemd: {e}");
+        None
+    });
+    if let (Some(n), false) = (&notifier, args.targets.is_empty()) {
+        let _ = n.notify(&format!("STATUS=checking {} targets", args.targets.len()));
+    }
     let peer_id = PeerId::generate(&mut rand::thread_rng());
     let (control, inboxes) = EngineControl::new(threads);
     let announce_url = tracker.as_ref().map(|(_, url)| url.clone());
@@ -413,6 +448,8 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         args: args.clone(),
         watcher,
         reload,
+        notifier,
+        status: String::new(),
     };
     outln!("listening {listen}");
     use std::io::Write;
@@ -439,7 +476,12 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
             })?
     };
     let started = Instant::now();
+    // Serving: the listeners accept (connections wait in their backlog until a core takes
+    // them) and every target is checked.
+    live.notify("READY=1");
+    live.update_status(&service);
     let stopped = serve_until_signal(&service, &signals, &engine, &mut live);
+    live.notify("STOPPING=1");
     shutdown.trigger();
     let result = engine
         .join()
@@ -597,6 +639,7 @@ fn serve_until_signal(
         if engine.is_finished() {
             return stopped;
         }
+        live.update_status(service);
         // Files truncated, replaced or rewritten under the mapping stop their torrent (the
         // cores also check when a send fails with EFAULT); the others keep serving.
         for t in service.tick() {

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod announce;
 mod backend;
 pub mod load;
+pub mod notify;
 pub mod resume;
 mod resuming;
 pub mod watch;

@@ -33,7 +33,15 @@ impl Seed {
     /// Like [`Seed::start`], but announcing to the torrents' trackers. `--listen 127.0.0.1:0`
     /// unless `args` has a `--listen`.
     pub fn start_announcing(args: &[&str], cwd: &Path) -> Seed {
+        Seed::start_with_env(args, cwd, &[])
+    }
+
+    /// Like [`Seed::start_announcing`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], cwd: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Seed {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_seedbox"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.arg("seed").args(args);
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
