@@ -74,7 +74,16 @@ pub struct GetArgs {
     /// Print the final report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Give up (exit 1, saying why) when no peer has sent any data for this long before the
+    /// download completed: no peer reachable, none with the missing pieces, all banned, or no
+    /// tracker answering. `0`: wait forever.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3m")]
+    pub stall_timeout: Duration,
 }
+
+/// Exit code of a `get` interrupted before completion (SIGINT or SIGTERM), as shells report
+/// a command ended by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Loads the torrent from a file or fetches it from an `http://` URL.
 fn load_torrent(source: &Path) -> anyhow::Result<Torrent> {
@@ -173,6 +182,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         rng_seed: None,
         write_mode: args.write_mode,
         encryption: args.encryption,
+        stall_timeout: (!args.stall_timeout.is_zero()).then_some(args.stall_timeout),
         trackers: if args.no_tracker {
             Vec::new()
         } else {
@@ -206,7 +216,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
                 if p.complete { ", seeding" } else { "" }
             ));
         },
-        stop,
+        stop.clone(),
     )?;
     bar.finish_and_clear();
     if args.json {
@@ -229,29 +239,37 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(if report.complete {
         ExitCode::SUCCESS
+    } else if stop.load(Ordering::Relaxed) {
+        ExitCode::from(EXIT_INTERRUPTED)
     } else {
         ExitCode::from(super::EXIT_FAILURE)
     })
 }
 
-/// SIGINT/SIGTERM set `stop`; a second signal exits at once.
+/// SIGINT/SIGTERM set `stop`; a second signal exits at once. The handlers are in place when
+/// this returns (a signal right after is not lost to the default action).
 fn install_stop_handler(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("signal runtime");
+    let (mut int, mut term) = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        )
+    };
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("signal runtime");
         rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
             loop {
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
                 if stop.swap(true, Ordering::Relaxed) {
-                    std::process::exit(130);
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
                 }
             }
         });

@@ -20,8 +20,8 @@ pub use choker::{
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
 };
 pub use driver::{
-    ban_key, Driver, DriverConfig, Effect, Peer, PeerError, PeerKey, Totals, BAN_STRIKES,
-    REQUEST_TIMEOUT, TICK,
+    ban_key, BlockDigest, Driver, DriverConfig, Effect, Peer, PeerError, PeerKey, Totals,
+    BAN_STRIKES, REQUEST_TIMEOUT, TICK,
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
 pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, Strategy};

@@ -11,6 +11,11 @@
 //! 3. end game: once every missing block is requested, blocks already requested from other
 //!    peers are requested again; [`Picker::block_received`] then names the peers to cancel.
 //!
+//! A piece that failed its hash check is fetched again from a single peer (the first to be
+//! given one of its blocks owns the rest, and no end-game duplicate goes elsewhere), so a
+//! second failure names the culprit; the owner gives it up by leaving or once none of its
+//! requests for the piece is outstanding (choked, rejected, timed out).
+//!
 //! Rarest first never sorts: pieces live in availability buckets updated in O(1) per change
 //! (see `availability.rs`). Peers that have everything ("seeds") are counted apart, which
 //! leaves the order untouched and makes `have all` O(1).
@@ -121,6 +126,28 @@ struct Partial<K> {
     extra: Vec<(u32, K)>,
     open: u32,
     received: u32,
+    /// A piece being fetched again after a failed hash check: only `owner` is given its
+    /// blocks.
+    exclusive: bool,
+    /// The one peer given the blocks of an exclusive piece (`None`: the next to ask).
+    owner: Option<K>,
+}
+
+impl<K: Copy + Eq> Partial<K> {
+    /// Whether `peer` may be given open blocks of this piece.
+    fn open_to(&self, peer: K) -> bool {
+        !self.exclusive || !matches!(self.owner, Some(o) if o != peer)
+    }
+
+    /// An exclusive piece's owner with no request of it outstanding gives it up.
+    fn release_owner_if_idle(&mut self, peer: K) {
+        if self.exclusive
+            && self.owner == Some(peer)
+            && !self.blocks.contains(&Block::Requested(peer))
+        {
+            self.owner = None;
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -172,6 +199,8 @@ pub struct Picker<K> {
     ties: Vec<u32>,
     /// Reused buffer: the pieces the peer being served could start, laid out as `blocked`.
     cand: Vec<u64>,
+    /// Pieces that failed their hash check and are to be fetched again from one peer.
+    single_source: std::collections::HashSet<u32, rustc_hash::FxBuildHasher>,
 }
 
 impl<K: Copy + Eq + Hash> Picker<K> {
@@ -201,6 +230,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             blocked: vec![0; (n as usize).div_ceil(64)],
             ties: Vec::new(),
             cand: Vec::new(),
+            single_source: Default::default(),
         }
     }
 
@@ -355,6 +385,9 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 idx += 1;
             }
             part.extra.retain(|&(_, k)| k != peer);
+            if part.owner == Some(peer) {
+                part.owner = None;
+            }
             if !was_open && part.open > 0 {
                 self.open_partials += 1;
             }
@@ -385,6 +418,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
                 }
                 self.unrequested += 1;
             }
+            part.release_owner_if_idle(peer);
         }
     }
 
@@ -480,6 +514,8 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             extra: Vec::new(),
             open: blocks,
             received: 0,
+            exclusive: !self.single_source.is_empty() && self.single_source.contains(&piece),
+            owner: None,
         });
         self.partials.len() - 1
     }
@@ -515,15 +551,25 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         };
         self.unrequested -= open;
         self.avail.remove(piece);
+        if !self.single_source.is_empty() {
+            self.single_source.remove(&piece);
+        }
+    }
+
+    /// Whether `piece` failed its hash check and is being fetched again from one peer.
+    pub fn is_single_source(&self, piece: u32) -> bool {
+        self.single_source.contains(&piece)
     }
 
     /// `piece` failed its hash check: every block goes back to not requested so it is fetched
-    /// again. Returns the peers that sent its blocks (one of them sent bad data).
+    /// again, from a single peer. Returns the peers that sent its blocks (one of them sent bad
+    /// data).
     pub fn piece_failed(&mut self, piece: u32) -> Vec<K> {
         let mut senders = Vec::new();
         if piece >= self.geometry.piece_count() || self.have.has(piece) {
             return senders;
         }
+        self.single_source.insert(piece);
         if let Some(part) = self.drop_partial(piece) {
             for b in &part.blocks {
                 match *b {
@@ -603,6 +649,12 @@ impl<K: Copy + Eq + Hash> Picker<K> {
 
     fn request_open(&mut self, slot: usize, peer: K, target: usize, out: &mut Vec<BlockRef>) {
         let part = &mut self.partials[slot];
+        if !part.open_to(peer) {
+            return;
+        }
+        if part.exclusive && part.open > 0 && out.len() < target {
+            part.owner = Some(peer);
+        }
         let was_open = part.open > 0;
         for (idx, b) in part.blocks.iter_mut().enumerate() {
             if out.len() >= target || part.open == 0 {
@@ -880,7 +932,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         // Blocks requested from others only, fewest requesters first.
         let mut candidates: Vec<(usize, usize, u32)> = Vec::new();
         for (slot, part) in self.partials.iter().enumerate() {
-            if !peer_has.has(part.piece) {
+            if !peer_has.has(part.piece) || part.exclusive {
                 continue;
             }
             for (idx, b) in part.blocks.iter().enumerate() {
@@ -1217,6 +1269,51 @@ mod tests {
         let again = p.pick(2, &bits(3, &[piece]), 10, &mut rng());
         assert_eq!(again.len(), 4);
         assert!(again.iter().all(|b| b.piece == piece));
+    }
+
+    #[test]
+    fn a_failed_piece_is_fetched_again_from_one_peer_only() {
+        let mut p = picker(2, Strategy::RarestFirst, 0);
+        p.peer_have_all(1).unwrap();
+        p.peer_have_all(2).unwrap();
+        p.peer_have_all(3).unwrap();
+        let full = Bitfield::full(2);
+        // Piece 0 arrives from two peers and fails.
+        let blocks: Vec<_> = p.geometry().blocks(0).collect();
+        for (i, b) in blocks.iter().enumerate() {
+            p.block_received(*b, 1 + i as u32 % 2);
+        }
+        complete(&mut p, 1, 0);
+        let mut senders = p.piece_failed(0);
+        senders.sort_unstable();
+        assert_eq!(senders, vec![1, 2]);
+        assert!(p.is_single_source(0));
+        // Peer 2 asks first for one block: the piece is its alone from now on.
+        assert_eq!(p.pick(2, &full, 1, &mut rng()), vec![blocks[0]]);
+        assert!(p.pick(1, &full, 4, &mut rng()).is_empty());
+        assert_eq!(p.pick(2, &full, 4, &mut rng()), blocks[1..].to_vec());
+        assert!(p.in_end_game());
+        assert!(
+            p.pick(3, &full, 4, &mut rng()).is_empty(),
+            "no end-game copy"
+        );
+        // Choked: its requests dropped, it gives the piece up and peer 3 may take it.
+        for b in &blocks[1..] {
+            p.request_rejected(*b, 2);
+        }
+        assert!(
+            p.pick(3, &full, 4, &mut rng()).is_empty(),
+            "block 0 still asked of 2"
+        );
+        p.peer_left(2, &full);
+        assert_eq!(p.pick(3, &full, 8, &mut rng()), blocks);
+        assert!(p.pick(1, &full, 8, &mut rng()).is_empty());
+        for b in &blocks {
+            p.block_received(*b, 3);
+        }
+        p.piece_verified(0);
+        assert!(!p.is_single_source(0));
+        assert!(p.is_complete());
     }
 
     #[test]

@@ -24,6 +24,9 @@ p.add_argument('--upload-limit', type=int, default=0, help='bytes/s for this tor
 p.add_argument('--timeout', type=float, default=600)
 p.add_argument('--stay', action='store_true', help='keep running after DONE')
 p.add_argument('--tracker', action='store_true', help='announce to the torrent\'s trackers')
+p.add_argument('--check', action='store_true',
+               help='seed mode: check the data at start (the default seed_mode trusts it and '
+                    'hashes each piece on its first request instead)')
 p.add_argument('--plaintext', action='store_true',
                help='no protocol encryption (libtorrent\'s default first tries an encrypted '
                     'handshake on outgoing connections, then falls back to plaintext)')
@@ -54,7 +57,7 @@ ses = lt.session(settings)
 params = lt.add_torrent_params()
 params.ti = lt.torrent_info(a.torrent)
 params.save_path = a.save
-if a.mode == 'seed':
+if a.mode == 'seed' and not a.check:
     params.flags |= lt.torrent_flags.seed_mode
 if not a.tracker:
     params.trackers = []

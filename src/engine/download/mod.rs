@@ -71,6 +71,8 @@ pub struct DownloadConfig {
     pub write_mode: WriteMode,
     /// Plain or encrypted (MSE/PE) connections.
     pub encryption: EncryptionPolicy,
+    /// Give up when no data has arrived for this long before completion (`None`: never).
+    pub stall_timeout: Option<Duration>,
 }
 
 /// The tracker tiers of a torrent: `announce-list` when present (BEP 12), else `announce`.
@@ -115,6 +117,9 @@ pub enum DownloadError {
     /// Writing data failed during the download.
     #[error("download stopped: {0}")]
     Fatal(String),
+    /// No data arrived for the stall timeout.
+    #[error("download stalled: {0}")]
+    Stalled(String),
     /// The runtime could not start.
     #[error("io_uring runtime: {0}")]
     Runtime(std::io::Error),
@@ -203,7 +208,13 @@ pub fn run(
     session.add_candidates(config.peers.iter().copied());
     let session = Rc::new(RefCell::new(session));
     let result = tokio_uring::start(drive(config, session, &mut progress, stop));
-    if let Err(DownloadError::Listen { .. } | DownloadError::Runtime(_)) = &result {
+    let stalled_empty = matches!(&result, Err(DownloadError::Stalled(_))) && !existed;
+    if stalled_empty
+        || matches!(
+            &result,
+            Err(DownloadError::Listen { .. } | DownloadError::Runtime(_))
+        )
+    {
         // Nothing was downloaded: the files this run created would be empty leftovers.
         for path in &missing {
             let _ = std::fs::remove_file(path);
@@ -308,6 +319,36 @@ async fn drive(
     result
 }
 
+/// Why a download stalled, in words: what the peers and the trackers gave.
+fn stall_message(s: &session::Session, limit: Duration, tracker: Option<&TrackerClient>) -> String {
+    use std::sync::atomic::Ordering;
+    let d = &s.driver;
+    let missing = d.picker().geometry().piece_count() - d.have().count();
+    let mut msg = format!(
+        "no data from any peer for {:?} ({} of {} pieces missing); {} peers connected, {} of them with a missing piece",
+        limit,
+        missing,
+        d.picker().geometry().piece_count(),
+        d.peer_count(),
+        d.useful_peers(),
+    );
+    if d.banned_count() > 0 {
+        msg += &format!(", {} banned for bad data", d.banned_count());
+    }
+    match tracker {
+        None => msg += "; no tracker (only --peer)",
+        Some(t) => {
+            let ok = t.stats.announces.load(Ordering::Relaxed);
+            let failed = t.stats.failures.load(Ordering::Relaxed);
+            msg += &format!("; tracker: {ok} announces answered, {failed} failed");
+            if let Some(e) = t.stats.last_error() {
+                msg += &format!(" (last: {e})");
+            }
+        }
+    }
+    msg
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_loop(
     config: &DownloadConfig,
@@ -401,6 +442,11 @@ async fn run_loop(
         });
         if let Some(e) = s.fatal.take() {
             return Err(DownloadError::Fatal(e));
+        }
+        if let Some(limit) = config.stall_timeout {
+            if s.driver.stalled_for(now) >= limit {
+                return Err(DownloadError::Stalled(stall_message(&s, limit, tracker)));
+            }
         }
         let completed_at = s.driver.completed_at();
         let done_lingering = match (completed_at, config.linger) {

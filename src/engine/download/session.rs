@@ -16,7 +16,8 @@ use crate::metainfo::Torrent;
 use crate::protocol::{Message, PeerId};
 use crate::storage::{MappedStorage, WritableStorage};
 use crate::swarm::{
-    BlockRef, Driver, Effect, PeerError, PeerKey, PieceGeometry, RateMeter, TokenBucket, BLOCK_SIZE,
+    BlockDigest, BlockRef, Driver, Effect, PeerError, PeerKey, PieceGeometry, RateMeter,
+    TokenBucket, BLOCK_SIZE,
 };
 
 /// The sockets side of one connected peer (its protocol state lives in the driver).
@@ -222,8 +223,26 @@ impl Session {
                 u64::from(self.geometry.piece_size(piece)),
             );
         }
+        let digests = self
+            .driver
+            .wants_block_digests(piece, good)
+            .then(|| self.block_digests(piece));
         let now = self.now();
-        self.driver.on_piece_verified(piece, good, now);
+        self.driver
+            .on_piece_hashed(piece, good, digests.as_deref(), now);
+    }
+
+    /// The SHA-1 of each block of `piece` as stored, for the driver to find which blocks of a
+    /// failed download were bad (only for failed pieces and pieces that failed before).
+    fn block_digests(&self, piece: u32) -> Vec<BlockDigest> {
+        use sha1::{Digest, Sha1};
+        self.geometry
+            .blocks(piece)
+            .map(|b| match self.reader.block(b) {
+                Some(data) => Sha1::digest(&data).into(),
+                None => [0; 20],
+            })
+            .collect()
     }
 
     fn on_complete(&mut self) {

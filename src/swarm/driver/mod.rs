@@ -39,9 +39,29 @@ pub type PeerKey = u32;
 pub const TICK: Duration = Duration::from_millis(500);
 /// An outstanding request older than this is given up and asked of someone else.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Strikes (pieces that failed their hash check with this peer among the senders) before a
-/// ban.
+/// Strikes before a ban. A strike is bad data proven to come from the peer: a piece that
+/// failed its hash check with every block from it, or a block that differs from the same
+/// block of the piece once it verified. A failed piece whose blocks came from several peers
+/// strikes nobody: it is fetched again from one peer, which settles it.
 pub const BAN_STRIKES: u32 = 2;
+/// Failed downloads remembered for comparison with the piece once it verifies (pieces;
+/// beyond it a failed download is only fetched again).
+const MAX_FAILED_PIECES: usize = 1024;
+/// Failed downloads remembered per piece.
+const MAX_ATTEMPTS: usize = 4;
+
+/// A digest of one block's payload (SHA-1), given by the caller for a failed piece and for a
+/// piece that failed before, to find which blocks were bad.
+pub type BlockDigest = [u8; 20];
+
+/// A failed download of a piece: who sent each block and what it hashed to.
+#[derive(Debug)]
+struct FailedAttempt {
+    /// Per block: the sender's ban key.
+    senders: Vec<Option<SocketAddr>>,
+    /// Per block: the digest of what it sent.
+    digests: Vec<BlockDigest>,
+}
 
 /// How a driver behaves.
 #[derive(Clone, Debug)]
@@ -69,6 +89,9 @@ pub struct DriverConfig {
     pub unit_bytes: u64,
     /// Strikes before a peer's address is banned.
     pub ban_strikes: u32,
+    /// Whether each block's sender is remembered until its piece is checked, so that bad data
+    /// is blamed on who sent it. Off in the simulator, whose data never fails.
+    pub track_senders: bool,
 }
 
 impl DriverConfig {
@@ -83,6 +106,7 @@ impl DriverConfig {
             tick: TICK,
             unit_bytes: u64::from(BLOCK_SIZE),
             ban_strikes: BAN_STRIKES,
+            track_senders: true,
         }
     }
 
@@ -95,6 +119,7 @@ impl DriverConfig {
             request_timeout: None,
             tick: Duration::from_secs(1),
             unit_bytes,
+            track_senders: false,
             ..DriverConfig::network(connection, choker)
         }
     }
@@ -280,6 +305,15 @@ pub struct Driver {
     peers: Slab,
     strikes: HashMap<SocketAddr, u32>,
     banned: HashSet<SocketAddr>,
+    /// Per partial piece: who sent each block received so far (ban keys), with
+    /// [`DriverConfig::track_senders`]. Addresses, not keys: a key is reused once its peer
+    /// is gone, while its blocks still await their piece's check.
+    senders: HashMap<u32, Vec<Option<SocketAddr>>>,
+    /// Failed downloads of pieces not verified yet.
+    failed: HashMap<u32, Vec<FailedAttempt>>,
+    /// When a fresh block last arrived (zero before the first): see
+    /// [`Driver::stalled_for`].
+    last_progress: Duration,
     effects: VecDeque<Effect>,
     totals: Totals,
     completed_at: Option<Duration>,
@@ -308,6 +342,9 @@ impl Driver {
             peers: Slab::default(),
             strikes: HashMap::new(),
             banned: HashSet::new(),
+            senders: HashMap::new(),
+            failed: HashMap::new(),
+            last_progress: Duration::ZERO,
             effects: VecDeque::new(),
             totals,
             completed_at: complete.then_some(Duration::ZERO),
@@ -380,6 +417,11 @@ impl Driver {
     /// How many peers are connected.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// The strikes against `addr` (proven bad data: see [`BAN_STRIKES`]).
+    pub fn strikes(&self, addr: SocketAddr) -> u32 {
+        self.strikes.get(&ban_key(addr)).copied().unwrap_or(0)
     }
 
     /// Whether `addr` is banned.
@@ -573,6 +615,19 @@ impl Driver {
             return;
         }
         self.totals.downloaded += len;
+        self.last_progress = now;
+        if self.config.track_senders {
+            if let Some(p) = self.peers.get(key) {
+                let blocks = self.picker.geometry().block_count(block.piece) as usize;
+                let senders = self
+                    .senders
+                    .entry(block.piece)
+                    .or_insert_with(|| vec![None; blocks]);
+                if let Some(s) = senders.get_mut((block.offset / BLOCK_SIZE) as usize) {
+                    *s = Some(ban_key(p.addr));
+                }
+            }
+        }
         self.effects.push_back(Effect::Store { block, data });
         if received.piece_complete {
             self.effects.push_back(Effect::Verify(block.piece));
@@ -581,15 +636,64 @@ impl Driver {
     }
 
     /// The hash check of `piece` (asked for with [`Effect::Verify`]) came out `good`: announce
-    /// the piece, or fetch it again and strike the peers that sent it.
+    /// the piece, or fetch it again. Without block digests a failure is blamed only when one
+    /// peer sent the whole piece; see [`Driver::on_piece_hashed`].
     pub fn on_piece_verified(&mut self, piece: u32, good: bool, now: Duration) {
+        self.on_piece_hashed(piece, good, None, now);
+    }
+
+    /// Whether the caller should pass block digests to [`Driver::on_piece_hashed`] for
+    /// `piece` checked `good`: for a failed piece, and for a piece that failed before.
+    pub fn wants_block_digests(&self, piece: u32, good: bool) -> bool {
+        self.config.track_senders && (!good || self.failed.contains_key(&piece))
+    }
+
+    /// [`Driver::on_piece_verified`] with the digest of each of the piece's blocks as stored
+    /// (in block order) when [`Driver::wants_block_digests`] says so. A failed piece whose
+    /// blocks came from one peer strikes it; from several, it is fetched again from a single
+    /// peer (whose failure then strikes it), and once the piece verifies every block that
+    /// differed from the verified one strikes the peer that sent it.
+    pub fn on_piece_hashed(
+        &mut self,
+        piece: u32,
+        good: bool,
+        digests: Option<&[BlockDigest]>,
+        now: Duration,
+    ) {
         if self.picker.have().has(piece) {
             return;
         }
+        let senders = self.senders.remove(&piece).unwrap_or_default();
         if good {
+            self.blame_by_comparison(piece, digests);
             self.piece_good(piece, now);
         } else {
-            self.piece_bad(piece);
+            self.piece_bad(piece, senders, digests);
+        }
+    }
+
+    /// The piece verified: the senders of blocks of its failed downloads that differ from the
+    /// verified blocks sent bad data.
+    fn blame_by_comparison(&mut self, piece: u32, good: Option<&[BlockDigest]>) {
+        let Some(attempts) = self.failed.remove(&piece) else {
+            return;
+        };
+        let Some(good) = good else {
+            return;
+        };
+        let mut guilty: Vec<SocketAddr> = Vec::new();
+        for a in &attempts {
+            for ((sender, digest), right) in a.senders.iter().zip(&a.digests).zip(good) {
+                if let Some(who) = sender {
+                    if digest != right && !guilty.contains(who) {
+                        guilty.push(*who);
+                    }
+                }
+            }
+        }
+        for who in guilty {
+            tracing::warn!(piece, %who, "peer sent a block that differs from the verified piece");
+            self.strike(who);
         }
     }
 
@@ -623,31 +727,89 @@ impl Driver {
         }
     }
 
-    fn piece_bad(&mut self, piece: u32) {
+    fn piece_bad(
+        &mut self,
+        piece: u32,
+        senders: Vec<Option<SocketAddr>>,
+        digests: Option<&[BlockDigest]>,
+    ) {
         self.totals.hash_failures += 1;
         let piece_bytes = u64::from(self.picker.geometry().piece_size(piece));
         self.totals.wasted += piece_bytes * self.config.unit_bytes / u64::from(BLOCK_SIZE);
-        let senders = self.picker.piece_failed(piece);
+        self.picker.piece_failed(piece);
+        let mut distinct: Vec<SocketAddr> = Vec::new();
+        for who in senders.iter().flatten() {
+            if !distinct.contains(who) {
+                distinct.push(*who);
+            }
+        }
+        if let [who] = distinct[..] {
+            tracing::warn!(piece, %who, "piece failed its hash check, every block from one peer; fetching it again");
+            self.strike(who);
+            return;
+        }
         tracing::warn!(
             piece,
-            ?senders,
-            "piece failed its hash check; fetching it again"
+            senders = ?distinct,
+            "piece failed its hash check, blocks from several peers; fetching it again from one"
         );
-        for k in senders {
-            let Some(p) = self.peers.get_mut(k) else {
-                continue;
-            };
-            let who = ban_key(p.addr);
-            let strikes = self.strikes.entry(who).or_default();
-            *strikes += 1;
-            if *strikes >= self.config.ban_strikes && !p.closing {
-                tracing::warn!(%who, strikes, "banning peer for bad data");
-                self.banned.insert(who);
-                self.totals.banned += 1;
+        let Some(digests) = digests else {
+            return;
+        };
+        if digests.len() != senders.len()
+            || (!self.failed.contains_key(&piece) && self.failed.len() >= MAX_FAILED_PIECES)
+        {
+            return;
+        }
+        let attempts = self.failed.entry(piece).or_default();
+        if attempts.len() < MAX_ATTEMPTS {
+            attempts.push(FailedAttempt {
+                senders,
+                digests: digests.to_vec(),
+            });
+        }
+    }
+
+    /// Bad data proven to come from `who`: a strike, and at [`DriverConfig::ban_strikes`] a
+    /// ban closing its connections.
+    fn strike(&mut self, who: SocketAddr) {
+        let strikes = self.strikes.entry(who).or_default();
+        *strikes += 1;
+        let strikes = *strikes;
+        if strikes < self.config.ban_strikes || self.banned.contains(&who) {
+            return;
+        }
+        tracing::warn!(%who, strikes, "banning peer for bad data");
+        self.banned.insert(who);
+        self.totals.banned += 1;
+        for (k, p) in self.peers.iter_mut() {
+            if ban_key(p.addr) == who && !p.closing {
                 p.closing = true;
                 self.effects.push_back(Effect::Close(k));
             }
         }
+    }
+
+    /// How long the download has gone without progress: no fresh block from any peer for that
+    /// long (zero once complete). A caller gives up past its stall timeout.
+    pub fn stalled_for(&self, now: Duration) -> Duration {
+        if self.picker.is_complete() {
+            return Duration::ZERO;
+        }
+        now.saturating_sub(self.last_progress)
+    }
+
+    /// How many connected peers have a piece we lack.
+    pub fn useful_peers(&self) -> usize {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.closing && p.wanted > 0)
+            .count()
+    }
+
+    /// How many addresses are banned.
+    pub fn banned_count(&self) -> usize {
+        self.banned.len()
     }
 
     /// Sets our interest in the peer from what it has that we lack.

@@ -35,6 +35,21 @@ pub struct AnnounceStats {
     pub announces: AtomicU64,
     /// Announces that failed (no answer, or an error from the tracker).
     pub failures: AtomicU64,
+    /// Why the last failed announce failed (cleared by an answer).
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl AnnounceStats {
+    /// Why the last announce failed, unless one was answered since.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok()?.clone()
+    }
+
+    fn set_last_error(&self, e: Option<String>) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = e;
+        }
+    }
 }
 
 /// A running announcer for one torrent.
@@ -156,6 +171,7 @@ fn announcer(
             match announce(&due.url, &req, Timeouts::default()) {
                 Ok(resp) => {
                     stats.announces.fetch_add(1, Ordering::Relaxed);
+                    stats.set_last_error(None);
                     tracing::info!(
                         url = %due.url, event = due.event.as_str(), peers = resp.peers.len(),
                         interval = resp.interval, "announced"
@@ -177,6 +193,7 @@ fn announcer(
                 Err(e) => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("announce failed: {e}");
+                    stats.set_last_error(Some(e.to_string()));
                     schedule.failed(start.elapsed());
                 }
             }

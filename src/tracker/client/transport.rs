@@ -120,8 +120,36 @@ fn http_announce(
             url: url.to_owned(),
             reason,
         }),
+        _ if code != 200 => Err(bad(&http_error(&status, &body))),
         Ok(TrackerReply::Ok(_)) => Err(bad(&format!("HTTP status {}", status.trim()))),
         Err(e) => Err(bad(&e.to_string())),
+    }
+}
+
+/// Most bytes of an error reply's body quoted in the error.
+const ERROR_BODY_QUOTE: usize = 120;
+
+/// An HTTP error reply in words: `HTTP 404 Not Found: <the body's start>`, the body's bytes
+/// as text on one line (control characters as spaces), cut at [`ERROR_BODY_QUOTE`].
+fn http_error(status_line: &str, body: &[u8]) -> String {
+    // "HTTP/1.1 404 Not Found" -> "404 Not Found".
+    let status = status_line
+        .trim()
+        .split_once(' ')
+        .map_or(status_line.trim(), |(_, s)| s.trim());
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_QUOTE)]);
+    let mut quote: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    quote = quote.split_whitespace().collect::<Vec<_>>().join(" ");
+    if body.len() > ERROR_BODY_QUOTE {
+        quote.push_str("...");
+    }
+    if quote.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {quote}")
     }
 }
 
@@ -347,5 +375,28 @@ fn udp_announce(
             url: url.to_owned(),
             why: "not an announce reply".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_error;
+
+    #[test]
+    fn an_http_error_names_its_status_and_quotes_the_body_on_one_line() {
+        assert_eq!(
+            http_error("HTTP/1.1 404 Not Found\r", b"no such\r\n torrent"),
+            "HTTP 404 Not Found: no such torrent"
+        );
+        assert_eq!(
+            http_error("HTTP/1.0 502 Bad Gateway", b""),
+            "HTTP 502 Bad Gateway"
+        );
+        let long = vec![b'x'; 5000];
+        let e = http_error("HTTP/1.1 500 Oops", &long);
+        assert!(e.ends_with("...") && e.len() < 160, "{e}");
+        // Not text: replaced, never a panic.
+        let e = http_error("HTTP/1.1 500 Oops", &[0xff, 0xfe, b'a', 0]);
+        assert!(e.starts_with("HTTP 500 Oops: ") && e.contains('a'), "{e}");
     }
 }
