@@ -106,7 +106,9 @@ pub struct SeedTorrent {
     /// Per-core counters (uploaded bytes, peers, unchoked peers), shared with the torrent's
     /// next incarnation when its data is re-checked.
     pub counters: Arc<TorrentCounters>,
-    /// Every piece (what we announce: a seed has them all, bad ones are refused on request).
+    /// What we announce: every piece, bad ones refused on request, except for a torrent
+    /// re-checked after its files changed ([`SeedTorrent::partial`]), which has those that
+    /// verified.
     pub have: Bitfield,
     /// HASH('req2', info-hash): how an encrypted (MSE) handshake names the torrent.
     pub skey_hash: [u8; 20],
@@ -172,6 +174,34 @@ impl SeedTorrent {
         self.super_seed =
             on.then(|| super::super_seed::SuperSeeding::new(self.geometry.piece_count()));
         self
+    }
+
+    /// A torrent of which only the pieces marked in `good` verified (a re-check after its
+    /// files changed): it announces and serves those, and refuses the others.
+    pub fn partial(
+        torrent: Torrent,
+        storage: MappedStorage,
+        counters: Arc<TorrentCounters>,
+        good: &[bool],
+    ) -> Self {
+        let mut seed = Self::with_counters(torrent, storage, counters, false);
+        let mut have = Bitfield::new(seed.geometry.piece_count());
+        if let Some(pieces) = &seed.pieces {
+            for (piece, state) in pieces.iter().enumerate() {
+                let ok = good.get(piece).copied().unwrap_or(false);
+                state.store(if ok { GOOD } else { BAD }, Ordering::Relaxed);
+                if ok {
+                    have.set(piece as u32);
+                }
+            }
+        }
+        seed.have = have;
+        seed
+    }
+
+    /// How many pieces are not served because they failed their check.
+    pub fn unserved_pieces(&self) -> u32 {
+        self.have.len() - self.have.count()
     }
 
     /// The info-hash.

@@ -131,17 +131,7 @@ pub fn check(
         return Err(p.to_string());
     }
     if !report.is_complete() {
-        let bad = report.bad_pieces.len() + report.missing_pieces.len();
-        let first = report
-            .bad_pieces
-            .first()
-            .or(report.missing_pieces.first())
-            .copied()
-            .unwrap_or(0);
-        return Err(format!(
-            "{bad} of {} pieces fail their hash (first: piece {first})",
-            torrent.piece_count()
-        ));
+        return Err(failed_pieces(torrent, &report));
     }
     tracing::info!(
         "{}: {} pieces checked in {:.2} s",
@@ -150,4 +140,63 @@ pub fn check(
         started.elapsed().as_secs_f64()
     );
     Ok(storage)
+}
+
+/// `N of M pieces fail their hash (first: piece P)`.
+fn failed_pieces(torrent: &Torrent, report: &storage::VerifyReport) -> String {
+    let bad = report.bad_pieces.len() + report.missing_pieces.len();
+    let first = report
+        .bad_pieces
+        .first()
+        .or(report.missing_pieces.first())
+        .copied()
+        .unwrap_or(0);
+    format!(
+        "{bad} of {} pieces fail their hash (first: piece {first})",
+        torrent.piece_count()
+    )
+}
+
+/// What a re-check of a served torrent's data found.
+pub struct Rechecked {
+    /// The data, mapped afresh.
+    pub storage: MappedStorage,
+    /// The pieces that verified, when some failed (`None`: every piece is good).
+    pub good: Option<Vec<bool>>,
+    /// Which pieces failed, in words, when some did.
+    pub failed: Option<String>,
+}
+
+/// The re-check of a torrent whose files changed while it was served: [`check`], except that
+/// when every file is there at its size and some pieces fail, the torrent keeps the pieces
+/// that verify. An error when a file is missing or of another size, or no piece verifies.
+pub fn recheck(torrent: &Torrent, dir: &Path, threads: usize) -> Result<Rechecked, String> {
+    let started = Instant::now();
+    let (report, storage) = storage::verify(torrent, dir, threads, &Default::default());
+    if let Some(p) = report.file_problems.first() {
+        return Err(p.to_string());
+    }
+    tracing::info!(
+        "{}: {} of {} pieces good at the re-check ({:.2} s)",
+        torrent.name,
+        report.good_count(),
+        torrent.piece_count(),
+        started.elapsed().as_secs_f64()
+    );
+    if report.is_complete() {
+        return Ok(Rechecked {
+            storage,
+            good: None,
+            failed: None,
+        });
+    }
+    let failed = failed_pieces(torrent, &report);
+    if report.good_count() == 0 {
+        return Err(failed);
+    }
+    Ok(Rechecked {
+        storage,
+        good: Some(report.good),
+        failed: Some(failed),
+    })
 }

@@ -439,12 +439,15 @@ impl Service {
         stopped
     }
 
-    /// Re-checks every stopped torrent now (SIGHUP).
+    /// Re-checks now every stopped torrent and every torrent serving only the pieces that
+    /// verified at its last re-check (SIGHUP).
     pub fn recheck_stopped(self: &Arc<Self>) {
         let stopped: Vec<InfoHash> = self
             .records()
             .iter()
-            .filter(|(_, r)| r.seed.is_stopped() && !r.paused && !r.rechecking)
+            .filter(|(_, r)| {
+                (r.seed.is_stopped() || r.seed.unserved_pieces() > 0) && !r.paused && !r.rechecking
+            })
             .map(|(h, _)| *h)
             .collect();
         for hash in stopped {
@@ -453,8 +456,9 @@ impl Service {
     }
 
     /// Starts re-hashing a torrent's data in the background: while it runs the torrent is
-    /// not served; when every piece verifies it serves again from a fresh mapping (its
-    /// counters carried over), otherwise it stays stopped with the reason.
+    /// not served; then it serves again from a fresh mapping (its counters carried over) the
+    /// pieces that verify, announcing only those, or stays stopped with the reason when a
+    /// file is missing or of another size, or no piece verifies.
     pub fn start_recheck(self: &Arc<Self>, info_hash: &InfoHash) -> anyhow::Result<()> {
         let (torrent, dir) = {
             let mut records = self.records();
@@ -477,8 +481,13 @@ impl Service {
             .name("recheck".into())
             .spawn(move || {
                 let started = service.before_check(&torrent, &dir);
-                let result = load::check(&torrent, &dir, service.config.threads, false);
-                if let Ok(storage) = &result {
+                let result = load::recheck(&torrent, &dir, service.config.threads);
+                if let Ok(load::Rechecked {
+                    storage,
+                    good: None,
+                    ..
+                }) = &result
+                {
                     service.save_resume(&torrent, storage, started, None);
                 }
                 service.finish_recheck(&hash, result);
@@ -486,43 +495,52 @@ impl Service {
         Ok(())
     }
 
-    fn finish_recheck(&self, info_hash: &InfoHash, result: Result<MappedStorage, String>) {
+    fn finish_recheck(&self, info_hash: &InfoHash, result: Result<load::Rechecked, String>) {
         let mut records = self.records();
         let Some(r) = records.get_mut(info_hash) else {
             return;
         };
         r.rechecking = false;
         r.rechecked_at = Some(Instant::now());
-        match result {
-            Ok(storage) => {
-                let fresh = Arc::new(
-                    SeedTorrent::with_counters(
-                        r.seed.torrent.clone(),
-                        storage,
-                        r.seed.counters.clone(),
-                        true,
-                    )
-                    .super_seeding(r.seed.super_seed.is_some()),
-                );
-                if !r.paused {
-                    let _ = self.engine.remove(info_hash);
-                    if let Err(e) = self.engine.add(fresh.clone()) {
-                        tracing::error!("{}: cannot serve again: {e}", fresh.torrent.name);
-                    }
-                }
-                tracing::info!(
-                    "{} ({info_hash}): re-checked, every piece good: serving again",
-                    fresh.torrent.name
-                );
-                r.seed = fresh;
-                r.stop_reported = false;
-            }
+        let checked = match result {
+            Ok(checked) => checked,
             Err(why) => {
                 let reason = format!("re-check failed: {why}");
                 tracing::error!("{} ({info_hash}): {reason}", r.seed.torrent.name);
                 r.seed.stop_because(reason);
+                return;
+            }
+        };
+        let (torrent, counters) = (r.seed.torrent.clone(), r.seed.counters.clone());
+        // Super-seeding stays on for a whole torrent only: it would reveal pieces a partial
+        // one refuses.
+        let super_seed = r.seed.super_seed.is_some() && checked.good.is_none();
+        let fresh = Arc::new(
+            match &checked.good {
+                None => SeedTorrent::with_counters(torrent, checked.storage, counters, true),
+                Some(good) => SeedTorrent::partial(torrent, checked.storage, counters, good),
+            }
+            .super_seeding(super_seed),
+        );
+        if !r.paused {
+            let _ = self.engine.remove(info_hash);
+            if let Err(e) = self.engine.add(fresh.clone()) {
+                tracing::error!("{}: cannot serve again: {e}", fresh.torrent.name);
             }
         }
+        match &checked.failed {
+            None => tracing::info!(
+                "{} ({info_hash}): re-checked, every piece good: serving again",
+                fresh.torrent.name
+            ),
+            Some(failed) => tracing::warn!(
+                "{} ({info_hash}): re-checked, {failed}: serving the {} that verify",
+                fresh.torrent.name,
+                fresh.have.count()
+            ),
+        }
+        r.seed = fresh;
+        r.stop_reported = false;
     }
 
     /// Sends every `stopped` announce and stops the embedded tracker.
