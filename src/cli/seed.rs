@@ -60,12 +60,13 @@ pub struct SeedArgs {
     /// Worker threads, each with its own io_uring runtime and listener (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Peers unchoked per torrent (ranked every 10 s by our upload rate to them, plus one
-    /// optimistic unchoke rotated every 30 s), or `unlimited`. Each core chokes its own
-    /// connections: the slots are split across the cores (core i of n gets N/n, plus one if
-    /// i < N mod n) and each core adds one optimistic unchoke, so at most N + n peers of a
-    /// torrent are unchoked at once.
-    #[arg(long, value_name = "auto|N|unlimited", default_value = "4")]
+    /// Regular unchoke slots per torrent over all cores, plus one optimistic unchoke rotated
+    /// every 30 s: one round every 10 s ranks the torrent's interested peers by our upload
+    /// rate to them, whichever core serves them. `auto` (the default) grows the slots while
+    /// the peers take what they are given (libtorrent's rate thresholds, and with
+    /// --max-upload-rate while the uplink is under 90% used; never fewer than 4, see
+    /// tuning.md); N: at most N + 1 unchoked; `unlimited`: every interested peer.
+    #[arg(long, value_name = "auto|N|unlimited", default_value = "auto")]
     pub unchoke_slots: Slots,
     /// Maximum peer connections in total.
     #[arg(long, value_name = "N", default_value_t = 10_000)]

@@ -11,10 +11,10 @@ use crate::swarm::Slots;
 pub struct EngineConfig {
     /// Worker threads (one io_uring runtime and listener each).
     pub threads: usize,
-    /// Regular unchoke slots per torrent over all cores, split across the cores (core `i` of
-    /// `n` gets `slots / n`, plus one for `i < slots % n`), each core adding one optimistic
-    /// unchoke of its own; [`Slots::Auto`] on each core; [`Slots::Unlimited`] unchokes every
-    /// interested peer.
+    /// Regular unchoke slots per torrent over all cores, plus one optimistic unchoke: one
+    /// choke round per torrent ranks its peers wherever they live ([`choke`](super::choke));
+    /// [`Slots::Auto`] grows them from the upload rates (and `max_upload_rate`);
+    /// [`Slots::Unlimited`] unchokes every interested peer.
     pub unchoke_slots: Slots,
     /// Maximum simultaneous peer connections over all cores.
     pub max_peers: usize,
@@ -72,63 +72,13 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Regular unchoke slots of core `core` (see [`EngineConfig::unchoke_slots`]).
-    pub fn core_slots(&self, core: usize) -> Slots {
-        split_slots(self.unchoke_slots, self.threads, core)
-    }
-
     /// Upload limit of one core in bytes per second.
     pub fn core_upload_rate(&self) -> Option<u64> {
         split_rate(self.max_upload_rate, self.threads)
     }
 }
 
-/// Core `core`'s share of `slots` over `threads` cores (see [`EngineConfig::unchoke_slots`]).
-pub fn split_slots(slots: Slots, threads: usize, core: usize) -> Slots {
-    let n = threads.max(1) as u32;
-    match slots {
-        Slots::Limited(s) => Slots::Limited(s / n + u32::from((core as u32) < s % n)),
-        other => other,
-    }
-}
-
 /// One core's share of an upload limit over `threads` cores.
 pub fn split_rate(rate: Option<u64>, threads: usize) -> Option<u64> {
     rate.map(|r| (r / threads.max(1) as u64).max(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_split_across_cores() {
-        let c = EngineConfig {
-            threads: 3,
-            unchoke_slots: Slots::Limited(4),
-            ..EngineConfig::default()
-        };
-        let per: Vec<_> = (0..3).map(|i| c.core_slots(i)).collect();
-        assert_eq!(
-            per,
-            vec![Slots::Limited(2), Slots::Limited(1), Slots::Limited(1)]
-        );
-        let c = EngineConfig {
-            threads: 8,
-            unchoke_slots: Slots::Limited(4),
-            ..EngineConfig::default()
-        };
-        let total: u32 = (0..8)
-            .map(|i| match c.core_slots(i) {
-                Slots::Limited(n) => n,
-                other => panic!("{other}"),
-            })
-            .sum();
-        assert_eq!(total, 4);
-        let c = EngineConfig {
-            unchoke_slots: Slots::Unlimited,
-            ..c
-        };
-        assert_eq!(c.core_slots(0), Slots::Unlimited);
-    }
 }

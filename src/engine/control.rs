@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use super::choke::ChokeOrder;
 use super::limits::{LimitValues, Limits};
 use super::stats::EngineStats;
 use super::torrents::{SeedTorrent, TorrentSet};
@@ -25,6 +26,8 @@ pub enum CoreCommand {
     /// Close this torrent's peers (they reconnect and get the current bitfield) but keep
     /// serving it.
     ClosePeers(InfoHash),
+    /// The torrent's choke owner's decisions for this core's peers.
+    Choke(ChokeOrder),
 }
 
 impl std::fmt::Debug for CoreCommand {
@@ -33,6 +36,7 @@ impl std::fmt::Debug for CoreCommand {
             CoreCommand::AddTorrent(t) => write!(f, "AddTorrent({})", t.info_hash()),
             CoreCommand::RemoveTorrent(h) => write!(f, "RemoveTorrent({h})"),
             CoreCommand::ClosePeers(h) => write!(f, "ClosePeers({h})"),
+            CoreCommand::Choke(o) => write!(f, "Choke({o:?})"),
         }
     }
 }
@@ -146,6 +150,11 @@ impl EngineControl {
         t.stop("removed".into());
         self.broadcast(|| CoreCommand::RemoveTorrent(*info_hash));
         Ok(t)
+    }
+
+    /// Every core's command channel (for the choke owner's thread).
+    pub(super) fn core_senders(&self) -> Vec<mpsc::UnboundedSender<CoreCommand>> {
+        self.cores.clone()
     }
 
     /// Sends `command` to core `core` (ignored once the engine has stopped).

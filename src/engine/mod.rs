@@ -9,7 +9,7 @@
 //! mapping in one vectored write per batch ([`send`]): no user-space copy, no lock.
 //! [`download`] is the leecher (`seedbox get`) on the same parts.
 
-mod choke;
+pub mod choke;
 pub mod config;
 pub mod control;
 pub mod download;

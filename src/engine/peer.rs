@@ -15,7 +15,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
-use super::choke::{PeerHandle, PeerKey, PeerShared, TorrentCore};
+use super::choke::core::{PeerHandle, PeerShared, TorrentCore};
+use super::choke::PeerKey;
 use super::mse::{self, MseFailure, PeerReader};
 use super::peer_io::{read_handshake, read_more, ReadError};
 use super::send;
@@ -132,7 +133,6 @@ async fn serve_transport(stream: &PeerTransport, addr: SocketAddr, ctx: &CoreCon
 
 /// Unregisters a peer from its torrent's choker however the connection ends.
 struct Registration<'a> {
-    ctx: &'a CoreContext,
     choke: &'a RefCell<TorrentCore>,
     key: PeerKey,
 }
@@ -140,7 +140,7 @@ struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         if let Ok(mut tc) = self.choke.try_borrow_mut() {
-            tc.remove(self.key, self.ctx.now());
+            tc.remove(self.key);
         }
     }
 }
@@ -243,10 +243,9 @@ async fn serve_inner(
         PeerHandle {
             shared: shared.clone(),
             wake: wake.clone(),
-            connected_at: now,
         },
     );
-    let _registration = Registration { ctx, choke, key };
+    let _registration = Registration { choke, key };
     let super_seed = torrent.super_seed.as_ref().map(SuperMember::join);
     let result = {
         let ss = super_seed.as_ref();
@@ -412,7 +411,7 @@ async fn read_loop(
             core_torrent
                 .choke
                 .borrow_mut()
-                .interest_changed(key, interested, now);
+                .interest_changed(key, interested);
         }
         if wake_writer {
             wake.notify_one();

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
-use super::choke::{PeerKey, TorrentCore};
-use super::config::{split_rate, split_slots};
+use super::choke::core::TorrentCore;
+use super::choke::{ChokeEvent, ChokeOwner, PeerKey};
+use super::config::split_rate;
 use super::control::{CoreCommand, CoreInbox, EngineControl};
 use super::limits::{LimitValues, Limits};
 use super::sockets::OpenSockets;
@@ -24,7 +25,7 @@ use super::zerocopy::ZeroCopyRing;
 use super::{peer, EngineConfig};
 use crate::metainfo::InfoHash;
 use crate::protocol::utp::SocketConfig;
-use crate::swarm::{Slots, TokenBucket, BLOCK_SIZE};
+use crate::swarm::{TokenBucket, BLOCK_SIZE};
 
 /// How often each core checks its choker rounds and stopped torrents.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -81,12 +82,14 @@ pub(super) struct CoreContext {
     /// The limits that change while serving, and the generation this core applied.
     limits: Arc<Limits>,
     limits_seen: Cell<u64>,
-    /// This core's unchoke slots and upload share, from `limits`.
-    core_limits: Cell<(Slots, Option<u64>)>,
+    /// This core's upload share, from `limits` (the slots are the choke owner's).
+    core_rate: Cell<Option<u64>>,
     /// This core's ring for zero-copy sends (with `send_zc_threshold`).
     pub zero_copy: Option<std::rc::Rc<ZeroCopyRing>>,
     /// This core's connections' sockets, handshaking ones included, for the exit.
     pub sockets: std::rc::Rc<OpenSockets>,
+    /// Where the torrents' choke owner listens.
+    pub choke_events: std::sync::mpsc::Sender<ChokeEvent>,
     next_key: Cell<PeerKey>,
 }
 
@@ -119,8 +122,11 @@ impl CoreContext {
     fn apply(&self, command: CoreCommand) {
         match command {
             CoreCommand::AddTorrent(seed) => {
-                let (slots, uplink) = self.core_limits.get();
-                let choke = std::rc::Rc::new(RefCell::new(TorrentCore::new(slots, uplink)));
+                let choke = std::rc::Rc::new(RefCell::new(TorrentCore::new(
+                    self.core,
+                    seed.info_hash(),
+                    self.choke_events.clone(),
+                )));
                 self.torrents
                     .borrow_mut()
                     .insert(seed.info_hash(), CoreTorrent { seed, choke });
@@ -139,33 +145,48 @@ impl CoreContext {
                     t.choke.borrow_mut().close_all();
                 }
             }
+            CoreCommand::Choke(order) => {
+                let Some(t) = self.torrent(&order.hash) else {
+                    // Removed here since: acknowledge so the owner does not wait.
+                    if let Some(round) = order.ack {
+                        let (core, hash) = (self.core, order.hash);
+                        let _ = self
+                            .choke_events
+                            .send(ChokeEvent::Applied { core, hash, round });
+                    }
+                    return;
+                };
+                let mut tc = t.choke.borrow_mut();
+                tc.apply(&order);
+                // Published at once, so that the sum over cores never counts a peer choked on
+                // one core after one unchoked on another in its place.
+                t.seed
+                    .counters
+                    .core(self.core)
+                    .unchoked
+                    .store(tc.unchoked() as u64, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Applies changed limits (a config re-read): this core's upload bucket and every
-    /// torrent's choker, keeping every peer. One atomic load when nothing changed.
+    /// Applies a changed upload limit (a config re-read) to this core's upload bucket; the
+    /// choke owner applies changed slots. One atomic load when nothing changed.
     fn refresh_limits(&self, now: Duration) {
         if self.limits.generation() == self.limits_seen.get() {
             return;
         }
         let (generation, values) = self.limits.get();
         self.limits_seen.set(generation);
-        let (slots, uplink) = core_limits(&self.config, &values, self.core);
-        if self.core_limits.get() == (slots, uplink) {
+        let uplink = split_rate(values.max_upload_rate, self.config.threads);
+        if self.core_rate.get() == uplink {
             return;
         }
-        self.core_limits.set((slots, uplink));
-        {
-            let mut bucket = self.bucket.borrow_mut();
-            match (bucket.as_mut(), uplink) {
-                (Some(b), Some(rate)) => b.set_rate(rate, now),
-                (None, Some(rate)) => *bucket = Some(new_bucket(rate, now)),
-                (_, None) => *bucket = None,
-            }
-        }
-        let torrents: Vec<CoreTorrent> = self.torrents.borrow().values().cloned().collect();
-        for t in torrents {
-            t.choke.borrow_mut().set_limits(slots, uplink, now);
+        self.core_rate.set(uplink);
+        let mut bucket = self.bucket.borrow_mut();
+        match (bucket.as_mut(), uplink) {
+            (Some(b), Some(rate)) => b.set_rate(rate, now),
+            (None, Some(rate)) => *bucket = Some(new_bucket(rate, now)),
+            (_, None) => *bucket = None,
         }
     }
 
@@ -175,14 +196,6 @@ impl CoreContext {
         self.next_key.set(k + 1);
         k
     }
-}
-
-/// Core `core`'s unchoke slots and upload share under `values`.
-fn core_limits(config: &EngineConfig, values: &LimitValues, core: usize) -> (Slots, Option<u64>) {
-    (
-        split_slots(values.unchoke_slots, config.threads, core),
-        split_rate(values.max_upload_rate, config.threads),
-    )
 }
 
 /// An upload bucket of `rate` bytes per second with a burst of 4 blocks: smooth, yet enough
@@ -239,12 +252,23 @@ pub fn run_with_utp(
     } else {
         Vec::new()
     };
+    let (choke_events, owner_inbox) = std::sync::mpsc::channel();
+    let owner = ChokeOwner::new(config.unchoke_slots, config.max_upload_rate);
+    let core_senders = control.core_senders();
+    let owner_limits = control.limits().clone();
+    // Ends when every core has dropped its sender (the cores have stopped).
+    let owner = std::thread::Builder::new()
+        .name("seedbox-choke".into())
+        .spawn(move || {
+            super::choke::owner_thread(owner, owner_inbox, core_senders, owner_limits)
+        })?;
     let mut threads = Vec::new();
     for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
         let listen_port = listener.local_addr()?.port();
         let utp = utp_sockets.next();
         let (config, stats, open) = (config.clone(), stats.clone(), open.clone());
         let limits = control.limits().clone();
+        let choke_events = choke_events.clone();
         let stop = shutdown.subscribe();
         let cpu = super::tune::cpu_for_core(&cpus, core);
         let handle = std::thread::Builder::new()
@@ -258,7 +282,7 @@ pub fn run_with_utp(
                 }
                 let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
                 let (generation, values) = limits.get();
-                let (slots, uplink) = core_limits(&config, &values, core);
+                let uplink = split_rate(values.max_upload_rate, config.threads);
                 let bucket = uplink.map(|rate| new_bucket(rate, Duration::ZERO));
                 let zero_copy = match config.send_zc_threshold {
                     Some(_) => match ZeroCopyRing::new() {
@@ -282,19 +306,24 @@ pub fn run_with_utp(
                     bucket: RefCell::new(bucket),
                     limits,
                     limits_seen: Cell::new(generation),
-                    core_limits: Cell::new((slots, uplink)),
+                    core_rate: Cell::new(uplink),
                     zero_copy,
                     sockets: Default::default(),
+                    choke_events,
                     next_key: Cell::new(0),
                 };
                 tokio_uring::start(core_main(listener, utp, inbox, std::rc::Rc::new(ctx), stop))
             })?;
         threads.push(handle);
     }
+    drop(choke_events);
     for t in threads {
         if let Err(e) = t.join() {
             std::panic::resume_unwind(e);
         }
+    }
+    if let Err(e) = owner.join() {
+        std::panic::resume_unwind(e);
     }
     Ok(())
 }
@@ -434,7 +463,7 @@ pub(crate) async fn wait_until(mut done: impl FnMut() -> bool, limit: Duration) 
     }
 }
 
-/// Choker rounds when due; the peers of stopped torrents are closed; each torrent's peer
+/// The upload rates published to the choke owner; the peers of stopped torrents are closed; each torrent's peer
 /// counts on this core are published.
 async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
@@ -451,7 +480,7 @@ async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
                     tc.close_all();
                 }
             } else {
-                tc.tick(now);
+                tc.publish_rates(now);
             }
             let counters = t.seed.counters.core(ctx.core);
             counters.peers.store(tc.len() as u64, Ordering::Relaxed);

@@ -268,6 +268,13 @@ impl<K: Copy + Ord> Choker<K> {
         self.config
     }
 
+    /// Changes the slot count (a config re-read); the next round fills the new count, and
+    /// [`Slots::Auto`] starts again from its minimum.
+    pub fn set_slots(&mut self, slots: Slots) {
+        self.config.slots = slots;
+        self.auto_slots = AUTO_MIN_SLOTS;
+    }
+
     /// Switches between seed mode (rank by our upload rate to the peer) and leecher mode (rank
     /// by the peer's upload rate to us, with anti-snubbing). Takes effect at the next round.
     pub fn set_seeding(&mut self, seeding: bool) {
