@@ -126,6 +126,7 @@ impl CoreContext {
                     self.core,
                     seed.info_hash(),
                     self.choke_events.clone(),
+                    seed.counters.clone(),
                 )));
                 self.torrents
                     .borrow_mut()
@@ -156,15 +157,7 @@ impl CoreContext {
                     }
                     return;
                 };
-                let mut tc = t.choke.borrow_mut();
-                tc.apply(&order);
-                // Published at once, so that the sum over cores never counts a peer choked on
-                // one core after one unchoked on another in its place.
-                t.seed
-                    .counters
-                    .core(self.core)
-                    .unchoked
-                    .store(tc.unchoked() as u64, Ordering::Relaxed);
+                t.choke.borrow_mut().apply(&order);
             }
         }
     }

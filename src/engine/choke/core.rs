@@ -6,13 +6,16 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use super::{ChokeEvent, ChokeOrder, PeerKey};
+use crate::engine::TorrentCounters;
 use crate::metainfo::InfoHash;
 use crate::protocol::Connection;
 use crate::swarm::{BlockRef, RateMeter};
@@ -45,18 +48,36 @@ pub(in crate::engine) struct TorrentCore {
     core: usize,
     hash: InfoHash,
     owner: Sender<ChokeEvent>,
+    counters: Arc<TorrentCounters>,
     peers: BTreeMap<PeerKey, PeerHandle>,
 }
 
 impl TorrentCore {
     /// No peers yet, on core `core`; `owner`: where the torrent's choke owner listens.
-    pub fn new(core: usize, hash: InfoHash, owner: Sender<ChokeEvent>) -> Self {
+    /// `counters`: the torrent's, where this core's unchoked count is published whenever it
+    /// changes here (so that the sum over cores never counts a peer choked or gone on one core
+    /// after one unchoked on another in its place).
+    pub fn new(
+        core: usize,
+        hash: InfoHash,
+        owner: Sender<ChokeEvent>,
+        counters: Arc<TorrentCounters>,
+    ) -> Self {
         TorrentCore {
             core,
             hash,
             owner,
+            counters,
             peers: BTreeMap::new(),
         }
+    }
+
+    fn publish_unchoked(&self) {
+        let n = self.unchoked() as u64;
+        self.counters
+            .core(self.core)
+            .unchoked
+            .store(n, Ordering::Relaxed);
     }
 
     fn tell(&self, event: ChokeEvent) {
@@ -87,6 +108,7 @@ impl TorrentCore {
     /// Forgets a peer that left.
     pub fn remove(&mut self, key: PeerKey) {
         if self.peers.remove(&key).is_some() {
+            self.publish_unchoked();
             let (core, hash) = (self.core, self.hash);
             self.tell(ChokeEvent::Left { core, hash, key });
         }
@@ -133,6 +155,7 @@ impl TorrentCore {
                 }
             }
         }
+        self.publish_unchoked();
         if let Some(round) = order.ack {
             let (core, hash) = (self.core, self.hash);
             self.tell(ChokeEvent::Applied { core, hash, round });
@@ -180,6 +203,10 @@ mod tests {
         }
     }
 
+    fn counters(cores: usize) -> Arc<TorrentCounters> {
+        Arc::new(TorrentCounters::new(cores))
+    }
+
     fn interested(tc: &mut TorrentCore, key: PeerKey) {
         tc.peers[&key]
             .shared
@@ -201,7 +228,7 @@ mod tests {
     #[test]
     fn events_go_to_the_owner_and_orders_are_applied_and_acknowledged() {
         let (tx, rx) = mpsc::channel();
-        let mut tc = TorrentCore::new(1, HASH, tx);
+        let mut tc = TorrentCore::new(1, HASH, tx, counters(2));
         tc.add(7, peer(secs(0)));
         tc.add(8, peer(secs(0)));
         interested(&mut tc, 7);
@@ -242,6 +269,7 @@ mod tests {
         // An unknown key (a peer gone since) is ignored.
         tc.apply(&order(vec![], vec![7, 99], None));
         assert_eq!(unchoked(&tc), vec![7]);
+        assert_eq!(tc.counters.unchoked(), 1, "published at once");
         assert!(rx.try_recv().is_err());
         tc.apply(&order(vec![7], vec![], Some(3)));
         assert!(unchoked(&tc).is_empty());
@@ -253,6 +281,7 @@ mod tests {
                 round: 3
             }
         );
+        assert_eq!(tc.counters.unchoked(), 0);
         tc.close_all();
         assert!(tc.peers.values().all(|p| p.shared.borrow().closed));
     }

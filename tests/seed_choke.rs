@@ -1,0 +1,145 @@
+//! One choke round per torrent over all cores, seen from outside: a torrent seeded with
+//! `--unchoke-slots 4` on 2 worker threads to 9 rate-limited libtorrent leechers never has
+//! more than 4 + 1 unchoked peers (the admin API's count, polled through the download), and
+//! uses all five.
+
+mod seed_support;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use seed_support::{assert_same_file, data, require_libtorrent, Seed};
+use support::LtPeer;
+
+const LEECHERS: usize = 9;
+
+fn create(dir: &Path, name: &str, len: usize) {
+    std::fs::write(dir.join(name), data(len, 18)).unwrap();
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", name])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn admin_addr(seed: &Seed) -> SocketAddr {
+    let line = seed
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("admin     http://"))
+        .expect("admin line in the banner");
+    line.trim_end_matches('/').parse().unwrap()
+}
+
+/// The torrent's `peers` and `unchoked_peers` from `/api/v1/torrents`.
+fn counts(admin: SocketAddr) -> (u64, u64) {
+    use std::io::Write;
+    let mut s = support::http_connect(admin);
+    s.write_all(b"GET /api/v1/torrents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (status, body) = support::read_http_response(&mut s);
+    assert!(status.contains("200"), "{status}");
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let field = |name: &str| -> u64 {
+        let at = body.find(&format!("\"{name}\":")).expect(name) + name.len() + 3;
+        body[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    (field("peers"), field("unchoked_peers"))
+}
+
+#[test]
+fn four_slots_on_two_cores_never_unchoke_more_than_five_peers() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    // 2 MiB to each of 9 leechers limited to 60 kB/s: with 5 unchoked at a time the download
+    // lasts about a minute, several choke rounds.
+    let len = 2 << 20;
+    create(dir.path(), "a.bin", len);
+    let seed = Seed::start(
+        &[
+            "a.bin.torrent",
+            "--threads",
+            "2",
+            "--unchoke-slots",
+            "4",
+            "--stats-every",
+            "0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    let admin = admin_addr(&seed);
+    let connect = seed.addr.to_string();
+    let torrent = dir.path().join("a.bin.torrent");
+    let mut leechers: Vec<LtPeer> = (0..LEECHERS)
+        .map(|i| {
+            let save = dir.path().join(format!("dl-{i}"));
+            LtPeer::leech(
+                &torrent,
+                &save,
+                &[
+                    "--connect",
+                    &connect,
+                    "--download-limit",
+                    "60000",
+                    "--plaintext",
+                    "--timeout",
+                    "600",
+                ],
+            )
+        })
+        .collect();
+    // Poll until every leecher is done, collecting the unchoked counts.
+    let start = Instant::now();
+    let (mut most, mut samples, mut full) = (0, 0, 0);
+    let mut done = vec![false; LEECHERS];
+    while done.iter().any(|d| !d) {
+        assert!(
+            start.elapsed() < Duration::from_secs(480),
+            "leechers not done after 8 minutes: {done:?}; most unchoked {most}"
+        );
+        let (peers, unchoked) = counts(admin);
+        most = most.max(unchoked);
+        samples += 1;
+        if unchoked == 5 {
+            full += 1;
+        }
+        assert!(
+            unchoked <= 5,
+            "{unchoked} of {peers} peers unchoked at {:?}",
+            start.elapsed()
+        );
+        for (i, l) in leechers.iter_mut().enumerate() {
+            if !done[i] && l.wait_for("DONE", Duration::from_millis(1)).is_some() {
+                done[i] = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..LEECHERS {
+        assert_same_file(
+            &dir.path().join("a.bin"),
+            &dir.path().join(format!("dl-{i}/a.bin")),
+        );
+    }
+    // The slots were used: five unchoked (of more peers wanting data) in a good share of
+    // the samples, not one per core.
+    assert!(
+        full * 4 >= samples,
+        "5 unchoked in {full} of {samples} samples (most {most})"
+    );
+    eprintln!(
+        "{samples} samples over {:?}, 5 unchoked in {full}, most {most}",
+        start.elapsed()
+    );
+}
