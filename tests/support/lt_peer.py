@@ -6,6 +6,8 @@ Prints one line per event on stdout, flushed:
   PROGRESS <fraction> <down B/s> <up B/s> <peers>   about every second
   DONE <seconds>                when the torrent is complete (leech mode)
   ERROR <message>               on a torrent error
+  CHOKED <0|1>                  about every second with --report-choke: 1 when no
+                                connected peer unchokes us (or none is connected)
 In seed mode LISTEN comes only once the session answers a handshake for the torrent.
 It runs until killed (seed mode) or, in leech mode, exits after DONE unless --stay.
 """
@@ -23,6 +25,7 @@ p.add_argument('--download-limit', type=int, default=0, help='bytes/s for this t
 p.add_argument('--upload-limit', type=int, default=0, help='bytes/s for this torrent')
 p.add_argument('--timeout', type=float, default=600)
 p.add_argument('--stay', action='store_true', help='keep running after DONE')
+p.add_argument('--report-choke', action='store_true', help='print CHOKED lines (leech mode)')
 p.add_argument('--tracker', action='store_true', help='announce to the torrent\'s trackers')
 p.add_argument('--check', action='store_true',
                help='seed mode: check the data at start (the default seed_mode trusts it and '
@@ -121,6 +124,9 @@ while time.time() < deadline:
     if now - last >= 1:
         last = now
         print('PROGRESS %.4f %d %d %d' % (s.progress, s.download_rate, s.upload_rate, s.num_peers), flush=True)
+        if a.report_choke and not s.is_seeding:
+            unchoked = any(not (p.flags & lt.peer_info.remote_choked) for p in h.get_peer_info())
+            print('CHOKED %d' % (0 if unchoked else 1), flush=True)
         # Keep asking for the explicit peers (libtorrent drops failed ones).
         if a.mode == 'leech' and not s.is_seeding:
             for peer in a.connect:

@@ -215,6 +215,12 @@ impl LtPeer {
         line[5..].trim().parse().unwrap_or(0.0)
     }
 
+    /// The lines it printed since the last call (or since the last `wait_for`), without
+    /// waiting.
+    pub fn drain(&mut self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// Waits up to `timeout` for a line starting with `prefix`; returns it.
     pub fn wait_for(&mut self, prefix: &str, timeout: std::time::Duration) -> Option<String> {
         let deadline = std::time::Instant::now() + timeout;
