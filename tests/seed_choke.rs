@@ -7,33 +7,12 @@ mod seed_support;
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use seed_support::{assert_same_file, data, require_libtorrent, Seed};
+use seed_support::{assert_same_file, create_release, require_libtorrent, Seed};
 use support::LtPeer;
 
 const LEECHERS: usize = 9;
-
-fn create(dir: &Path, name: &str, len: usize) {
-    std::fs::write(dir.join(name), data(len, 18)).unwrap();
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", name])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-fn admin_addr(seed: &Seed) -> SocketAddr {
-    let line = seed
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("admin     http://"))
-        .expect("admin line in the banner");
-    line.trim_end_matches('/').parse().unwrap()
-}
 
 /// The torrent's `peers` and `unchoked_peers` from `/api/v1/torrents`.
 fn counts(admin: SocketAddr) -> (u64, u64) {
@@ -63,7 +42,7 @@ fn four_slots_on_two_cores_never_unchoke_more_than_five_peers() {
     // 2 MiB to each of 9 leechers limited to 60 kB/s: with 5 unchoked at a time the download
     // lasts about a minute, several choke rounds.
     let len = 2 << 20;
-    create(dir.path(), "a.bin", len);
+    create_release(dir.path(), "a.bin", len, 18);
     let seed = Seed::start(
         &[
             "a.bin.torrent",
@@ -78,7 +57,7 @@ fn four_slots_on_two_cores_never_unchoke_more_than_five_peers() {
         ],
         dir.path(),
     );
-    let admin = admin_addr(&seed);
+    let admin = seed.admin();
     let connect = seed.addr.to_string();
     let torrent = dir.path().join("a.bin.torrent");
     let mut leechers: Vec<LtPeer> = (0..LEECHERS)
@@ -157,7 +136,7 @@ fn a_fast_peer_once_measured_keeps_its_slot_on_either_core() {
     let dir = tempfile::tempdir().unwrap();
     // 16 MiB: about 42 s for a fast leecher once unchoked, several rounds.
     let len = 16 << 20;
-    create(dir.path(), "b.bin", len);
+    create_release(dir.path(), "b.bin", len, 18);
     let seed = Seed::start(
         &[
             "b.bin.torrent",

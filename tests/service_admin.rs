@@ -8,30 +8,9 @@ mod seed_support;
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use seed_support::{assert_same_file, data, lt_leech, require_libtorrent, RawPeer, Seed};
-
-fn create(dir: &Path, name: &str, len: usize, salt: u64) {
-    std::fs::write(dir.join(name), data(len, salt)).unwrap();
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", name])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-fn admin_addr(seed: &Seed) -> SocketAddr {
-    let line = seed
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("admin     http://"))
-        .expect("admin line in the banner");
-    line.trim_end_matches('/').parse().unwrap()
-}
+use seed_support::{assert_same_file, create_release, lt_leech, require_libtorrent, RawPeer, Seed};
 
 /// One HTTP request; returns the status line and body.
 fn request(addr: SocketAddr, method: &str, target: &str, body: &[u8]) -> (String, String) {
@@ -82,8 +61,8 @@ print('missing'); sys.exit(1)\n";
 fn admin_api_adds_lists_meters_and_removes_on_the_running_service() {
     require_libtorrent();
     let dir = tempfile::tempdir().unwrap();
-    create(dir.path(), "a.bin", 1 << 20, 1);
-    create(dir.path(), "b.bin", 1 << 20, 2);
+    create_release(dir.path(), "a.bin", 1 << 20, 1);
+    create_release(dir.path(), "b.bin", 1 << 20, 2);
     let mut seed = Seed::start(
         &[
             "a.bin.torrent",
@@ -96,7 +75,7 @@ fn admin_api_adds_lists_meters_and_removes_on_the_running_service() {
         ],
         dir.path(),
     );
-    let admin = admin_addr(&seed);
+    let admin = seed.admin();
     let hash_a = support::info_hash_hex(&dir.path().join("a.bin.torrent"));
     let hash_b = support::info_hash_hex(&dir.path().join("b.bin.torrent"));
 

@@ -9,18 +9,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use seed_support::{assert_same_file, data, lt_leech, require_libtorrent, RawPeer, Seed};
-
-fn create(dir: &Path, name: &str, len: usize, salt: u64) {
-    std::fs::write(dir.join(name), data(len, salt)).unwrap();
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", name])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
+use seed_support::{assert_same_file, create_release, lt_leech, require_libtorrent, RawPeer, Seed};
 
 fn start(dir: &Path) -> Seed {
     Seed::start(
@@ -60,8 +49,8 @@ fn restart_serves_unchanged_torrents_without_a_rehash_and_rechecks_a_changed_one
     require_libtorrent();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    create(dir, "a.bin", 3 << 20, 1);
-    create(dir, "b.bin", 2 << 20, 2);
+    create_release(dir, "a.bin", 3 << 20, 1);
+    create_release(dir, "b.bin", 2 << 20, 2);
     let a = support::info_hash_hex(&dir.join("a.bin.torrent"));
     let b = support::info_hash_hex(&dir.join("b.bin.torrent"));
 
@@ -124,8 +113,8 @@ fn restart_serves_unchanged_torrents_without_a_rehash_and_rechecks_a_changed_one
 fn damaged_or_foreign_resume_data_is_never_trusted() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    create(dir, "a.bin", 1 << 20, 3);
-    create(dir, "b.bin", 1 << 20, 4);
+    create_release(dir, "a.bin", 1 << 20, 3);
+    create_release(dir, "b.bin", 1 << 20, 4);
     let a = support::info_hash_hex(&dir.join("a.bin.torrent"));
     let b = support::info_hash_hex(&dir.join("b.bin.torrent"));
     // Killed (SIGKILL, by drop) once serving: the resume data written before is whole.

@@ -15,15 +15,6 @@ use std::time::{Duration, Instant};
 
 use seed_support::{assert_same_file, data, lt_leech, require_libtorrent, RawPeer, Seed};
 
-fn admin_addr(seed: &Seed) -> SocketAddr {
-    let line = seed
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("admin     http://"))
-        .expect("admin line in the banner");
-    line.trim_end_matches('/').parse().unwrap()
-}
-
 fn torrents(admin: SocketAddr) -> String {
     let (status, body) = support::http_get(admin, "/api/v1/torrents");
     assert!(status.contains("200"), "{status}");
@@ -119,7 +110,7 @@ fn dropped_releases_are_seeded_and_removed_ones_stopped() {
         ],
         dir.path(),
     );
-    let admin = admin_addr(&seed);
+    let admin = seed.admin();
     assert!(torrents(admin).trim() == "[]", "{}", torrents(admin));
 
     // A junk .torrent: skipped, the service keeps going.
@@ -232,7 +223,7 @@ fn the_polling_fallback_seeds_a_dropped_folder() {
         ],
         dir.path(),
     );
-    let admin = admin_addr(&seed);
+    let admin = seed.admin();
     // Built beside the folder, then moved in whole.
     let staged = dir.path().join("album");
     std::fs::create_dir_all(staged.join("disc1")).unwrap();

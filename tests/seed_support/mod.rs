@@ -132,6 +132,19 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Writes `len` bytes of test data (`salt`) to `dir/name` and creates `dir/name.torrent`
+/// with 16 KiB pieces (`seedbox create -l 16K`, run in `dir`).
+pub fn create_release(dir: &Path, name: &str, len: usize, salt: u64) {
+    std::fs::write(dir.join(name), data(len, salt)).unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", name])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 /// Path of the libtorrent leecher script.
 pub fn leech_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seed_support/lt_leech.py")
