@@ -71,13 +71,6 @@ impl Default for EngineConfig {
     }
 }
 
-impl EngineConfig {
-    /// Upload limit of one core in bytes per second.
-    pub fn core_upload_rate(&self) -> Option<u64> {
-        split_rate(self.max_upload_rate, self.threads)
-    }
-}
-
 /// One core's share of an upload limit over `threads` cores.
 pub fn split_rate(rate: Option<u64>, threads: usize) -> Option<u64> {
     rate.map(|r| (r / threads.max(1) as u64).max(1))

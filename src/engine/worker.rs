@@ -456,8 +456,9 @@ pub(crate) async fn wait_until(mut done: impl FnMut() -> bool, limit: Duration) 
     }
 }
 
-/// The upload rates published to the choke owner; the peers of stopped torrents are closed; each torrent's peer
-/// counts on this core are published.
+/// Once a second: changed limits applied, the upload rates published to the choke owner,
+/// the peers of stopped torrents closed, and each torrent's peer counts on this core
+/// published.
 async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {

@@ -40,7 +40,9 @@ pub(super) fn owner_thread(
     let epoch = Instant::now();
     let mut rng = rand::thread_rng();
     let mut orders = Vec::new();
-    let mut seen = limits.generation();
+    // Generation 0 is never current once the engine started, so the first tick adopts the
+    // limits even when a change came before the owner was built from the configuration.
+    let mut seen = 0;
     loop {
         if limits.generation() != seen {
             let (generation, values) = limits.get();
