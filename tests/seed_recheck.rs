@@ -3,7 +3,8 @@
 //! verify, announcing only those in its bitfield; a failed piece is never served. A libtorrent
 //! leecher checks each step: a `touch` serves everything again, bytes changed in two pieces
 //! serve all but those two, the bytes restored serve everything, and a truncated file restored
-//! serves everything.
+//! serves everything. The admin API and `/metrics` report each state (`partial` with the count
+//! of unserved pieces while the two are refused).
 
 mod seed_support;
 mod support;
@@ -88,6 +89,31 @@ fn recheck_until(seed: &Seed, info_hash: [u8; 20], want: &Announced) {
     }
 }
 
+/// The torrent's `state` and `unserved_pieces` from the admin API, and its
+/// `seedbox_torrent_unserved_pieces` sample from `/metrics`.
+fn reported(admin: SocketAddr) -> (String, u64, String) {
+    let (status, body) = support::http_get(admin, "/api/v1/torrents");
+    assert!(status.contains("200"), "{status}");
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let t = &list[0];
+    let (status, metrics) = support::http_get(admin, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let sample = String::from_utf8(metrics)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("seedbox_torrent_unserved_pieces{"))
+        .expect("an unserved-pieces sample")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    (
+        t["state"].as_str().unwrap().to_owned(),
+        t["unserved_pieces"].as_u64().unwrap(),
+        sample,
+    )
+}
+
 /// Overwrites `len` bytes at `at` in place (same size, new mtime).
 fn write_at(path: &Path, at: usize, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -151,9 +177,22 @@ fn a_changed_file_serves_again_the_pieces_that_verify_and_never_one_that_fails()
     std::fs::write(&path, &original).unwrap();
     support::create(&path, &dir.join("a.torrent"), &["-l", "16K"]);
     let torrent = dir.join("a.torrent");
-    let seed = Seed::start(&["a.torrent", "--threads", "2", "--stats-every", "0"], dir);
+    let seed = Seed::start(
+        &[
+            "a.torrent",
+            "--threads",
+            "2",
+            "--stats-every",
+            "0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        dir,
+    );
     let hash = seed.info_hash(0);
+    let admin = seed.admin();
     wait_announced(seed.addr, hash, &Announced::All);
+    assert_eq!(reported(admin), ("seeding".into(), 0, "0".into()));
 
     // `touch`: stopped, then re-checked: every piece good, all served again.
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -179,6 +218,7 @@ fn a_changed_file_serves_again_the_pieces_that_verify_and_never_one_that_fails()
     }
     wait_announced(seed.addr, hash, &Announced::Nothing);
     recheck_until(&seed, hash, &Announced::Bits(all_but_changed()));
+    assert_eq!(reported(admin), ("partial".into(), 2, "2".into()));
     let save = dir.join("dl2");
     let out = support::python(
         PARTIAL_LEECHER,
@@ -209,6 +249,7 @@ fn a_changed_file_serves_again_the_pieces_that_verify_and_never_one_that_fails()
     }
     wait_announced(seed.addr, hash, &Announced::Nothing);
     recheck_until(&seed, hash, &Announced::All);
+    assert_eq!(reported(admin), ("seeding".into(), 0, "0".into()));
     lt_leech(
         &torrent,
         &dir.join("dl3"),

@@ -98,6 +98,10 @@ fn status(r: &Record) -> TorrentStatus {
         TorrentState::Stopped {
             reason: seed.stop_reason().unwrap_or_else(|| "stopped".into()),
         }
+    } else if seed.unserved_pieces() > 0 {
+        TorrentState::Partial {
+            unserved_pieces: seed.unserved_pieces(),
+        }
     } else {
         TorrentState::Seeding
     };

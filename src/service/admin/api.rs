@@ -190,6 +190,7 @@ pub fn torrent_json(t: &TorrentStatus) -> Value {
         "name": t.name,
         "size": t.size,
         "state": t.state.name(),
+        "unserved_pieces": t.state.unserved_pieces(),
         "uploaded": t.uploaded,
         "upload_rate": rate,
         "peers": t.peers,
@@ -359,7 +360,9 @@ mod tests {
         stopped.state = TorrentState::Stopped {
             reason: "data file deleted".into(),
         };
-        let mock = Mock::with(vec![status(1, "a"), stopped]);
+        let mut partial = status(3, "c");
+        partial.state = TorrentState::Partial { unserved_pieces: 2 };
+        let mock = Mock::with(vec![status(1, "a"), stopped, partial]);
         let r = Router {
             backend: &mock,
             token: None,
@@ -381,6 +384,9 @@ mod tests {
         assert!(v[0].get("reason").is_none());
         assert_eq!(v[1]["state"], "stopped");
         assert_eq!(v[1]["reason"], "data file deleted");
+        assert_eq!(v[0]["unserved_pieces"], 0);
+        assert_eq!(v[2]["state"], "partial");
+        assert_eq!(v[2]["unserved_pieces"], 2);
         let slash = Router {
             backend: &mock,
             token: None,

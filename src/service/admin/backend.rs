@@ -50,6 +50,12 @@ pub enum TorrentState {
     Paused,
     /// Serving stopped while its data is hashed again.
     Rechecking,
+    /// Serving only the pieces that verified at its last re-check: the others changed on
+    /// disk and are neither announced nor served.
+    Partial {
+        /// Pieces not served.
+        unserved_pieces: u32,
+    },
     /// Not serving, for the reason given (e.g. its data file was deleted).
     Stopped {
         /// A line an operator can act on.
@@ -58,14 +64,15 @@ pub enum TorrentState {
 }
 
 impl TorrentState {
-    /// The state's name in the API and metrics: `checking`, `seeding`, `paused`, `rechecking`
-    /// or `stopped`.
+    /// The state's name in the API and metrics: `checking`, `seeding`, `partial`, `paused`,
+    /// `rechecking` or `stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             TorrentState::Checking => "checking",
             TorrentState::Seeding => "seeding",
             TorrentState::Paused => "paused",
             TorrentState::Rechecking => "rechecking",
+            TorrentState::Partial { .. } => "partial",
             TorrentState::Stopped { .. } => "stopped",
         }
     }
@@ -79,7 +86,22 @@ impl TorrentState {
     }
 
     /// Every state name, for metrics that carry one series per state.
-    pub const NAMES: [&'static str; 5] = ["checking", "seeding", "paused", "rechecking", "stopped"];
+    pub const NAMES: [&'static str; 6] = [
+        "checking",
+        "seeding",
+        "partial",
+        "paused",
+        "rechecking",
+        "stopped",
+    ];
+
+    /// Pieces not served because they failed their last re-check (0 in any other state).
+    pub fn unserved_pieces(&self) -> u32 {
+        match self {
+            TorrentState::Partial { unserved_pieces } => *unserved_pieces,
+            _ => 0,
+        }
+    }
 }
 
 /// One torrent as the API lists it.
@@ -220,9 +242,15 @@ mod tests {
             TorrentState::Seeding,
             TorrentState::Paused,
             TorrentState::Rechecking,
+            TorrentState::Partial { unserved_pieces: 3 },
             stopped,
         ] {
             assert!(TorrentState::NAMES.contains(&s.name()));
         }
+        let partial = TorrentState::Partial { unserved_pieces: 3 };
+        assert_eq!(partial.name(), "partial");
+        assert_eq!(partial.unserved_pieces(), 3);
+        assert_eq!(partial.reason(), None);
+        assert_eq!(TorrentState::Seeding.unserved_pieces(), 0);
     }
 }

@@ -118,7 +118,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         sample(w, "seedbox_torrents", &[("state", state)], n as u64);
     }
 
-    let per_torrent: [PerTorrent; 6] = [
+    let per_torrent: [PerTorrent; 7] = [
         (
             "seedbox_torrent_uploaded_bytes_total",
             "counter",
@@ -148,6 +148,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "counter",
             "Tracker announces that failed, per torrent.",
             |t| t.announce_failures,
+        ),
+        (
+            "seedbox_torrent_unserved_pieces",
+            "gauge",
+            "Pieces not served because they failed their last re-check, per torrent.",
+            |t| u64::from(t.state.unserved_pieces()),
         ),
         (
             "seedbox_torrent_size_bytes",
@@ -379,9 +385,13 @@ mod tests {
         assert!(text.contains("\nseedbox_unchoked_peers 2\n"));
         assert!(text.contains("\nseedbox_torrents{state=\"seeding\"} 1\n"));
         assert!(text.contains("\nseedbox_torrents{state=\"paused\"} 0\n"));
+        assert!(text.contains("\nseedbox_torrents{state=\"partial\"} 0\n"));
         let hash = "ab".repeat(20);
         assert!(text.contains(&format!(
             "seedbox_torrent_uploaded_bytes_total{{info_hash=\"{hash}\",name=\"a \\\"quoted\\\" \\\\ name\\nnext\"}} 1000\n"
+        )));
+        assert!(text.contains(&format!(
+            "seedbox_torrent_unserved_pieces{{info_hash=\"{hash}\",name=\"a \\\"quoted\\\" \\\\ name\\nnext\"}} 0\n"
         )));
         assert!(text.contains("seedbox_core_sent_bytes_total{core=\"1\"} 500\n"));
         assert!(text.contains("seedbox_core_peers{core=\"0\"} 2\n"));
