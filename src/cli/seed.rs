@@ -21,6 +21,7 @@ use crate::service::load::is_torrent_file;
 use crate::service::notify::{status_line, Notifier};
 use crate::service::resume::StateDir;
 use crate::service::watch::{WatchConfig, Watcher};
+use crate::service::webseed::{WebSeedConfig, WebSeedServer};
 use crate::service::{Service, ServiceBackend, ServiceConfig};
 use crate::storage;
 use crate::swarm::Slots;
@@ -155,6 +156,20 @@ pub struct SeedArgs {
     /// is served without hashing them again; one whose files changed is checked in full.
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Serve every torrent's files as a web seed (BEP 19): plain HTTP with `Range` support on
+    /// ADDR:PORT (or PORT, on loopback), paths `/NAME` or `/NAME/path/...`. Its URL goes into
+    /// the `url-list` of the torrents seeded unless --web-seed-url names others.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_admin_addr)]
+    pub web_seed: Option<SocketAddr>,
+    /// A web seed URL to write into the torrents' `url-list` (created torrents get it in
+    /// their file; loaded ones in the copy served and in the magnet link's `ws=`; the
+    /// info-hash does not change). Repeat for several.
+    #[arg(long, value_name = "URL")]
+    pub web_seed_url: Vec<String>,
+    /// Upload limit of the web seed per client IP (e.g. `10MB/s`, `100Mbit`): HTTP clients
+    /// bypass the choker, so this keeps one from taking the whole uplink (default: none).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub web_seed_rate: Option<u64>,
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
@@ -415,6 +430,11 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         Some(dir) => Some(Arc::new(StateDir::open(dir)?)),
         None => None,
     };
+    let web_seed = bind_web_seed(&args)?;
+    let web_seeds = match (&web_seed, args.web_seed_url.is_empty()) {
+        (Some((_, _, url)), true) => vec![url.clone()],
+        _ => args.web_seed_url.clone(),
+    };
     let service = Arc::new(Service::new(
         control.clone(),
         ServiceConfig {
@@ -425,11 +445,13 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
             announce_url,
             state,
             super_seed: args.super_seed,
+            web_seeds,
         },
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker.map(|(handle, _)| handle),
     ));
-    let refused = add_targets(&service, &args.targets);
+    let own = SocketAddr::new(announce_host(listen.ip()), listen.port());
+    let refused = add_targets(&service, &args.targets, Some(own));
     if control.is_empty() && args.watch.is_none() {
         service.shutdown();
         anyhow::bail!("nothing to seed: every torrent failed its check");
@@ -445,6 +467,15 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let admin = start_admin(&args, &service)?;
+    let web_seed = match web_seed {
+        Some((listener, config, url)) => {
+            let server = WebSeedServer::start(listener, config, service.clone())
+                .context("cannot start the web seed")?;
+            outln!("webseed   {url}");
+            Some(server)
+        }
+        None => None,
+    };
     let mut live = Live {
         args: args.clone(),
         watcher,
@@ -495,6 +526,16 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     if let Some(a) = admin {
         a.stop();
     }
+    if let Some(w) = web_seed {
+        let st = w.stats();
+        tracing::info!(
+            "web seed: {} requests served, {} refused, {} bytes sent",
+            st.served.load(std::sync::atomic::Ordering::Relaxed),
+            st.refused.load(std::sync::atomic::Ordering::Relaxed),
+            st.bytes.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        w.stop();
+    }
     service.shutdown();
     Ok(if refused > 0 || stopped > 0 {
         ExitCode::from(super::EXIT_FAILURE)
@@ -531,6 +572,34 @@ fn start_tracker_if_needed(
     Ok(Some((handle, url)))
 }
 
+/// Binds the web seed's port when `--web-seed` is given; returns the listener, its settings
+/// and its URL (`http://HOST:PORT/`, HOST as for the tracker's announce URL).
+fn bind_web_seed(
+    args: &SeedArgs,
+) -> anyhow::Result<Option<(std::net::TcpListener, WebSeedConfig, String)>> {
+    let Some(addr) = args.web_seed else {
+        return Ok(None);
+    };
+    let config = WebSeedConfig::new(addr, args.web_seed_rate);
+    let listener = WebSeedServer::bind(&config)
+        .with_context(|| format!("cannot listen for the web seed on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let host = match &args.tracker_host {
+        Some(h) => h.clone(),
+        None => announce_host(bound.ip()).to_string(),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Ok(Some((
+        listener,
+        config,
+        format!("http://{host}:{}/", bound.port()),
+    )))
+}
+
 /// Starts the admin server when `--admin` is given; prints where it listens.
 fn start_admin(args: &SeedArgs, service: &Arc<Service>) -> anyhow::Result<Option<AdminServer>> {
     let Some(addr) = args.admin else {
@@ -546,9 +615,10 @@ fn start_admin(args: &SeedArgs, service: &Arc<Service>) -> anyhow::Result<Option
     Ok(Some(server))
 }
 
-/// Loads, checks and serves every target, printing what it seeds; returns how many were
+/// Loads, checks and serves every target, printing what it seeds (its magnet link with `own`,
+/// the seed's address, as `x.pe=`, except for private torrents); returns how many were
 /// refused (each with its reason on stderr).
-fn add_targets(service: &Service, targets: &[PathBuf]) -> usize {
+fn add_targets(service: &Service, targets: &[PathBuf], own: Option<SocketAddr>) -> usize {
     let mut refused = 0;
     for target in targets {
         let loaded = match service.load_target(target) {
@@ -572,7 +642,11 @@ fn add_targets(service: &Service, targets: &[PathBuf]) -> usize {
             Ok(t) => {
                 outln!("seeding   {}", t.torrent.name);
                 outln!("info-hash {}", t.torrent.info_hash);
-                outln!("magnet    {}", t.torrent.magnet());
+                let own: Vec<SocketAddr> = match own {
+                    Some(a) if !t.torrent.private => vec![a],
+                    _ => Vec::new(),
+                };
+                outln!("magnet    {}", t.torrent.magnet_with_peers(&own));
             }
             Err(e) => {
                 refused += 1;

@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::InfoHash;
 
 /// Characters left as they are in magnet parameters (RFC 3986 unreserved).
-const PARAM: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const PARAM: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

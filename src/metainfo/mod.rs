@@ -14,6 +14,7 @@ pub mod magnet;
 mod path;
 mod piece_length;
 mod torrent;
+mod url_list;
 
 pub use builder::{NewFile, TorrentBuilder};
 pub use create::{create, scan, scan_layout, CreateError, CreateOptions, Scan};
@@ -26,6 +27,7 @@ pub use torrent::{
     FileEntry, LoadError, Torrent, MAX_CONTENT_LENGTH, MAX_FILES, MAX_PIECE_LENGTH,
     MAX_TORRENT_FILE_SIZE,
 };
+pub use url_list::add_url_list;
 
 #[cfg(test)]
 mod tests;

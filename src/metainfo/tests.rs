@@ -122,6 +122,12 @@ fn builder_output_parses_back_identically() {
     assert_eq!(t.creation_date, Some(1_700_000_000));
     let m = t.magnet();
     assert!(m.starts_with(&format!("magnet:?xt=urn:btih:{}&dn=rel&tr=", t.info_hash)));
+    assert!(m.ends_with("&ws=http%3A%2F%2Fw%2F"), "{m}");
+    let peer: std::net::SocketAddr = "192.0.2.7:6881".parse().unwrap();
+    let parsed = super::magnet::parse(t.magnet_with_peers(&[peer]).as_bytes()).unwrap();
+    assert_eq!(parsed.web_seeds, ["http://w/"]);
+    assert_eq!(parsed.peers, [peer]);
+    assert_eq!(parsed.trackers, t.trackers());
 }
 
 /// A hybrid torrent shaped like libtorrent 2.0's output for files `a` (10 bytes) and `b`

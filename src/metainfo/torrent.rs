@@ -338,14 +338,31 @@ impl Torrent {
         out
     }
 
-    /// The magnet link.
+    /// The magnet link: trackers as `tr=`, web seeds (`url-list`) as `ws=`.
     pub fn magnet(&self) -> String {
-        magnet_link(
+        self.magnet_with_peers(&[])
+    }
+
+    /// The magnet link with `peers` as `x.pe=` (a seed's own address, so that a client
+    /// finds it with no tracker).
+    pub fn magnet_with_peers(&self, peers: &[std::net::SocketAddr]) -> String {
+        let mut link = magnet_link(
             &self.info_hash,
             self.info_hash_v2.as_ref(),
             &self.name,
             &self.trackers(),
-        )
+        );
+        for ws in &self.url_list {
+            link.push_str("&ws=");
+            link.extend(percent_encoding::utf8_percent_encode(
+                ws,
+                super::magnet::PARAM,
+            ));
+        }
+        for peer in peers {
+            link.push_str(&format!("&x.pe={peer}"));
+        }
+        link
     }
 
     /// Where the content lives below a save folder: `DIR/name` (a file or a folder).

@@ -34,18 +34,24 @@ pub fn has_torrent_extension(path: &Path) -> bool {
 }
 
 /// Loads a `.torrent` target, or creates the torrent of a file or folder beside it (announcing
-/// to `announce`, when given).
+/// to `announce`, when given). `web_seeds` go into the torrent's `url-list`: written into a
+/// created torrent; added in memory to a loaded one (the file is left alone; the info-hash
+/// does not change), so its magnet link and the tracker's pages carry them.
 pub fn load_target(
     target: &Path,
     data: &Path,
     threads: usize,
     announce: Option<String>,
+    web_seeds: &[String],
 ) -> anyhow::Result<Loaded> {
     if is_torrent_file(target) {
-        let bytes =
+        let mut bytes =
             std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
-        let torrent = Torrent::from_bytes(&bytes)
-            .with_context(|| format!("{} is not a valid .torrent", target.display()))?;
+        let invalid = || format!("{} is not a valid .torrent", target.display());
+        if !web_seeds.is_empty() {
+            bytes = metainfo::add_url_list(&bytes, web_seeds).with_context(invalid)?;
+        }
+        let torrent = Torrent::from_bytes(&bytes).with_context(invalid)?;
         return Ok(Loaded {
             torrent,
             dir: data.to_path_buf(),
@@ -53,7 +59,7 @@ pub fn load_target(
             created: None,
         });
     }
-    let (torrent, bytes, out) = create_beside(target, threads, announce, None)?;
+    let (torrent, bytes, out) = create_beside(target, threads, announce, web_seeds, None)?;
     Ok(Loaded {
         torrent,
         dir: target
@@ -71,12 +77,14 @@ pub fn create_beside(
     target: &Path,
     threads: usize,
     announce: Option<String>,
+    web_seeds: &[String],
     out: Option<PathBuf>,
 ) -> anyhow::Result<(Torrent, Vec<u8>, PathBuf)> {
     let scan = metainfo::scan(target)?;
     let options = CreateOptions {
         threads,
         trackers: announce.into_iter().collect(),
+        web_seeds: web_seeds.to_vec(),
         ..CreateOptions::default()
     };
     let (bytes, torrent) = metainfo::create(&scan, &options, &Default::default())?;

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod resume;
 mod resuming;
 pub mod watch;
+pub mod webseed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub struct ServiceConfig {
     pub state: Option<Arc<resume::StateDir>>,
     /// BEP 16 super-seeding of every torrent.
     pub super_seed: bool,
+    /// Web seed URLs (`url-list`) written into created torrents and added to loaded ones.
+    pub web_seeds: Vec<String>,
 }
 
 struct Record {
@@ -547,6 +550,19 @@ impl Service {
         r.stop_reported = false;
     }
 
+    /// The served torrent named `name` (the first added, when several share it), unless it
+    /// is paused, stopped or being re-checked: what the web seed serves.
+    pub fn serving_by_name(&self, name: &str) -> Option<Arc<SeedTorrent>> {
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let records = self.records();
+        order
+            .iter()
+            .filter_map(|h| records.get(h))
+            .find(|r| r.seed.torrent.name == name)
+            .filter(|r| !r.paused && !r.rechecking && !r.seed.is_stopped())
+            .map(|r| r.seed.clone())
+    }
+
     /// Sends every `stopped` announce and stops the embedded tracker.
     pub fn shutdown(&self) {
         for r in self.records().values() {
@@ -563,5 +579,11 @@ impl Service {
         {
             t.stop();
         }
+    }
+}
+
+impl webseed::WebSeedCatalog for Service {
+    fn find(&self, name: &str) -> Option<Arc<SeedTorrent>> {
+        self.serving_by_name(name)
     }
 }

@@ -75,6 +75,7 @@ impl Service {
                 &config.data,
                 config.threads,
                 config.announce_url.clone(),
+                &config.web_seeds,
             );
         };
         if let Some(loaded) = self.created_before(state, target) {
@@ -86,6 +87,7 @@ impl Service {
             &config.data,
             config.threads,
             config.announce_url.clone(),
+            &config.web_seeds,
         )?;
         self.created_at
             .lock()

@@ -330,8 +330,21 @@ impl MappedStorage {
             return false;
         }
         let offset = g.piece_offset(block.piece) + u64::from(block.offset);
+        self.range_parts(offset, u64::from(block.length), out)
+    }
+
+    /// [`MappedStorage::block_parts`] for any byte range `offset..offset + length` of the
+    /// content (a web seed's HTTP range): views of the mappings, zeros for padding, never a
+    /// copy. Returns false (leaving `out` as it was) when the range is outside the content or
+    /// not on disk.
+    pub fn range_parts(&self, offset: u64, length: u64, out: &mut Vec<Bytes>) -> bool {
+        let total = self.layout.geometry().total_length();
+        match offset.checked_add(length) {
+            Some(end) if end <= total => {}
+            _ => return false,
+        }
         let before = out.len();
-        for e in self.layout.extents(offset, u64::from(block.length)) {
+        for e in self.layout.extents(offset, length) {
             if e.file_offset + e.length > self.available[e.file] {
                 out.truncate(before);
                 return false;
