@@ -226,3 +226,56 @@ fn web_seed_url_keeps_the_info_hash() {
         "{banner}"
     );
 }
+
+/// A private torrent (BEP 27) is for its tracker's peers only: the web seed refuses its files
+/// (403) and adds no `ws=` to it, while it keeps serving the public one.
+#[test]
+fn a_private_torrent_is_not_served_over_http() {
+    support::require_binary("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    support::write_tree(dir.path(), support::MULTI_FILES);
+    std::fs::write(
+        dir.path().join("single.bin"),
+        support::pseudo_random(777_777, 9),
+    )
+    .unwrap();
+    let torrent = dir.path().join("r.torrent");
+    support::create(&dir.path().join("release"), &torrent, &["--private"]);
+    let seed = Seed::start(
+        &[
+            "r.torrent",
+            "single.bin",
+            "--web-seed",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+        ],
+        dir.path(),
+    );
+    let url = seed
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("webseed   "))
+        .expect("a webseed line")
+        .to_owned();
+    let magnets: Vec<&String> = seed
+        .banner
+        .iter()
+        .filter(|l| l.starts_with("magnet    "))
+        .collect();
+    assert_eq!(magnets.len(), 2, "{:?}", seed.banner);
+    let private = magnets.iter().find(|m| m.contains("dn=release")).unwrap();
+    assert!(!private.contains("ws="), "{private}");
+    let (rel, _) = support::MULTI_FILES[0];
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{url}{rel}"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    let out = curl(&["-f", &format!("{url}single.bin")]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, support::pseudo_random(777_777, 9));
+}

@@ -36,7 +36,8 @@ pub fn has_torrent_extension(path: &Path) -> bool {
 /// Loads a `.torrent` target, or creates the torrent of a file or folder beside it (announcing
 /// to `announce`, when given). `web_seeds` go into the torrent's `url-list`: written into a
 /// created torrent; added in memory to a loaded one (the file is left alone; the info-hash
-/// does not change), so its magnet link and the tracker's pages carry them.
+/// does not change), so its magnet link and the tracker's pages carry them. A private
+/// torrent (BEP 27) gets none.
 pub fn load_target(
     target: &Path,
     data: &Path,
@@ -48,10 +49,20 @@ pub fn load_target(
         let mut bytes =
             std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
         let invalid = || format!("{} is not a valid .torrent", target.display());
+        let mut torrent = Torrent::from_bytes(&bytes).with_context(invalid)?;
         if !web_seeds.is_empty() {
-            bytes = metainfo::add_url_list(&bytes, web_seeds).with_context(invalid)?;
+            if torrent.private {
+                // BEP 27: a private torrent's data goes to its tracker's peers only; the web
+                // seed refuses it too (service::webseed::server::plan).
+                tracing::warn!(
+                    "{} is private: no web seed added to it, and the web seed does not serve it",
+                    target.display()
+                );
+            } else {
+                bytes = metainfo::add_url_list(&bytes, web_seeds).with_context(invalid)?;
+                torrent = Torrent::from_bytes(&bytes).with_context(invalid)?;
+            }
         }
-        let torrent = Torrent::from_bytes(&bytes).with_context(invalid)?;
         return Ok(Loaded {
             torrent,
             dir: data.to_path_buf(),

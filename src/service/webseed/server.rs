@@ -306,6 +306,13 @@ async fn plan(
         .catalog
         .find(name)
         .ok_or_else(|| Refusal::new(404, format!("no torrent named {name:?} is served here")))?;
+    if seed.torrent.private {
+        // BEP 27: a private torrent's data is for its tracker's peers only, never published.
+        return Err(Refusal::new(
+            403,
+            format!("{name} is a private torrent: not served over HTTP"),
+        ));
+    }
     let (file_offset, file_length) = resolve_file(&seed.torrent, components)?;
     let (start, end) = resolve_range(range, file_length)?;
     let plan = Plan {
