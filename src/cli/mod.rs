@@ -72,7 +72,7 @@ pub enum Command {
     /// Print what a .torrent holds: name, info-hash, pieces, files, trackers, magnet.
     Show(show::ShowArgs),
     /// Seed torrents (or files and folders) from a thread-per-core io_uring server.
-    Seed(seed::SeedArgs),
+    Seed(Box<seed::SeedArgs>),
     /// Download a torrent, then linger as a seed.
     Get(get::GetArgs),
     /// Run an HTTP and UDP BitTorrent tracker.
@@ -128,7 +128,7 @@ pub fn main() -> ExitCode {
                 .subcommand_matches("seed")
                 .map(seed::given_ids)
                 .unwrap_or_default();
-            seed::run(a, given)
+            seed::run(*a, given)
         }
         Command::Get(a) => get::run(a),
         Command::Tracker(a) => tracker::run(a),
