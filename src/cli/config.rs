@@ -70,7 +70,20 @@ pub struct SeedFile {
     admin: Option<Scalar>,
     admin_token_file: Option<PathBuf>,
     state: Option<PathBuf>,
+    web_seed: Option<Scalar>,
+    web_seed_url: Option<Urls>,
+    web_seed_rate: Option<Scalar>,
     stats_every: Option<Scalar>,
+}
+
+/// `web-seed-url`: one URL or a list of them (the flag is repeated for several).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Urls {
+    /// `"http://mirror/pub/"`.
+    One(String),
+    /// `["http://a/", "http://b/"]`.
+    Many(Vec<String>),
 }
 
 /// Reads and parses a config file. An unknown key is an error naming it.
@@ -261,6 +274,26 @@ impl SeedFile {
                 args.state = Some(s.clone());
             }
         }
+        m.set_opt(
+            "web_seed",
+            &self.web_seed,
+            parse_admin_addr,
+            &mut args.web_seed,
+        )?;
+        if let Some(u) = &self.web_seed_url {
+            if !given("web_seed_url") {
+                args.web_seed_url = match u {
+                    Urls::One(one) => vec![one.clone()],
+                    Urls::Many(many) => many.clone(),
+                };
+            }
+        }
+        m.set_opt(
+            "web_seed_rate",
+            &self.web_seed_rate,
+            parse_rate,
+            &mut args.web_seed_rate,
+        )?;
         m.set(
             "stats_every",
             &self.stats_every,
@@ -342,7 +375,9 @@ mod tests {
                 "send-timeout" => "\"5s\"",
                 "send-buffer" | "notsent-lowat" => "\"64KiB\"",
                 "encryption" => "\"require\"",
-                "admin" => "\"127.0.0.1:9000\"",
+                "admin" | "web-seed" => "\"127.0.0.1:9000\"",
+                "web-seed-url" => "[\"http://a/\", \"http://b/\"]",
+                "web-seed-rate" => "\"1MB/s\"",
                 "tracker-host" => "\"example.org\"",
                 _ if !arg.get_action().takes_values() => "true",
                 _ => "7",
@@ -361,6 +396,26 @@ mod tests {
         assert_eq!(a.watch_poll, Some(std::time::Duration::from_millis(500)));
         assert_eq!(a.send_buffer, Some(64 << 10));
         assert_eq!(a.tracker_host.as_deref(), Some("example.org"));
+        assert_eq!(a.web_seed, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(a.web_seed_url, ["http://a/", "http://b/"]);
+        assert_eq!(a.web_seed_rate, Some(1_000_000));
+    }
+
+    #[test]
+    fn one_web_seed_url_is_a_string_and_the_flag_wins() {
+        let file = parse("web-seed-url = \"http://m/\"\nweb-seed = 8080\n").unwrap();
+        let (mut a, _) = args(&["seed", "x"]);
+        file.apply(&mut a, &|_| false).unwrap();
+        assert_eq!(a.web_seed_url, ["http://m/"]);
+        assert_eq!(a.web_seed, Some("127.0.0.1:8080".parse().unwrap()));
+        let (mut a, given) = args(&["seed", "--web-seed-url", "http://cli/", "x"]);
+        file.apply(&mut a, &|id| given.iter().any(|g| g == id))
+            .unwrap();
+        assert_eq!(a.web_seed_url, ["http://cli/"]);
+        assert!(parse("web-seed-rate = \"fast\"\n")
+            .unwrap()
+            .apply(&mut a, &|_| false)
+            .is_err());
     }
 
     #[test]
