@@ -4,11 +4,11 @@
 //! and a writer that turns its outbox and request queue into vectored writes straight from the
 //! memory map.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +27,7 @@ use super::transport::PeerTransport;
 use super::utp::UtpStream;
 use super::worker::{CoreContext, CoreTorrent};
 use crate::protocol::mse::Rc4;
+use crate::protocol::pex::{self, PexSwarm};
 use crate::protocol::{
     Connection, ConnectionConfig, Event, Handshake, Message, MessageDecoder, Reserved, Timeout,
     Violation, WireError,
@@ -199,6 +200,7 @@ async fn serve_inner(
         listen_port: Some(ctx.listen_port),
         peer_ip: Some(addr.ip()),
         metadata: Some(torrent.metadata.clone()),
+        pex: torrent.pex.is_some(),
     };
     let ours = Handshake {
         reserved: config.reserved,
@@ -247,18 +249,36 @@ async fn serve_inner(
     );
     let _registration = Registration { choke, key };
     let super_seed = torrent.super_seed.as_ref().map(SuperMember::join);
+    let pex = torrent.pex.as_ref().map(|swarm| PexMember {
+        swarm,
+        ip: addr.ip(),
+        utp: stream.is_utp(),
+        listen: Cell::new(None),
+    });
     let result = {
-        let ss = super_seed.as_ref();
-        let reader = read_loop(&reader, &shared, &wake, &core_torrent, ctx, key, ss, buf);
+        let (ss, pm) = (super_seed.as_ref(), pex.as_ref());
+        let reader = read_loop(
+            &reader,
+            &shared,
+            &wake,
+            &core_torrent,
+            ctx,
+            key,
+            ss,
+            pm,
+            buf,
+        );
         let timer = timer_loop(&shared, &wake, ctx);
         let writer = write_loop(stream, encrypt, &shared, &wake, torrent, ctx);
         let reveals = reveal_loop(ss, &shared, &wake, torrent);
+        let exchange = pex_loop(pm, &shared, &wake, ctx);
         // All of them run on this task; whichever ends first ends the connection.
         tokio::select! {
             r = reader => r,
             r = timer => r,
             r = writer => r,
             r = reveals => r,
+            r = exchange => r,
         }
     };
     shared.borrow_mut().closed = true;
@@ -286,6 +306,75 @@ impl<'a> SuperMember<'a> {
 impl Drop for SuperMember<'_> {
     fn drop(&mut self) {
         self.shared.leave(self.key);
+    }
+}
+
+/// A connection's membership of its torrent's PEX swarm (at its listen address, once its
+/// extension handshake gave the port), left when dropped.
+struct PexMember<'a> {
+    swarm: &'a Mutex<PexSwarm>,
+    ip: std::net::IpAddr,
+    utp: bool,
+    listen: Cell<Option<SocketAddr>>,
+}
+
+impl PexMember<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PexSwarm> {
+        self.swarm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer's extension handshake named its listen port: it joins the swarm (once).
+    fn joined(&self, port: Option<u16>, seed: bool) {
+        let Some(port) = port.filter(|&p| p != 0) else {
+            return;
+        };
+        if self.listen.get().is_some() {
+            return;
+        }
+        let addr = SocketAddr::new(self.ip, port);
+        let mut flags = if seed { pex::flags::SEED } else { 0 };
+        if self.utp {
+            flags |= pex::flags::UTP;
+        }
+        self.lock().join(addr, flags);
+        self.listen.set(Some(addr));
+    }
+}
+
+impl Drop for PexMember<'_> {
+    fn drop(&mut self) {
+        if let Some(addr) = self.listen.get() {
+            self.lock().leave(addr);
+        }
+    }
+}
+
+/// Sends the peer our PEX messages when due (pending forever for a private torrent or a peer
+/// that does not take `ut_pex`).
+async fn pex_loop(
+    member: Option<&PexMember<'_>>,
+    shared: &RefCell<PeerShared>,
+    wake: &Notify,
+    ctx: &CoreContext,
+) -> Result<(), PeerError> {
+    let Some(m) = member else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Some(due) = shared.borrow().conn.pex_due() else {
+            return std::future::pending().await;
+        };
+        let wait = due.saturating_sub(ctx.now()).max(Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+        let now = ctx.now();
+        let queued = {
+            let mut s = shared.borrow_mut();
+            let mut swarm = m.lock();
+            s.conn.poll_pex(now, &mut swarm, m.listen.get())
+        };
+        if queued {
+            wake.notify_one();
+        }
     }
 }
 
@@ -332,6 +421,7 @@ async fn read_loop(
     ctx: &CoreContext,
     key: PeerKey,
     super_seed: Option<&SuperMember<'_>>,
+    pex: Option<&PexMember<'_>>,
     mut buf: BytesMut,
 ) -> Result<(), PeerError> {
     let torrent = &*core_torrent.seed;
@@ -401,6 +491,17 @@ async fn read_loop(
                     }
                     Some(Event::ExtendedHandshake(h)) => {
                         tracing::debug!(client = ?h.client, reqq = ?h.reqq, "extension handshake");
+                        if let Some(m) = pex {
+                            m.joined(h.port, s.conn.their_have().is_full());
+                        }
+                    }
+                    Some(Event::Pex(p)) => {
+                        // A seed dials no one: what the peer knows is of no use to it.
+                        tracing::trace!(
+                            added = p.message.added.len(),
+                            ignored = p.ignored,
+                            "ut_pex message"
+                        );
                     }
                     _ => {}
                 }

@@ -122,6 +122,10 @@ pub struct SeedTorrent {
     stop_reason: Mutex<Option<String>>,
     /// BEP 16 super-seeding, when on ([`SeedTorrent::super_seeding`]).
     pub super_seed: Option<super::super_seed::SuperSeeding>,
+    /// BEP 11 peer exchange: the peers connected on every core at their listen addresses,
+    /// touched when a peer's extension handshake arrives, when it leaves and once a minute
+    /// per connection (never on the send path). `None` for a private torrent.
+    pub pex: Option<Mutex<crate::protocol::pex::PexSwarm>>,
 }
 
 impl SeedTorrent {
@@ -145,6 +149,7 @@ impl SeedTorrent {
         checked: bool,
     ) -> Self {
         let geometry = torrent.geometry();
+        let torrent_private = torrent.private;
         let pieces = (!checked).then(|| {
             (0..geometry.piece_count())
                 .map(|_| AtomicU8::new(UNKNOWN))
@@ -165,6 +170,7 @@ impl SeedTorrent {
             stopped: AtomicBool::new(false),
             stop_reason: Mutex::new(None),
             super_seed: None,
+            pex: (!torrent_private).then(Mutex::default),
         }
     }
 

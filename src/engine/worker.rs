@@ -73,7 +73,7 @@ pub(super) struct CoreContext {
     pub open: Arc<AtomicUsize>,
     /// Request arrival to block written, microseconds.
     pub latency: RefCell<Histogram<u64>>,
-    /// The origin of this core's protocol clock.
+    /// The origin of the cores' protocol clock (the same for every core).
     pub epoch: Instant,
     /// The torrents this core serves, by info-hash (changed by [`CoreCommand`]s).
     pub torrents: RefCell<HashMap<InfoHash, CoreTorrent>>,
@@ -256,6 +256,9 @@ pub fn run_with_utp(
             super::choke::owner_thread(owner, owner_inbox, core_senders, owner_limits)
         })?;
     let mut threads = Vec::new();
+    // One clock for every core: state shared between cores (a torrent's PEX rounds) is
+    // timed on it.
+    let epoch = Instant::now();
     for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
         let listen_port = listener.local_addr()?.port();
         let utp = utp_sockets.next();
@@ -294,7 +297,7 @@ pub fn run_with_utp(
                     listen_port,
                     open,
                     latency: RefCell::new(latency),
-                    epoch: Instant::now(),
+                    epoch,
                     torrents: RefCell::new(HashMap::new()),
                     bucket: RefCell::new(bucket),
                     limits,

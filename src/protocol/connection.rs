@@ -35,6 +35,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::extension::{ExtendedHandshake, ExtensionError, EXTENDED_HANDSHAKE_ID};
+use super::pex::{self, ParsedPex, PexError, PexSchedule, PexSwarm, OUR_UT_PEX_ID};
 use super::ut_metadata::{self, MetadataMessage, MetadataMessageError, OUR_UT_METADATA_ID};
 use super::wire::{Handshake, Message, Reserved};
 use crate::swarm::{Bitfield, BlockRef, PieceGeometry, BLOCK_SIZE};
@@ -64,7 +65,15 @@ pub struct ConnectionConfig {
     /// The torrent's info dictionary, exactly as hashed: when set, BEP 9 `ut_metadata` is
     /// advertised with its size and requests for it are answered in 16 KiB pieces.
     pub metadata: Option<Bytes>,
+    /// BEP 11 peer exchange: advertise `ut_pex`, accept the peer's messages (as
+    /// [`Event::Pex`]) and send ours with [`Connection::poll_pex`]. Never for a private
+    /// torrent.
+    pub pex: bool,
 }
+
+/// How long after the handshake the first PEX message goes out (the peer's extension
+/// handshake, with its listen port, has arrived by then and the swarm knows it).
+pub const PEX_FIRST_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Most `allowed fast` pieces remembered from one peer; later ones are ignored (BEP 6 sets are
 /// around 10 pieces; this bounds memory and the per-message search against a hostile peer).
@@ -84,6 +93,7 @@ impl Default for ConnectionConfig {
             listen_port: None,
             peer_ip: None,
             metadata: None,
+            pex: false,
         }
     }
 }
@@ -126,6 +136,15 @@ pub enum Violation {
     /// A malformed `ut_metadata` message.
     #[error("bad ut_metadata message: {0}")]
     BadMetadataMessage(#[from] MetadataMessageError),
+    /// A malformed `ut_pex` message.
+    #[error("bad ut_pex message: {0}")]
+    BadPex(#[from] PexError),
+    /// More `ut_pex` messages than BEP 11 allows (one a minute; a few more are tolerated).
+    #[error(
+        "ut_pex flood: more than {} messages within a minute",
+        pex::MAX_RECEIVED_PER_INTERVAL
+    )]
+    PexFlood,
     /// More `ut_metadata` requests than the torrent's metadata could ever need.
     #[error("ut_metadata request flood ({0} requests)")]
     MetadataFlood(u32),
@@ -220,6 +239,8 @@ pub enum Event {
     AllowedFast(u32),
     /// The peer's extension handshake; also kept in [`Connection::their_extensions`].
     ExtendedHandshake(Box<ExtendedHandshake>),
+    /// A `ut_pex` message (BEP 11): peers the sender knows, capped (see [`ParsedPex`]).
+    Pex(Box<ParsedPex>),
     /// An extended message other than the handshake, for the caller's extension handlers.
     Extended {
         /// Our extended id it was sent under.
@@ -262,6 +283,8 @@ pub struct Connection {
     unexpected_blocks: u64,
     /// `ut_metadata` requests received.
     metadata_requests: u32,
+    /// When PEX goes out and how much came in (with [`ConnectionConfig::pex`]).
+    pex: Option<PexSchedule>,
     created: Duration,
 }
 
@@ -269,6 +292,7 @@ impl Connection {
     /// A connection to a peer of a torrent with `geometry`, opened at `now` (its handshake
     /// timeout starts now). Both sides start choking and not interested.
     pub fn new(config: ConnectionConfig, geometry: PieceGeometry, now: Duration) -> Self {
+        let pex = config.pex.then(|| PexSchedule::new(now, PEX_FIRST_AFTER));
         Connection {
             outbound_limit: config.max_outbound_requests,
             their_reqq: None,
@@ -291,6 +315,7 @@ impl Connection {
             outbox: VecDeque::new(),
             unexpected_blocks: 0,
             metadata_requests: 0,
+            pex,
             created: now,
             last_received: now,
             last_sent: now,
@@ -329,6 +354,9 @@ impl Connection {
                 hs.extensions
                     .insert(ut_metadata::UT_METADATA.into(), OUR_UT_METADATA_ID);
                 hs.metadata_size = Some(metadata.len() as u64);
+            }
+            if self.config.pex {
+                hs.extensions.insert(pex::UT_PEX.into(), OUR_UT_PEX_ID);
             }
             self.outbox.push_back(hs.to_message());
         }
@@ -394,7 +422,7 @@ impl Connection {
                 Some(Event::Suggested(piece))
             }
             Message::AllowedFast(piece) => self.on_allowed_fast(piece)?,
-            Message::Extended { id, payload } => self.on_extended(id, payload)?,
+            Message::Extended { id, payload } => self.on_extended(id, payload, now)?,
         })
     }
 
@@ -490,7 +518,12 @@ impl Connection {
 
     /// A BEP 10 message: the extended handshake (its `reqq` bounds our requests), a BEP 9
     /// metadata message when we serve metadata, or any other for the caller.
-    fn on_extended(&mut self, id: u8, payload: Bytes) -> Result<Option<Event>, Violation> {
+    fn on_extended(
+        &mut self,
+        id: u8,
+        payload: Bytes,
+        now: Duration,
+    ) -> Result<Option<Event>, Violation> {
         if !self.extension_protocol {
             return Err(Violation::ExtensionNotNegotiated);
         }
@@ -506,6 +539,12 @@ impl Connection {
         } else if id == OUR_UT_METADATA_ID && self.config.metadata.is_some() {
             self.on_metadata_message(&payload)?;
             Ok(None)
+        } else if let (OUR_UT_PEX_ID, Some(schedule)) = (id, self.pex.as_mut()) {
+            if !schedule.on_received(now) {
+                return Err(Violation::PexFlood);
+            }
+            let parsed = pex::PexMessage::parse(&payload)?;
+            Ok(Some(Event::Pex(Box::new(parsed))))
         } else {
             Ok(Some(Event::Extended { id, payload }))
         }
@@ -748,6 +787,48 @@ impl Connection {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Sends the peer PEX when due ([`PexSchedule::poll`] over `swarm`, the torrent's view;
+    /// `recipient`: the peer's listen address, left out of its first message). Returns
+    /// whether a message was queued. Nothing goes out before the peer's extension handshake,
+    /// nor to a peer that does not take `ut_pex`, nor without [`ConnectionConfig::pex`].
+    pub fn poll_pex(
+        &mut self,
+        now: Duration,
+        swarm: &mut PexSwarm,
+        recipient: Option<std::net::SocketAddr>,
+    ) -> bool {
+        let Some(schedule) = self.pex.as_mut() else {
+            return false;
+        };
+        let Some(their_id) = self
+            .their_extensions
+            .as_ref()
+            .and_then(|h| h.id_for(pex::UT_PEX))
+        else {
+            return false;
+        };
+        match schedule.poll(now, swarm, recipient) {
+            Some(payload) => {
+                self.outbox.push_back(Message::Extended {
+                    id: their_id,
+                    payload,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When [`Connection::poll_pex`] may next send (`None`: never, PEX is off, or the peer
+    /// does not take it).
+    pub fn pex_due(&self) -> Option<Duration> {
+        let schedule = self.pex.as_ref()?;
+        match &self.their_extensions {
+            Some(h) if h.id_for(pex::UT_PEX).is_none() => None,
+            _ => Some(schedule.next_at()),
         }
     }
 

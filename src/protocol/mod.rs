@@ -5,13 +5,14 @@
 //! per-peer state machine shared by the seed server, the leecher and the simulator;
 //! [`allowed_fast_set`] BEP 6's canonical allowed-fast pieces; [`mse`] the encrypted
 //! handshake (MSE/PE) and its RC4 stream; [`utp`] the uTP transport (BEP 29);
-//! [`ut_metadata`] BEP 9's metadata exchange.
+//! [`ut_metadata`] BEP 9's metadata exchange; [`pex`] BEP 11's peer exchange.
 
 mod allowed_fast;
 pub mod connection;
 pub mod extension;
 pub mod mse;
 mod peer_id;
+pub mod pex;
 pub mod ut_metadata;
 pub mod utp;
 pub mod wire;

@@ -8,6 +8,10 @@ Prints one line per event on stdout, flushed:
   ERROR <message>               on a torrent error
   CHOKED <0|1>                  about every second with --report-choke: 1 when no
                                 connected peer unchokes us (or none is connected)
+  PEERS <peer> ...              about every second with --report-peers: each peer whose
+                                handshake is done, as IP:PORT/SOURCE/DIRECTION, SOURCE `pex`
+                                when libtorrent learned it by PEX (else `-`), DIRECTION `out`
+                                when libtorrent connected to it, `in` when it connected to us
 In seed mode LISTEN comes only once the session answers a handshake for the torrent.
 It runs until killed (seed mode) or, in leech mode, exits after DONE unless --stay.
 """
@@ -37,6 +41,9 @@ p.add_argument('--forced-encryption', choices=['rc4', 'both'],
                help='encrypted connections only (out_enc_policy and in_enc_policy pe_forced), '
                     'with allowed_enc_level rc4 or both; applied once LISTEN is due (the '
                     'readiness probe of seed mode is a plain handshake)')
+p.add_argument('--report-peers', action='store_true', help='print PEERS lines')
+p.add_argument('--disable-pex', action='store_true',
+               help='ignore ut_pex messages for the torrent (torrent_flags.disable_pex)')
 a = p.parse_args()
 
 settings = lt.high_performance_seed() if a.high_performance_seed else lt.default_settings()
@@ -60,6 +67,8 @@ ses = lt.session(settings)
 params = lt.add_torrent_params()
 params.ti = lt.torrent_info(a.torrent)
 params.save_path = a.save
+if a.disable_pex:
+    params.flags |= lt.torrent_flags.disable_pex
 if a.mode == 'seed' and not a.check:
     params.flags |= lt.torrent_flags.seed_mode
 if not a.tracker:
@@ -124,6 +133,15 @@ while time.time() < deadline:
     if now - last >= 1:
         last = now
         print('PROGRESS %.4f %d %d %d' % (s.progress, s.download_rate, s.upload_rate, s.num_peers), flush=True)
+        if a.report_peers:
+            peers = []
+            for pi in h.get_peer_info():
+                if pi.flags & (lt.peer_info.connecting | lt.peer_info.handshake):
+                    continue
+                peers.append('%s:%d/%s/%s' % (pi.ip[0], pi.ip[1],
+                                              'pex' if pi.source & lt.peer_info.pex else '-',
+                                              'out' if pi.flags & lt.peer_info.local_connection else 'in'))
+            print('PEERS %s' % ' '.join(peers), flush=True)
         if a.report_choke and not s.is_seeding:
             unchoked = any(not (p.flags & lt.peer_info.remote_choked) for p in h.get_peer_info())
             print('CHOKED %d' % (0 if unchoked else 1), flush=True)

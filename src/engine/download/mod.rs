@@ -190,6 +190,8 @@ pub fn run(
             ConnectionConfig {
                 // Peers given only a magnet link fetch the info dictionary from us (BEP 9).
                 metadata: Some(bytes::Bytes::from(config.torrent.info_bytes.clone())),
+                // Peer exchange (BEP 11), never for a private torrent (BEP 27).
+                pex: !config.torrent.private,
                 ..ConnectionConfig::default()
             },
             choker,
@@ -242,7 +244,11 @@ async fn drive(
             source,
         })?
         .port();
-    session.borrow_mut().driver.set_listen_port(listen_port);
+    {
+        let mut s = session.borrow_mut();
+        s.driver.set_listen_port(listen_port);
+        s.set_listen(SocketAddr::new(config.listen.ip(), listen_port));
+    }
     let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
     // Incoming peers.
     {

@@ -126,6 +126,8 @@ async fn run_inner(
             addr,
             wake: wake.clone(),
             stream: stream.clone(),
+            outgoing: side == Side::Outgoing,
+            pex_addr: None,
         },
         &theirs,
     );

@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 
 use crate::engine::sockets::OpenSockets;
 use crate::metainfo::Torrent;
-use crate::protocol::{Message, PeerId};
+use crate::protocol::pex::{self, ParsedPex, PexSwarm};
+use crate::protocol::{Event, Message, PeerId};
 use crate::storage::{MappedStorage, WritableStorage};
 use crate::swarm::{
     BlockDigest, BlockRef, Driver, Effect, PeerError, PeerKey, PieceGeometry, RateMeter,
@@ -28,7 +29,15 @@ pub struct PeerIo {
     pub wake: Rc<Notify>,
     /// Shut down to end the peer's tasks.
     pub(crate) stream: Rc<crate::engine::transport::PeerTransport>,
+    /// We dialled it (its address is where it listens).
+    pub outgoing: bool,
+    /// Where it listens, once known, as it stands in our PEX swarm.
+    pub pex_addr: Option<SocketAddr>,
 }
+
+/// Most addresses waiting to be dialled that PEX may add to (learned peers beyond it are
+/// ignored: a peer's list of thousands costs nothing).
+pub const MAX_PEX_CANDIDATES: usize = 200;
 
 /// The state of one download: the sockets, storage and connection management around its
 /// [`Driver`].
@@ -67,6 +76,11 @@ pub struct Session {
     pub up_total: RateMeter,
     /// Whole-session download meter.
     pub down_total: RateMeter,
+    /// BEP 11: the peers connected, at their listen addresses (`None` for a private
+    /// torrent).
+    pex: Option<PexSwarm>,
+    /// Where we listen (never dialled, whoever names it).
+    listen: Option<SocketAddr>,
 }
 
 impl Session {
@@ -81,6 +95,7 @@ impl Session {
         max_upload_rate: Option<u64>,
     ) -> Session {
         let geometry = torrent.geometry();
+        let torrent_private = torrent.private;
         Session {
             torrent,
             geometry,
@@ -100,7 +115,14 @@ impl Session {
                 .map(|rate| TokenBucket::new(rate, 4 * u64::from(BLOCK_SIZE), Duration::ZERO)),
             up_total: RateMeter::new(Duration::ZERO),
             down_total: RateMeter::new(Duration::ZERO),
+            pex: (!torrent_private).then(PexSwarm::new),
+            listen: None,
         }
+    }
+
+    /// Where we listen, once bound.
+    pub fn set_listen(&mut self, addr: SocketAddr) {
+        self.listen = Some(addr);
     }
 
     /// Session time.
@@ -147,6 +169,9 @@ impl Session {
     /// Forgets a peer whose tasks ended.
     pub fn remove_peer(&mut self, key: PeerKey) {
         if let Some(io) = self.io.remove(&key) {
+            if let (Some(swarm), Some(a)) = (self.pex.as_mut(), io.pex_addr) {
+                swarm.leave(a);
+            }
             let now = self.now();
             self.driver.on_peer_gone(key, now);
             self.connection_ended(io.addr);
@@ -194,9 +219,76 @@ impl Session {
                     }
                 }
                 Effect::Completed => self.on_complete(),
+                Effect::Extension(key, Event::ExtendedHandshake(h)) => self.pex_join(key, h.port),
+                Effect::Extension(key, Event::Pex(p)) => self.pex_learned(key, &p),
                 Effect::Extension(..) => {}
             }
         }
+    }
+
+    /// Peer `key`'s extension handshake arrived: it joins our PEX swarm where it listens
+    /// (the address we dialled, or its address with the port it gave).
+    fn pex_join(&mut self, key: PeerKey, port: Option<u16>) {
+        let (Some(swarm), Some(io)) = (self.pex.as_mut(), self.io.get_mut(&key)) else {
+            return;
+        };
+        if io.pex_addr.is_some() {
+            return;
+        }
+        let addr = match (io.outgoing, port.filter(|&p| p != 0)) {
+            (true, _) => io.addr,
+            (false, Some(p)) => SocketAddr::new(io.addr.ip(), p),
+            (false, None) => return,
+        };
+        let mut flags = if io.outgoing {
+            pex::flags::REACHABLE
+        } else {
+            0
+        };
+        if self
+            .driver
+            .peer(key)
+            .is_some_and(|p| p.conn.their_have().is_full())
+        {
+            flags |= pex::flags::SEED;
+        }
+        swarm.join(addr, flags);
+        io.pex_addr = Some(addr);
+    }
+
+    /// Peers learned from peer `key`'s PEX message become candidates (while there are fewer
+    /// than [`MAX_PEX_CANDIDATES`] waiting; never ourselves; not once complete).
+    fn pex_learned(&mut self, key: PeerKey, p: &ParsedPex) {
+        if self.is_complete() {
+            return;
+        }
+        let ours: Vec<SocketAddr> = self.listen.into_iter().collect();
+        let mut added = 0;
+        for peer in &p.message.added {
+            if self.candidates.len() >= MAX_PEX_CANDIDATES {
+                break;
+            }
+            if pex::is_dialable(peer.addr, &ours) && !self.is_known(peer.addr) {
+                self.candidates.push_back(peer.addr);
+                added += 1;
+            }
+        }
+        tracing::debug!(
+            key,
+            added,
+            offered = p.message.added.len(),
+            ignored = p.ignored,
+            "ut_pex message"
+        );
+    }
+
+    /// Whether `addr` is connected, waiting to be dialled, banned or a connected peer's
+    /// listen address.
+    fn is_known(&self, addr: SocketAddr) -> bool {
+        self.connected.contains(&addr)
+            || self.candidates.contains(&addr)
+            || self.is_banned(addr)
+            || self.io.values().any(|io| io.pex_addr == Some(addr))
     }
 
     fn store(&mut self, block: BlockRef, data: &[u8]) {
@@ -276,6 +368,11 @@ impl Session {
         self.retries = later;
         self.add_candidates(due.into_iter().map(|(_, a)| a));
         self.driver.on_tick(now);
+        if let Some(swarm) = self.pex.as_mut() {
+            for (&key, io) in &self.io {
+                self.driver.poll_pex(key, now, swarm, io.pex_addr);
+            }
+        }
         self.apply_effects();
     }
 

@@ -1211,3 +1211,110 @@ fn malformed_metadata_messages_are_violations_and_unserved_torrents_pass_them_on
         Ok(Some(Event::Extended { .. }))
     ));
 }
+
+// ---- BEP 11: peer exchange ----
+
+/// A connection with PEX on (`pex`), its extension handshake checked, the peer's (`theirs`)
+/// processed.
+fn pex_conn(pex: bool, theirs: &'static [u8]) -> (Connection, ExtendedHandshake) {
+    let config = ConnectionConfig {
+        pex,
+        ..ConnectionConfig::default()
+    };
+    let mut c = Connection::new(config, geo(), Duration::ZERO);
+    c.on_handshake(&handshake(true, true), &full(), Duration::ZERO);
+    let hs = drain(&mut c)
+        .iter()
+        .find_map(|m| match m {
+            Message::Extended { id: 0, payload } => {
+                Some(ExtendedHandshake::parse(payload).unwrap())
+            }
+            _ => None,
+        })
+        .expect("our extension handshake");
+    let theirs = Message::Extended {
+        id: 0,
+        payload: Bytes::from_static(theirs),
+    };
+    assert!(matches!(
+        msg(&mut c, theirs),
+        Ok(Some(Event::ExtendedHandshake(_)))
+    ));
+    (c, hs)
+}
+
+fn pex_from_peer(added: &[&str]) -> Message {
+    let m = pex::PexMessage {
+        added: added
+            .iter()
+            .map(|a| pex::PexPeer {
+                addr: a.parse().unwrap(),
+                flags: pex::flags::SEED,
+            })
+            .collect(),
+        dropped: Vec::new(),
+    };
+    Message::Extended {
+        id: OUR_UT_PEX_ID,
+        payload: Bytes::from(m.encode()),
+    }
+}
+
+#[test]
+fn pex_is_advertised_only_when_on_and_its_messages_become_events() {
+    let (_, hs) = pex_conn(false, b"d1:md6:ut_pexi5eee");
+    assert_eq!(hs.id_for(pex::UT_PEX), None, "off: not advertised");
+    let (mut c, hs) = pex_conn(true, b"d1:md6:ut_pexi5eee");
+    assert_eq!(hs.id_for(pex::UT_PEX), Some(OUR_UT_PEX_ID));
+    let Ok(Some(Event::Pex(p))) = msg(&mut c, pex_from_peer(&["10.0.0.1:6881"])) else {
+        panic!("a PEX event");
+    };
+    assert_eq!(p.message.added[0].addr, "10.0.0.1:6881".parse().unwrap());
+    // Off (a private torrent): the id is not ours, the caller sees a plain extended message.
+    let (mut off, _) = pex_conn(false, b"d1:md6:ut_pexi5eee");
+    assert!(matches!(
+        msg(&mut off, pex_from_peer(&["10.0.0.1:6881"])),
+        Ok(Some(Event::Extended { .. }))
+    ));
+}
+
+#[test]
+fn pex_floods_and_junk_are_violations() {
+    let (mut c, _) = pex_conn(true, b"d1:md6:ut_pexi5eee");
+    for _ in 0..pex::MAX_RECEIVED_PER_INTERVAL {
+        assert!(msg(&mut c, pex_from_peer(&["10.0.0.1:1"])).is_ok());
+    }
+    assert_eq!(
+        msg(&mut c, pex_from_peer(&["10.0.0.1:1"])),
+        Err(Violation::PexFlood)
+    );
+    let (mut c, _) = pex_conn(true, b"d1:md6:ut_pexi5eee");
+    let junk = Message::Extended {
+        id: OUR_UT_PEX_ID,
+        payload: Bytes::from_static(b"d5:added5:abcdee"),
+    };
+    assert!(matches!(msg(&mut c, junk), Err(Violation::BadPex(_))));
+}
+
+#[test]
+fn pex_goes_out_under_their_id_once_due_and_never_to_a_peer_without_it() {
+    let mut swarm = PexSwarm::new();
+    swarm.join("10.0.0.1:1".parse().unwrap(), 0);
+    swarm.join("10.0.0.2:2".parse().unwrap(), 0);
+    let (mut c, _) = pex_conn(true, b"d1:md6:ut_pexi5eee");
+    assert_eq!(c.pex_due(), Some(PEX_FIRST_AFTER));
+    assert!(!c.poll_pex(s(1), &mut swarm, None), "not due yet");
+    assert!(c.poll_pex(PEX_FIRST_AFTER, &mut swarm, None));
+    let [Message::Extended { id: 5, payload }] = &drain(&mut c)[..] else {
+        panic!("one ut_pex message under the peer's id");
+    };
+    assert_eq!(
+        pex::PexMessage::parse(payload).unwrap().message.added.len(),
+        2
+    );
+    assert!(!c.poll_pex(s(30), &mut swarm, None), "one a minute");
+    let (mut no, _) = pex_conn(true, b"d1:md11:ut_metadatai3eee");
+    assert_eq!(no.pex_due(), None);
+    assert!(!no.poll_pex(s(100), &mut swarm, None));
+    assert!(drain(&mut no).is_empty());
+}

@@ -545,7 +545,7 @@ impl Driver {
             Some(Event::Block { block, data }) => self.on_block(key, block, data, now),
             Some(Event::RequestQueued(_)) => self.effects.push_back(Effect::Transmit(key)),
             Some(Event::Interested) => self.on_interested(now),
-            Some(e @ (Event::ExtendedHandshake(_) | Event::Extended { .. })) => {
+            Some(e @ (Event::ExtendedHandshake(_) | Event::Extended { .. } | Event::Pex(_))) => {
                 self.effects.push_back(Effect::Extension(key, e));
             }
             Some(_) => {}
@@ -951,6 +951,25 @@ impl Driver {
         if p.conn.pending_messages() > 0 {
             self.effects.push_back(Effect::Transmit(key));
         }
+    }
+
+    /// Queues PEX for peer `key` when due ([`Connection::poll_pex`]); true when a message
+    /// was queued (a [`Effect::Transmit`] follows).
+    pub fn poll_pex(
+        &mut self,
+        key: PeerKey,
+        now: Duration,
+        swarm: &mut crate::protocol::pex::PexSwarm,
+        recipient: Option<SocketAddr>,
+    ) -> bool {
+        let Some(p) = self.peers.get_mut(key) else {
+            return false;
+        };
+        if p.closing || !p.conn.poll_pex(now, swarm, recipient) {
+            return false;
+        }
+        self.effects.push_back(Effect::Transmit(key));
+        true
     }
 
     /// The peer's next control message to send.
