@@ -337,7 +337,8 @@ fn downloads_from_an_http_url_of_the_torrent_with_mapped_writes() {
 #[test]
 fn max_upload_rate_holds_back_what_a_lingering_get_serves() {
     let (dir, t) = multi_file_release();
-    let seed = LtPeer::seed(&t, &dir.path().join("seed"), &[]);
+    // The seed ignores PEX too: the get's would tell it of the leecher, which it would dial.
+    let seed = LtPeer::seed(&t, &dir.path().join("seed"), &["--disable-pex"]);
     // seedbox get fetches from the libtorrent seed, then lingers, serving at most 100 kB/s.
     let port = free_port();
     let out = dir.path().join("out");
@@ -370,9 +371,13 @@ fn max_upload_rate_holds_back_what_a_lingering_get_serves() {
     }
     let _getter = Kill(getter);
     // A libtorrent leecher that knows only the get (the libtorrent seed stays up for the get,
-    // but nobody tells the leecher about it: no tracker, no PEX).
+    // but neither learns of the other: no tracker, and both ignore the get's PEX).
     let leech_dir = dir_in(dir.path(), "leech");
-    let mut leech = LtPeer::leech(&t, &leech_dir, &["--connect", &format!("127.0.0.1:{port}")]);
+    let mut leech = LtPeer::leech(
+        &t,
+        &leech_dir,
+        &["--connect", &format!("127.0.0.1:{port}"), "--disable-pex"],
+    );
     let done = leech
         .wait_for("DONE", Duration::from_secs(90))
         .expect("the leecher did not finish");
