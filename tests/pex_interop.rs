@@ -227,12 +227,17 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A `ut_pex` message (under our id 1 as the seed asked) adding `n` IPv4 peers.
+/// A `ut_pex` message (under `their_id`) adding `n` IPv4 peers from 10.0.0.0 on, port 6881.
 fn pex_message(n: u32, their_id: u8) -> Vec<u8> {
+    pex_message_from(n, their_id, 0x0a00_0000, 6881)
+}
+
+/// A `ut_pex` message (under `their_id`) adding `n` IPv4 peers from `first` on, at `port`.
+fn pex_message_from(n: u32, their_id: u8, first: u32, port: u16) -> Vec<u8> {
     let mut added = Vec::with_capacity(6 * n as usize);
     for i in 0..n {
-        added.extend_from_slice(&(0x0a00_0000 + i).to_be_bytes());
-        added.extend_from_slice(&6881u16.to_be_bytes());
+        added.extend_from_slice(&(first + i).to_be_bytes());
+        added.extend_from_slice(&port.to_be_bytes());
     }
     let mut body = vec![their_id];
     body.extend_from_slice(format!("d5:added{}:", added.len()).as_bytes());
@@ -278,4 +283,82 @@ fn a_pex_message_of_ten_thousand_entries_drops_its_sender_only() {
     fresh.write(&RawPeer::request(1, 0, 16384));
     let block = fresh.wait_for(seed_support::msg::PIECE);
     assert_eq!(&block[8..], &data(4 << 20, 19)[16384..32768]);
+}
+
+#[test]
+fn seedbox_get_keeps_downloading_through_pex_floods() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = release(dir.path(), false);
+    let src = dir.path().join("release.bin");
+    // A libtorrent seed at 150 kB/s: the 4 MiB take the get about 25 s, time for the floods.
+    let lt_seed = LtPeer::seed(
+        &torrent,
+        dir.path(),
+        &["--plaintext", "--upload-limit", "150000"],
+    );
+    let port = support::free_port();
+    let out = folder(dir.path(), "got");
+    let get = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .arg("get")
+        .arg(&torrent)
+        .arg("--output")
+        .arg(&out)
+        .args(["--peer", &format!("127.0.0.1:{}", lt_seed.port)])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--linger", "0s"])
+        .args(["--stall-timeout", "120s", "--no-tracker", "-q"])
+        .env("SEEDBOX_LOG", "seedbox::engine::download=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run seedbox get");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let info_hash: [u8; 20] = hex::decode(support::info_hash_hex(&torrent))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let connect = || loop {
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // 2,000 entries (closed ports on 127.1.x.x): read up to the cap, dialled, refused.
+    let mut kept = RawPeer { stream: connect() };
+    send_ext_handshake(&mut kept, info_hash);
+    let mut theirs = [0u8; 68];
+    std::io::Read::read_exact(&mut kept.stream, &mut theirs).expect("the get's handshake");
+    let hs = loop {
+        let p = kept.wait_for(EXTENDED);
+        if p[0] == 0 {
+            break p[1..].to_vec();
+        }
+    };
+    let id = pex_id(&hs);
+    kept.write(&pex_message_from(2_000, id, 0x7f01_0000, 9));
+    // 10,000 entries: more than a message may hold, the sender is dropped.
+    let mut flooder = RawPeer { stream: connect() };
+    send_ext_handshake(&mut flooder, info_hash);
+    flooder.write(&pex_message_from(10_000, id, 0x7f02_0000, 9));
+    flooder.expect_closed(Duration::from_secs(30));
+    let o = support::wait_with_timeout(get, Duration::from_secs(180));
+    assert!(
+        o.status.success(),
+        "seedbox get failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same_file(&src, &out.join("release.bin"));
+    // The 2,000 were read up to the cap (and the 10,000 never parsed).
+    let log = String::from_utf8_lossy(&o.stderr);
+    let pex_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ut_pex message"))
+        .collect();
+    assert_eq!(pex_lines.len(), 1, "{log}");
+    assert!(
+        pex_lines[0].contains("offered=100 ignored=1900"),
+        "{}",
+        pex_lines[0]
+    );
 }
