@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod bencode;
 pub mod cli;
+pub mod dht;
 pub mod engine;
 pub mod fuzz;
 pub mod metainfo;

@@ -74,9 +74,13 @@ pub struct SeedFile {
     web_seed_url: Option<Urls>,
     web_seed_rate: Option<Scalar>,
     stats_every: Option<Scalar>,
+    no_dht: Option<bool>,
+    dht_port: Option<Scalar>,
+    dht_bootstrap: Option<Urls>,
 }
 
-/// `web-seed-url`: one URL or a list of them (the flag is repeated for several).
+/// `web-seed-url` and `dht-bootstrap`: one value or a list of them (the flag is repeated
+/// for several).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Urls {
@@ -300,6 +304,16 @@ impl SeedFile {
             from_str,
             &mut args.stats_every,
         )?;
+        m.set_plain("no_dht", &self.no_dht, &mut args.dht.no_dht);
+        m.set_opt("dht_port", &self.dht_port, from_str, &mut args.dht.dht_port)?;
+        if let Some(nodes) = &self.dht_bootstrap {
+            if !given("dht_bootstrap") {
+                args.dht.dht_bootstrap = match nodes {
+                    Urls::One(one) => vec![one.clone()],
+                    Urls::Many(many) => many.clone(),
+                };
+            }
+        }
         Ok(())
     }
 }
@@ -379,6 +393,7 @@ mod tests {
                 "web-seed-url" => "[\"http://a/\", \"http://b/\"]",
                 "web-seed-rate" => "\"1MB/s\"",
                 "tracker-host" => "\"example.org\"",
+                "dht-bootstrap" => "[\"127.0.0.1:6881\", \"example.org:6881\"]",
                 _ if !arg.get_action().takes_values() => "true",
                 _ => "7",
             };
@@ -399,6 +414,9 @@ mod tests {
         assert_eq!(a.web_seed, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(a.web_seed_url, ["http://a/", "http://b/"]);
         assert_eq!(a.web_seed_rate, Some(1_000_000));
+        assert!(a.dht.no_dht);
+        assert_eq!(a.dht.dht_port, Some(7));
+        assert_eq!(a.dht.dht_bootstrap, ["127.0.0.1:6881", "example.org:6881"]);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::dht::DhtArgs;
 use super::units::{parse_duration, parse_rate};
+use crate::dht::DhtNode;
 use crate::engine::download::{self, DownloadConfig, Linger};
 use crate::metainfo::{Torrent, MAX_TORRENT_FILE_SIZE};
 use crate::protocol::mse::EncryptionPolicy;
@@ -79,7 +81,13 @@ pub struct GetArgs {
     /// tracker answering. `0`: wait forever.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3m")]
     pub stall_timeout: Duration,
+    /// The DHT (BEP 5).
+    #[command(flatten)]
+    pub dht: DhtArgs,
 }
+
+/// The file next to the download where the DHT's routing table is kept across runs.
+pub const DHT_NODES_FILE: &str = ".seedbox-dht.nodes";
 
 /// Exit code of a `get` interrupted before completion (SIGINT or SIGTERM), as shells report
 /// a command ended by Ctrl-C.
@@ -103,7 +111,11 @@ fn load_torrent(source: &Path) -> anyhow::Result<Torrent> {
 /// Fetches a magnet link's info dictionary (BEP 9) from its peers (`x.pe=`, `--peer`, `tr=`
 /// trackers unless `--no-tracker`), writes DIR/NAME.torrent and returns the torrent and the
 /// peers met, for the download to dial.
-fn fetch_magnet(link: &str, args: &GetArgs) -> anyhow::Result<(Torrent, Vec<SocketAddr>)> {
+fn fetch_magnet(
+    link: &str,
+    args: &GetArgs,
+    dht: Option<&DhtNode>,
+) -> anyhow::Result<(Torrent, Vec<SocketAddr>)> {
     let magnet = crate::metainfo::magnet::parse(link.as_bytes())?;
     let mut peers = args.peers.clone();
     peers.extend(&magnet.peers);
@@ -112,8 +124,10 @@ fn fetch_magnet(link: &str, args: &GetArgs) -> anyhow::Result<(Torrent, Vec<Sock
     } else {
         magnet.trackers.clone()
     };
-    if peers.is_empty() && trackers.is_empty() {
-        anyhow::bail!("the magnet link names no tracker (tr=) nor peer (x.pe=); give --peer");
+    if peers.is_empty() && trackers.is_empty() && dht.is_none() {
+        anyhow::bail!(
+            "the magnet link names no tracker (tr=) nor peer (x.pe=), and the DHT is off; give --peer"
+        );
     }
     let fetched = crate::engine::magnet::fetch_metadata(crate::engine::magnet::FetchConfig {
         info_hash: magnet.info_hash,
@@ -126,6 +140,7 @@ fn fetch_magnet(link: &str, args: &GetArgs) -> anyhow::Result<(Torrent, Vec<Sock
         peers,
         trackers,
         timeout: args.metadata_timeout,
+        dht: dht.map(|d| d.lookup(magnet.info_hash)),
     })?;
     let bytes = crate::engine::magnet::torrent_file_bytes(
         &fetched.info,
@@ -156,9 +171,22 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let link = args.torrent.to_str().filter(|s| s.starts_with("magnet:"));
-    let (torrent, met) = match link {
-        Some(link) => fetch_magnet(link, &args)?,
-        None => (load_torrent(&args.torrent)?, Vec::new()),
+    let loaded = match link {
+        Some(_) => None,
+        None => Some(load_torrent(&args.torrent)?),
+    };
+    // Private torrents never touch the DHT (BEP 27); a magnet's privacy is known only once
+    // its metadata arrived.
+    let dht = if loaded.as_ref().is_some_and(|t| t.private) {
+        None
+    } else {
+        args.dht
+            .start(args.listen, Some(args.output.join(DHT_NODES_FILE)))?
+    };
+    let (torrent, met) = match (link, loaded) {
+        (_, Some(t)) => (t, Vec::new()),
+        (Some(link), None) => fetch_magnet(link, &args, dht.as_deref())?,
+        (None, None) => unreachable!("a torrent that is no magnet link is loaded"),
     };
     let torrent = Arc::new(torrent);
     let mut peers = args.peers.clone();
@@ -188,6 +216,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         } else {
             download::tracker_tiers(&torrent)
         },
+        dht: dht.clone().filter(|_| !torrent.private),
     };
     let stop = Arc::new(AtomicBool::new(false));
     install_stop_handler(stop.clone());
@@ -219,6 +248,9 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         stop.clone(),
     )?;
     bar.finish_and_clear();
+    if let Some(d) = &dht {
+        d.shutdown();
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -37,6 +37,7 @@ fn write_stdout(args: std::fmt::Arguments) {
 mod bench;
 mod config;
 mod create;
+mod dht;
 mod get;
 mod plan;
 mod progress;
@@ -63,6 +64,8 @@ pub struct Cli {
 }
 
 /// The commands.
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a .torrent from a file or folder, hashing on all cores.

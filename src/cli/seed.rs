@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::config;
+use super::dht::DhtArgs;
 use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::engine::{self, EngineConfig, EngineControl, LimitValues, Shutdown};
@@ -173,7 +174,13 @@ pub struct SeedArgs {
     /// Seconds between statistics lines (0: only on exit).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub stats_every: u64,
+    /// The DHT (BEP 5); its routing table is kept in --state's folder.
+    #[command(flatten)]
+    pub dht: DhtArgs,
 }
+
+/// The file in --state's folder where the DHT's routing table is kept across restarts.
+pub const DHT_NODES_FILE: &str = "dht.nodes";
 
 /// A polling interval in seconds (fractions allowed), 0.1 s to a day.
 pub(super) fn parse_poll(s: &str) -> Result<Duration, String> {
@@ -450,6 +457,13 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker.map(|(handle, _)| handle),
     ));
+    let dht = args
+        .dht
+        .start(listen, args.state.as_ref().map(|d| d.join(DHT_NODES_FILE)))?;
+    if let Some(d) = dht {
+        outln!("dht       udp {}", d.local_addr());
+        service.attach_dht(d, listen.port());
+    }
     let own = SocketAddr::new(announce_host(listen.ip()), listen.port());
     let refused = add_targets(&service, &args.targets, Some(own));
     if control.is_empty() && args.watch.is_none() {

@@ -52,6 +52,8 @@ pub struct FetchConfig {
     pub trackers: Vec<String>,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Peers found by a DHT lookup of the info-hash, when the DHT runs.
+    pub dht: Option<crate::dht::PeerFeed>,
 }
 
 /// The metadata and the peers met while fetching it.
@@ -148,6 +150,13 @@ async fn fetch(config: FetchConfig) -> Result<Fetched, FetchError> {
             }
             _ = tokio::time::sleep_until(next_announce), if !config.trackers.is_empty() => {}
             _ = tokio::time::sleep_until(next_retry), if !later.is_empty() => {}
+            _ = async { config.dht.as_ref().expect("guarded").arrived().await }, if config.dht.is_some() => {
+                for p in config.dht.as_ref().map(|d| d.take()).unwrap_or_default() {
+                    if seen.insert(p) {
+                        queue.push_back(p);
+                    }
+                }
+            }
             Some(peers) = tracker_rx.recv() => {
                 for p in peers {
                     if seen.insert(p) {

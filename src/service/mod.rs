@@ -86,6 +86,8 @@ pub struct Service {
     removed: Mutex<(u64, u64, u64)>,
     /// When the creation of torrents from files or folders started (for their resume data).
     created_at: Mutex<HashMap<InfoHash, i64>>,
+    /// The DHT node public torrents are announced to, and the peer port announced.
+    dht: std::sync::OnceLock<(Arc<crate::dht::DhtNode>, u16)>,
 }
 
 /// How often a stopped torrent's data is re-checked in the background.
@@ -140,7 +142,19 @@ impl Service {
             order: Mutex::new(Vec::new()),
             removed: Mutex::new((0, 0, 0)),
             created_at: Mutex::new(HashMap::new()),
+            dht: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Announces every public torrent, those served already and those added later, to `dht`
+    /// as served on TCP `port` (private ones never touch the DHT).
+    pub fn attach_dht(&self, dht: Arc<crate::dht::DhtNode>, port: u16) {
+        for r in self.records().values() {
+            if !r.seed.torrent.private {
+                dht.announce(r.seed.info_hash(), port);
+            }
+        }
+        let _ = self.dht.set((dht, port));
     }
 
     /// The engine's control side.
@@ -265,6 +279,9 @@ impl Service {
         if let Some(a) = &self.announcers {
             a.add(&seed.torrent, announce.clone());
         }
+        if let (Some((dht, port)), false) = (self.dht.get(), seed.torrent.private) {
+            dht.announce(hash, *port);
+        }
         if let Some(t) = self
             .tracker
             .lock()
@@ -325,6 +342,9 @@ impl Service {
         }
         if let Some(a) = &self.announcers {
             a.remove(info_hash);
+        }
+        if let Some((dht, _)) = self.dht.get() {
+            dht.remove(*info_hash);
         }
         if let Some(t) = self
             .tracker
@@ -570,6 +590,9 @@ impl Service {
         }
         if let Some(a) = &self.announcers {
             a.shutdown();
+        }
+        if let Some((dht, _)) = self.dht.get() {
+            dht.shutdown();
         }
         if let Some(t) = self
             .tracker

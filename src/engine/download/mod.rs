@@ -67,6 +67,9 @@ pub struct DownloadConfig {
     pub rng_seed: Option<u64>,
     /// Tracker tiers to announce to (empty: none).
     pub trackers: Vec<Vec<String>>,
+    /// The DHT node the torrent is announced to and its peers looked up in (none for a
+    /// private torrent or with `--no-dht`).
+    pub dht: Option<Arc<crate::dht::DhtNode>>,
     /// How blocks are written to the files.
     pub write_mode: WriteMode,
     /// Plain or encrypted (MSE/PE) connections.
@@ -300,16 +303,24 @@ async fn drive(
             Arc::new(stats),
         )
     });
+    let dht_feed = config.dht.as_ref().map(|d| {
+        let hash = config.torrent.info_hash;
+        d.announce(hash, listen_port);
+        d.lookup(hash)
+    });
     let result = run_loop(
         &config,
         &session,
         progress,
         &stop,
         listen_port,
-        tracker.as_ref(),
+        (tracker.as_ref(), dht_feed.as_ref()),
         total,
     )
     .await;
+    if let Some(d) = &config.dht {
+        d.remove(config.torrent.info_hash);
+    }
     // Complete the accept in flight (EINVAL) so it is reaped before the runtime drops.
     // SAFETY: the listener is open: the accept task holding it runs until the runtime drops.
     unsafe { libc::shutdown(listener_fd, libc::SHUT_RD) };
@@ -362,7 +373,7 @@ async fn run_loop(
     progress: &mut impl FnMut(&Progress),
     stop: &std::sync::atomic::AtomicBool,
     listen_port: u16,
-    tracker: Option<&TrackerClient>,
+    (tracker, dht): (Option<&TrackerClient>, Option<&crate::dht::PeerFeed>),
     total: u64,
 ) -> Result<DownloadReport, DownloadError> {
     use std::sync::atomic::Ordering;
@@ -404,17 +415,20 @@ async fn run_loop(
         // Wait for the tick, or for the tracker's answer: its peers are dialled as soon as
         // they arrive (a newcomer would otherwise wait up to a whole tick for the peers of
         // its first announce; the `--peer` addresses are dialled at once above).
-        let tracker_answered = match tracker {
-            Some(t) => tokio::select! {
-                _ = tokio::time::sleep_until(next_tick) => false,
-                _ = t.peers_arrived() => {
-                    session.borrow_mut().add_candidates(t.new_peers());
-                    true
-                }
-            },
-            None => {
-                tokio::time::sleep_until(next_tick).await;
-                false
+        let tracker_answered = tokio::select! {
+            _ = tokio::time::sleep_until(next_tick) => false,
+            _ = async { tracker.expect("guarded").peers_arrived().await }, if tracker.is_some() => {
+                session.borrow_mut().add_candidates(tracker.expect("guarded").new_peers());
+                true
+            }
+            _ = async { dht.expect("guarded").arrived().await }, if dht.is_some() => {
+                let listen = config.listen.ip();
+                // Our own announce comes back in the answers.
+                let others = dht.expect("guarded").take().into_iter().filter(|p| {
+                    !(p.port() == listen_port && (p.ip().is_loopback() || p.ip() == listen))
+                });
+                session.borrow_mut().add_candidates(others);
+                true
             }
         };
         if tracker_answered {

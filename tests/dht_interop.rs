@@ -1,0 +1,403 @@
+//! BEP 5 on loopback with no tracker: libtorrent sessions and seedbox find each other
+//! through the DHT alone. A libtorrent DHT node (tests/dht_support/lt_dht.py) is the only
+//! bootstrap node; libtorrent's restrictions on nodes sharing an IP are lifted (see
+//! /work/shared/reference/real-peers.md). Also: private torrents never reach the DHT, and
+//! junk packets and a get_peers flood neither crash the node nor go unanswered forever.
+
+mod seed_support;
+mod support;
+
+use std::io::BufRead;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use seed_support::{assert_same_file, create_release, require_libtorrent, Seed};
+
+/// A libtorrent DHT session (lt_dht.py), killed on drop.
+struct LtDht {
+    child: Child,
+    lines: Receiver<String>,
+    /// Its DHT's UDP port.
+    port: u16,
+    /// Every line read so far.
+    seen: Vec<String>,
+}
+
+impl LtDht {
+    fn start(args: &[&str]) -> LtDht {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dht_support/lt_dht.py");
+        let mut child = Command::new(support::python_libtorrent())
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start lt_dht.py");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = LtDht {
+            child,
+            lines,
+            port: 0,
+            seen: Vec::new(),
+        };
+        let line = node
+            .wait_for("DHT ", Duration::from_secs(30))
+            .expect("the libtorrent DHT node did not start");
+        node.port = line[4..].trim().parse().unwrap();
+        node
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Waits up to `timeout` for a line starting with `prefix`.
+    fn wait_for(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a line containing `text`.
+    fn wait_for_text(&mut self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for LtDht {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn magnet_of(hash_hex: &str) -> String {
+    format!("magnet:?xt=urn:btih:{hash_hex}")
+}
+
+/// `name` (`len` bytes) and its trackerless torrent `name.torrent` in `dir`.
+fn release(dir: &Path, name: &str, len: usize, salt: u64) -> String {
+    create_release(dir, name, len, salt);
+    let torrent = dir.join(format!("{name}.torrent"));
+    let bytes = std::fs::read(&torrent).unwrap();
+    assert!(
+        !bytes.windows(10).any(|w| w == b"8:announce"),
+        "the torrent names no tracker"
+    );
+    support::info_hash_hex(&torrent)
+}
+
+#[test]
+fn libtorrent_finds_a_seedbox_seed_through_the_dht_alone() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    let hash = release(dir.path(), "film.bin", 3_000_000, 19);
+    let router = LtDht::start(&["node"]);
+    let state = support::dir_in(dir.path(), "state");
+    let mut seed = Seed::start(
+        &[
+            "film.bin.torrent",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--dht-bootstrap",
+            &router.addr(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        seed.banner
+            .iter()
+            .any(|l| l.starts_with("dht       udp 127.0.0.1:")),
+        "{:?}",
+        seed.banner
+    );
+    let got = support::dir_in(dir.path(), "lt");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dht_support/lt_dht.py");
+    let leecher = Command::new(support::python_libtorrent())
+        .arg(script)
+        .args(["leech", &magnet_of(&hash), got.to_str().unwrap(), "120"])
+        .arg(router.addr())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = support::wait_with_timeout(leecher, Duration::from_secs(180));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("DONE"),
+        "libtorrent did not download through the DHT: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_file(&dir.path().join("film.bin"), &got.join("film.bin"));
+    seed.assert_alive();
+    // The routing table is saved in --state at exit, the router in it.
+    let (status, _) = seed.terminate();
+    assert!(status.success(), "{status:?}");
+    let nodes = std::fs::read_to_string(state.join("dht.nodes")).expect("dht.nodes saved");
+    assert!(nodes.lines().any(|l| l == router.addr()), "{nodes}");
+}
+
+#[test]
+fn seedbox_get_finds_a_libtorrent_seed_through_the_dht_alone() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    let hash = release(dir.path(), "album.bin", 2_500_000, 5);
+    let router = LtDht::start(&["node"]);
+    let torrent = dir.path().join("album.bin.torrent");
+    let mut lt_seed = LtDht::start(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+        &router.addr(),
+    ]);
+    // The router holds the seed once it announced.
+    assert!(
+        lt_seed.wait_for_text("BOOTSTRAPPED", Duration::from_secs(60)),
+        "the libtorrent seed did not bootstrap: {:?}",
+        lt_seed.seen
+    );
+    let got = support::dir_in(dir.path(), "got");
+    let child = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["get", &magnet_of(&hash), "--no-tracker", "-q", "--listen"])
+        .args(["127.0.0.1:0", "--dht-bootstrap", &router.addr(), "-o"])
+        .arg(&got)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = support::wait_with_timeout(child, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "seedbox get did not download through the DHT: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_file(&dir.path().join("album.bin"), &got.join("album.bin"));
+    let nodes = std::fs::read_to_string(got.join(".seedbox-dht.nodes")).expect("nodes saved");
+    assert!(nodes.lines().any(|l| l == router.addr()), "{nodes}");
+}
+
+#[test]
+fn private_torrents_never_reach_the_dht() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    let public = release(dir.path(), "public.bin", 100_000, 1);
+    std::fs::write(
+        dir.path().join("secret.bin"),
+        seed_support::data(100_000, 2),
+    )
+    .unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", "--private", "secret.bin"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let secret = support::info_hash_hex(&dir.path().join("secret.bin.torrent"));
+    let mut router = LtDht::start(&["node"]);
+    let _seed = Seed::start(
+        &[
+            "secret.bin.torrent",
+            "public.bin.torrent",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--dht-bootstrap",
+            &router.addr(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        router.wait_for_text(
+            &format!("incoming dht announce: 127.0.0.1:{}", _seed.addr.port()),
+            Duration::from_secs(60)
+        ),
+        "the public torrent was not announced: {:?}",
+        router.seen
+    );
+    // Both torrents were added before the DHT's first announce; give the private one time.
+    router.wait_for_text(&secret, Duration::from_secs(3));
+    let all = router.seen.join("\n");
+    assert!(all.contains(&public), "{all}");
+    assert!(
+        !all.contains(&secret),
+        "the private torrent reached the DHT: {all}"
+    );
+}
+
+/// A KRPC query from `id` (bencoded by hand).
+fn query(tid: &[u8], q: &str, args: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut a = b"d".to_vec();
+    let mut sorted = args.to_vec();
+    sorted.push(("id", &[7u8; 20]));
+    sorted.sort();
+    for (k, v) in sorted {
+        a.extend(format!("{}:{k}{}:", k.len(), v.len()).as_bytes());
+        a.extend(v);
+    }
+    a.push(b'e');
+    let mut m = b"d1:a".to_vec();
+    m.extend(a);
+    m.extend(format!("1:q{}:{q}1:t{}:", q.len(), tid.len()).as_bytes());
+    m.extend(tid);
+    m.extend(b"1:y1:qe");
+    m
+}
+
+/// Whether the node at `to` answers a ping from `sock` within `timeout`.
+fn answers_ping(sock: &UdpSocket, to: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        // mainline 8.0.1 answers only 4-byte transaction ids.
+        sock.send_to(&query(b"pin1", "ping", &[]), to).unwrap();
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if buf[..n].windows(9).any(|w| w == b"1:t4:pin1") && buf[..n].ends_with(b"1:y1:re")
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = release(dir.path(), "x.bin", 50_000, 3);
+    let mut seed = Seed::start(
+        &[
+            "x.bin.torrent",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    let dht: SocketAddr = seed
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("dht       udp "))
+        .expect("a dht line")
+        .parse()
+        .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert!(answers_ping(&sock, dht, Duration::from_secs(10)));
+    // Junk: random bytes, truncated and malformed bencode, wrong types, huge lengths.
+    let mut junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"d".to_vec(),
+        b"de".to_vec(),
+        b"d1:y1:qe".to_vec(),
+        b"d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe".to_vec(),
+        b"d1:ad2:id20:".to_vec(),
+        b"d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa5:nodes99999999:e1:t2:zz1:y1:re".to_vec(),
+        b"i-99999999999999999999999e".to_vec(),
+        b"l".repeat(1000),
+        query(b"gp", "get_peers", &[("info_hash", b"short")]),
+        query(
+            b"an",
+            "announce_peer",
+            &[
+                ("info_hash", &[1; 20]),
+                ("port", b"x"),
+                ("token", b"forged"),
+            ],
+        ),
+    ];
+    for i in 0..200u64 {
+        junk.push(seed_support::data(1 + (i as usize * 37) % 1400, i));
+    }
+    for _ in 0..20 {
+        for j in &junk {
+            let _ = sock.send_to(j, dht);
+        }
+    }
+    // A flood of get_peers from one address, paced so that the kernel drops none (100 every
+    // 50 ms for 1 s): answered up to the burst and the sustained rate, not all.
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    flood
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let reader = flood.try_clone().unwrap();
+    let counter = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut answered = 0;
+        while let Ok((n, _)) = reader.recv_from(&mut buf) {
+            if buf[..n].windows(7).any(|w| w == b"5:token") {
+                answered += 1;
+            }
+        }
+        answered
+    });
+    let info_hash = hex::decode(&hash).unwrap();
+    for round in 0..20u32 {
+        for i in 0..100u32 {
+            let tid = (round * 100 + i).to_be_bytes();
+            let _ = flood.send_to(&query(&tid, "get_peers", &[("info_hash", &info_hash)]), dht);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answered = counter.join().unwrap();
+    assert!(answered > 0, "no get_peers answered");
+    assert!(
+        answered < 500,
+        "{answered} of 2000 get_peers from one address answered: no rate limit"
+    );
+    seed.assert_alive();
+    // Once the flood stops, the address is answered again.
+    assert!(answers_ping(&sock, dht, Duration::from_secs(15)));
+    seed.assert_alive();
+}
