@@ -290,15 +290,22 @@ fn query(tid: &[u8], q: &str, args: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Whether the node at `to` answers a ping from `sock` within `timeout`.
 fn answers_ping(sock: &UdpSocket, to: SocketAddr, timeout: Duration) -> bool {
+    answers_ping_with(sock, to, b"pin1", timeout)
+}
+
+/// [`answers_ping`] with the transaction id `tid`, which the answer must echo.
+fn answers_ping_with(sock: &UdpSocket, to: SocketAddr, tid: &[u8], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 2048];
+    let mut echo = format!("1:t{}:", tid.len()).into_bytes();
+    echo.extend_from_slice(tid);
     while Instant::now() < deadline {
-        // mainline 8.0.1 answers only 4-byte transaction ids.
-        sock.send_to(&query(b"pin1", "ping", &[]), to).unwrap();
+        sock.send_to(&query(tid, "ping", &[]), to).unwrap();
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until {
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                if buf[..n].windows(9).any(|w| w == b"1:t4:pin1") && buf[..n].ends_with(b"1:y1:re")
+                if buf[..n].windows(echo.len()).any(|w| w == echo.as_slice())
+                    && buf[..n].ends_with(b"1:y1:re")
                 {
                     return true;
                 }
@@ -335,6 +342,13 @@ fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     assert!(answers_ping(&sock, dht, Duration::from_secs(10)));
+    // libtorrent's transaction ids are 2 bytes: answered, echoed as sent.
+    assert!(answers_ping_with(
+        &sock,
+        dht,
+        b"A>",
+        Duration::from_secs(10)
+    ));
     // Junk: random bytes, truncated and malformed bencode, wrong types, huge lengths.
     let mut junk: Vec<Vec<u8>> = vec![
         b"".to_vec(),

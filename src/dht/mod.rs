@@ -7,6 +7,9 @@
 //!
 //! Incoming requests pass a per-address rate limit ([`limit`]) before the crate answers them.
 //! Private torrents (BEP 27) are never given to the node: the callers check.
+//!
+//! The crate is built from vendor/mainline, 8.0.1 with vendor/mainline/seedbox.patch: 8.0.1
+//! drops every query whose transaction id is not 4 bytes, and libtorrent's are 2.
 
 pub mod feed;
 pub mod limit;
