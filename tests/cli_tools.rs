@@ -311,6 +311,68 @@ fn plan_sizes_both_modes_and_finds_a_per_core_figure_anywhere() {
     assert_eq!(out.matches("seedbox sim --mode").count(), 2, "{out}");
 }
 
+/// `plan` names the origin's unchoke slots it assumed, in its text and its JSON: `seed`'s
+/// default (`auto`) unless told otherwise, and its reproducing commands carry them.
+#[test]
+fn plan_names_the_unchoke_slots_it_assumed() {
+    let plan = |extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--size",
+            "100000",
+            "--arrivals",
+            "6/min for 10m",
+            "--peer-up",
+            "1Mbit",
+            "--peer-down",
+            "3Mbit",
+            "--target-p95",
+            "60s",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        let o = seedbox().args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let text = plan(&[]);
+    assert!(
+        text.contains("origin (swarm): seedbox seed --unchoke-slots auto (seedbox seed's default"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--mode swarm") && text.contains("--unchoke-slots auto"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&plan(&["--json"])).unwrap();
+    assert_eq!(v["origin"]["unchoke_slots"], "auto", "{v}");
+    assert_eq!(v["origin"]["seed_default"], true, "{v}");
+    let answers = v["answers"].as_array().unwrap();
+    let swarm = answers.iter().find(|a| a["delivery"] == "swarm").unwrap();
+    assert_eq!(swarm["origin"]["unchoke_slots"], "auto", "{v}");
+    assert!(swarm["origin_bytes_per_s"].as_u64().unwrap() > 0, "{v}");
+    assert!(swarm["reproduce"]
+        .as_str()
+        .unwrap()
+        .contains("--unchoke-slots auto"));
+    let cs = answers
+        .iter()
+        .find(|a| a["delivery"] == "client-server")
+        .unwrap();
+    assert_eq!(cs["origin"]["unchoke_slots"], "unlimited", "{v}");
+    let v: serde_json::Value =
+        serde_json::from_str(&plan(&["--json", "--unchoke-slots", "8", "--super-seed"])).unwrap();
+    assert_eq!(v["origin"]["unchoke_slots"], "8", "{v}");
+    assert_eq!(v["origin"]["super_seed"], true, "{v}");
+    let swarm = &v["answers"][0];
+    assert_eq!(swarm["origin"]["unchoke_slots"], "8", "{v}");
+    assert_eq!(swarm["origin"]["super_seed"], true, "{v}");
+    assert!(swarm["reproduce"]
+        .as_str()
+        .unwrap()
+        .contains("--unchoke-slots 8 --super-seed"));
+}
+
 /// `sim` re-executes itself for huge pages where the kernel gives them on request; the run,
 /// its arguments and its output are the same either way.
 #[test]

@@ -3,10 +3,13 @@
 # 7.15/min), 384 kbit/s up / 1.5 Mbit/s down peers, Poisson arrivals for 20 minutes at
 # multiples of the seed's rate in files per second, 4 pieces (256 KiB) and 64 (16 KiB),
 # linger 0 and 30 s. One line per run: the p95, the biggest club and the warning if any.
+# SLOTS: the origin's --unchoke-slots (4, the default when the table was first made; the
+# simulator's default is now `seed`'s, auto).
 B=${SEEDBOX:-seedbox}
+SLOTS=${SLOTS:-4}
 for pl in 262144 16384; do for linger in 0 30s; do for x in 0.5 2 4 8 16; do
   rate=$(echo "$x * 7.1526" | bc -l | xargs printf %.2f)
-  out=$(timeout 300 $B sim -q --json --size 1048576 --piece-length $pl --unit piece --linger $linger --arrivals "$rate/min for 20m" 2>&1)
+  out=$(timeout 300 $B sim -q --json --size 1048576 --piece-length $pl --unit piece --unchoke-slots $SLOTS --linger $linger --arrivals "$rate/min for 20m" 2>&1)
   echo "$out" | python3 -c "
 import json,sys
 r=json.load(sys.stdin); p=r['phases'][0]; w=r.get('warnings',[])

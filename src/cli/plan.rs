@@ -16,6 +16,7 @@ use super::units::{parse_duration, parse_rate, parse_size};
 use crate::metainfo::auto_piece_length;
 use crate::sim::plan::{smallest_uplink, Sized};
 use crate::sim::AUTO_MAX_UNITS;
+use crate::swarm::Slots;
 
 /// Arguments of `seedbox plan`.
 #[derive(Debug, Args)]
@@ -45,6 +46,14 @@ pub struct PlanArgs {
     /// `--size`).
     #[arg(long, value_parser = parse_size)]
     pub piece_length: Option<u64>,
+    /// The origin seed's regular unchoke slots, as `seedbox seed --unchoke-slots` (swarm
+    /// delivery): `auto` (the seed's default; the origin's uplink counts as its
+    /// --max-upload-rate), N, or `unlimited`.
+    #[arg(long, value_name = "auto|N|unlimited", default_value = "auto")]
+    pub unchoke_slots: Slots,
+    /// The origin super-seeds (BEP 16), as `seedbox seed --super-seed` (swarm delivery).
+    #[arg(long)]
+    pub super_seed: bool,
     /// Seed of the random generator.
     #[arg(long, default_value_t = 1)]
     pub rng_seed: u64,
@@ -52,6 +61,9 @@ pub struct PlanArgs {
     /// units (faster, less exact), as `seedbox sim --max-units`.
     #[arg(long, default_value_t = AUTO_MAX_UNITS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_units: u64,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -150,7 +162,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         arrivals: args.arrivals.clone(),
         linger: args.linger,
         max_peers: 50,
-        unchoke_slots: 4,
+        unchoke_slots: args.unchoke_slots,
+        peer_unchoke_slots: Slots::Limited(4),
+        super_seed: args.super_seed && matches!(mode, ModeArg::Swarm),
         picker: PickerArg::Rarest,
         choker: ChokerArg::Standard,
         free_riders: 0.0,
@@ -209,6 +223,12 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             args.linger.as_secs_f64(),
             args.rng_seed
         );
+        if matches!(mode, ModeArg::Swarm) {
+            cmd += &format!(" --unchoke-slots {}", args.unchoke_slots);
+            if args.super_seed {
+                cmd += " --super-seed";
+            }
+        }
         if args.max_units != AUTO_MAX_UNITS {
             cmd += &format!(" --max-units {}", args.max_units);
         }
@@ -227,62 +247,161 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         Some(r) => Some((r, "--per-core".to_owned())),
         None => per_core_from_bench_results(),
     };
-    outln!(
-        "plan: {} bytes, arrivals {}, peers {:.3}/{:.3} Mbit/s down/up, linger {} s, \
-         target p95 {} s in every phase",
-        args.size,
-        schedule_text,
-        mbit(args.peer_down),
-        mbit(args.peer_up),
-        args.linger.as_secs_f64(),
-        args.target_p95.as_secs_f64()
-    );
-    outln!(
-        "{:<14} {:>16} {:>12} {:>12} {:>6} {:>6}",
-        "delivery",
-        "origin Mbit/s",
-        "worst p95 s",
-        "origin GB",
-        "cores",
-        "runs"
-    );
-    for (name, s, p95, _, _) in &rows {
-        let cores = per_core
-            .as_ref()
-            .map(|(r, _)| format!("{}", s.uplink.div_ceil((*r).max(1))))
-            .unwrap_or_else(|| "n/a".to_owned());
-        outln!(
-            "{:<14} {:>16.3} {:>12.1} {:>12.3} {:>6} {:>6}",
-            name,
-            mbit(s.uplink),
-            p95,
-            s.report.total.origin_bytes as f64 / 1e9,
-            cores,
-            s.runs
-        );
-    }
-    match &per_core {
-        Some((r, from)) => outln!(
-            "cores: origin uplink / {:.3} Mbit/s per core ({from})",
-            mbit(*r)
-        ),
-        None => outln!(
-            "cores: n/a (no `per core:` throughput in bench-results/*.md; pass --per-core RATE)"
-        ),
-    }
-    outln!("reproduce:");
-    for (name, s, _, _, syndrome) in &rows {
-        if let Some((up, w)) = syndrome {
-            outln!(
-                "{}",
-                syndrome_advice(name, *up, w, Some(s.uplink), &args, piece_length)
-            );
-        }
-    }
-    for (_, _, _, cmd, _) in &rows {
-        outln!("  {cmd}");
+    let answer = Answer {
+        args: &args,
+        schedule_text: &schedule_text,
+        piece_length,
+        rows: &rows,
+        per_core: per_core.as_ref(),
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&answer.json())?);
+    } else {
+        answer.print_text();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `plan` found, for printing.
+struct Answer<'a> {
+    args: &'a PlanArgs,
+    schedule_text: &'a str,
+    piece_length: u64,
+    rows: &'a [Row],
+    /// Seed throughput of one core, and where it was read.
+    per_core: Option<&'a (u64, String)>,
+}
+
+impl Answer<'_> {
+    /// The slots the swarm's origin was simulated with, in words.
+    fn origin_text(&self) -> String {
+        let a = self.args;
+        let default = if a.unchoke_slots == Slots::Auto {
+            " (seedbox seed's default; its uplink as --max-upload-rate)"
+        } else {
+            ""
+        };
+        format!(
+            "origin (swarm): seedbox seed --unchoke-slots {}{default}, super-seed {}; \
+             peers: seedbox get --unchoke-slots 4",
+            a.unchoke_slots,
+            if a.super_seed { "on" } else { "off" }
+        )
+    }
+
+    fn cores(&self, uplink: u64) -> Option<u64> {
+        self.per_core.map(|(r, _)| uplink.div_ceil((*r).max(1)))
+    }
+
+    fn print_text(&self) {
+        let a = self.args;
+        outln!(
+            "plan: {} bytes, arrivals {}, peers {:.3}/{:.3} Mbit/s down/up, linger {} s, \
+             target p95 {} s in every phase",
+            a.size,
+            self.schedule_text,
+            mbit(a.peer_down),
+            mbit(a.peer_up),
+            a.linger.as_secs_f64(),
+            a.target_p95.as_secs_f64()
+        );
+        outln!("{}", self.origin_text());
+        outln!(
+            "{:<14} {:>16} {:>12} {:>12} {:>6} {:>6}",
+            "delivery",
+            "origin Mbit/s",
+            "worst p95 s",
+            "origin GB",
+            "cores",
+            "runs"
+        );
+        for (name, s, p95, _, _) in self.rows {
+            let cores = self
+                .cores(s.uplink)
+                .map_or_else(|| "n/a".to_owned(), |c| c.to_string());
+            outln!(
+                "{:<14} {:>16.3} {:>12.1} {:>12.3} {:>6} {:>6}",
+                name,
+                mbit(s.uplink),
+                p95,
+                s.report.total.origin_bytes as f64 / 1e9,
+                cores,
+                s.runs
+            );
+        }
+        if let Some((_, s, _, _, _)) = self.rows.iter().find(|r| r.0 == "swarm") {
+            outln!("at the swarm answer, {}", s.report.origin.describe());
+        }
+        match self.per_core {
+            Some((r, from)) => outln!(
+                "cores: origin uplink / {:.3} Mbit/s per core ({from})",
+                mbit(*r)
+            ),
+            None => outln!(
+                "cores: n/a (no `per core:` throughput in bench-results/*.md; pass --per-core RATE)"
+            ),
+        }
+        outln!("reproduce:");
+        for (name, s, _, _, syndrome) in self.rows {
+            if let Some((up, w)) = syndrome {
+                outln!(
+                    "{}",
+                    syndrome_advice(name, *up, w, Some(s.uplink), a, self.piece_length)
+                );
+            }
+        }
+        for (_, _, _, cmd, _) in self.rows {
+            outln!("  {cmd}");
+        }
+    }
+
+    /// The `--json` object: the question, the origin assumed, and one answer per delivery.
+    fn json(&self) -> serde_json::Value {
+        let a = self.args;
+        let answers: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|(name, s, p95, cmd, syndrome)| {
+                let swarm = *name == "swarm";
+                serde_json::json!({
+                    "delivery": name,
+                    "origin_bytes_per_s": s.uplink,
+                    "origin_mbit_s": mbit(s.uplink),
+                    "worst_p95_s": p95,
+                    "origin_bytes": s.report.total.origin_bytes,
+                    "cores": self.cores(s.uplink),
+                    "runs": s.runs,
+                    "origin": s.report.origin,
+                    "warning": syndrome.as_ref().map(|(up, w)| serde_json::json!({
+                        "at_origin_bytes_per_s": up,
+                        "warning": w,
+                        "advice": syndrome_advice(name, *up, w, Some(s.uplink), a, self.piece_length),
+                    })),
+                    "super_seed": swarm && a.super_seed,
+                    "reproduce": cmd,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "size": a.size,
+            "piece_length": self.piece_length,
+            "arrivals": self.schedule_text,
+            "peer_up_bytes_per_s": a.peer_up,
+            "peer_down_bytes_per_s": a.peer_down,
+            "linger_s": a.linger.as_secs_f64(),
+            "target_p95_s": a.target_p95.as_secs_f64(),
+            "origin": {
+                "unchoke_slots": a.unchoke_slots.to_string(),
+                "seed_default": a.unchoke_slots == Slots::Auto,
+                "super_seed": a.super_seed,
+                "uplink_as_max_upload_rate": true,
+                "described": self.origin_text(),
+            },
+            "peer_unchoke_slots": "4",
+            "cores_from": self.per_core.map(|(_, from)| from),
+            "answers": answers,
+        })
+    }
 }
 
 /// When no uplink met the target and no run of the bisection (each stopped early once the
@@ -329,7 +448,9 @@ fn syndrome_advice(
             args.size.div_ceil(piece_length / 4)
         ));
     }
-    fixes.push("a super-seeding origin (BEP 16)".to_owned());
+    if !args.super_seed {
+        fixes.push("a super-seeding origin (BEP 16, --super-seed)".to_owned());
+    }
     if let Some(answer) = answer {
         fixes.push(format!(
             "a bigger origin: {:.3} Mbit/s or more, this plan's answer",

@@ -13,7 +13,7 @@ use crate::metainfo::auto_piece_length;
 use crate::sim::{
     self, ChokerKind, Mode, PeerClass, Phase, Report, SimConfig, UnitChoice, AUTO_MAX_UNITS,
 };
-use crate::swarm::Strategy;
+use crate::swarm::{Slots, Strategy};
 
 /// Delivery mode.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,9 +38,10 @@ pub enum PickerArg {
 /// Choker.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ChokerArg {
-    /// Tit-for-tat with `--unchoke-slots` regular slots and one optimistic unchoke.
+    /// Tit-for-tat: `--peer-unchoke-slots` regular slots at the peers, `--unchoke-slots` at
+    /// the origin, and one optimistic unchoke.
     Standard,
-    /// Unchoke every interested peer.
+    /// Unchoke every interested peer, at the peers and at the origin.
     Unlimited,
 }
 
@@ -93,9 +94,18 @@ pub struct SimArgs {
     /// Most connections a peer keeps (j).
     #[arg(long, default_value_t = 50)]
     pub max_peers: u32,
-    /// Regular unchoke slots of the standard choker (k).
-    #[arg(long, default_value_t = 4)]
-    pub unchoke_slots: u32,
+    /// The origin seed's regular unchoke slots, as `seedbox seed --unchoke-slots`, besides
+    /// one optimistic unchoke: `auto` (the seed's default; the origin's uplink counts as its
+    /// --max-upload-rate), N, or `unlimited`.
+    #[arg(long, value_name = "auto|N|unlimited", default_value = "auto")]
+    pub unchoke_slots: Slots,
+    /// Every peer's regular unchoke slots (k), as `seedbox get --unchoke-slots` (4 by
+    /// default).
+    #[arg(long, value_name = "auto|N|unlimited", default_value = "4")]
+    pub peer_unchoke_slots: Slots,
+    /// The origin super-seeds (BEP 16), as `seedbox seed --super-seed` (swarm mode).
+    #[arg(long)]
+    pub super_seed: bool,
     /// Piece picker of every peer.
     #[arg(long, value_enum, default_value = "rarest")]
     pub picker: PickerArg,
@@ -194,6 +204,8 @@ impl SimArgs {
             linger: self.linger,
             max_peers: self.max_peers,
             unchoke_slots: self.unchoke_slots,
+            peer_unchoke_slots: self.peer_unchoke_slots,
+            super_seed: self.super_seed,
             picker: match self.picker {
                 PickerArg::Rarest => Strategy::RarestFirst,
                 PickerArg::Random => Strategy::Random,

@@ -32,7 +32,7 @@ use crate::protocol::{
     Connection, ConnectionConfig, Event, Handshake, Message, MessageDecoder, Reserved, Timeout,
     Violation, WireError,
 };
-use crate::swarm::{BlockRef, RateMeter, BLOCK_SIZE};
+use crate::swarm::{BlockRef, RateMeter, BLOCK_SIZE, SUPER_SEED_TICK};
 
 /// Bytes read per receive.
 const READ_CHUNK: usize = 16 * 1024;
@@ -377,10 +377,6 @@ async fn pex_loop(
         }
     }
 }
-
-/// How often a super-seeding connection lets pieces that did not spread go
-/// ([`SuperSeeding::tick`]).
-const SUPER_SEED_TICK: Duration = Duration::from_secs(2);
 
 /// Announces the pieces the super-seed reveals to this peer (pending forever when the torrent
 /// is not super-seeded).

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::swarm::{PieceGeometry, Strategy, BLOCK_SIZE};
+use crate::swarm::{PieceGeometry, Slots, Strategy, BLOCK_SIZE};
 
 /// How the content is delivered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
@@ -18,9 +18,11 @@ pub enum Mode {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChokerKind {
-    /// Tit-for-tat: `unchoke_slots` best reciprocators plus one optimistic unchoke.
+    /// Tit-for-tat: the best reciprocators in the regular slots plus one optimistic unchoke;
+    /// [`SimConfig::peer_unchoke_slots`] slots at the peers, [`SimConfig::unchoke_slots`] at
+    /// the origin.
     Standard,
-    /// Every interested peer is unchoked (no incentive).
+    /// Every interested peer is unchoked (no incentive), at the peers and at the origin.
     Unlimited,
 }
 
@@ -74,6 +76,10 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
     s.serialize_f64(d.as_secs_f64())
 }
 
+fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// Everything a simulation run depends on. The same config gives the same run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SimConfig {
@@ -94,8 +100,15 @@ pub struct SimConfig {
     pub linger: Duration,
     /// Most connections a peer keeps (the origin accepts any number).
     pub max_peers: u32,
-    /// Regular unchoke slots of the standard choker.
-    pub unchoke_slots: u32,
+    /// The origin's regular unchoke slots (`seedbox seed --unchoke-slots`; `auto`, the
+    /// seed's default, with the origin's uplink as its `--max-upload-rate`).
+    #[serde(serialize_with = "ser_display")]
+    pub unchoke_slots: Slots,
+    /// Every peer's regular unchoke slots (`seedbox get --unchoke-slots`, 4 by default).
+    #[serde(serialize_with = "ser_display")]
+    pub peer_unchoke_slots: Slots,
+    /// The origin super-seeds (BEP 16, `seedbox seed --super-seed`; swarm mode only).
+    pub super_seed: bool,
     /// Piece picking strategy of every peer.
     #[serde(serialize_with = "ser_strategy")]
     pub picker: Strategy,
@@ -153,7 +166,8 @@ pub fn strategy_name(s: Strategy) -> &'static str {
 
 impl Default for SimConfig {
     /// The lecture's setting: a 1 MB file (10^6 bytes) in 256 KiB pieces from a 1 Mbit/s
-    /// origin, 6 arrivals a minute for an hour.
+    /// origin, 6 arrivals a minute for an hour; the origin and the peers choke as `seed`
+    /// and `get` do by default (`auto` and 4 slots).
     fn default() -> Self {
         SimConfig {
             mode: Mode::Swarm,
@@ -172,7 +186,9 @@ impl Default for SimConfig {
             }],
             linger: Duration::ZERO,
             max_peers: 50,
-            unchoke_slots: 4,
+            unchoke_slots: Slots::Auto,
+            peer_unchoke_slots: Slots::Limited(4),
+            super_seed: false,
             picker: Strategy::RarestFirst,
             choker: ChokerKind::Standard,
             free_riders: 0.0,
@@ -353,6 +369,9 @@ impl SimConfig {
         }
         if self.rtt.0 > self.rtt.1 {
             return bad("rtt range is reversed");
+        }
+        if self.super_seed && self.mode != Mode::Swarm {
+            return bad("super-seeding needs swarm mode");
         }
         Units::for_config(self).map(|_| ())
     }

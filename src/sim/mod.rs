@@ -32,6 +32,6 @@ pub use config::{
     ChokerKind, Mode, PeerClass, Phase, SimConfig, SimError, UnitChoice, UnitKind, Units,
     AUTO_MAX_BLOCKS, AUTO_MAX_UNITS,
 };
-pub use report::{PeerRecord, PhaseSummary, Report, TimelineRow};
+pub use report::{OriginSummary, PeerRecord, PhaseSummary, Report, TimelineRow};
 pub use swarm::{run, run_with_progress, Progress};
 pub use syndrome::{Warning, WarningKind};

@@ -5,10 +5,11 @@
 use std::io::{self, Write};
 
 use super::arrivals::Arrivals;
-use super::config::{Mode, SimConfig, UnitKind, Units};
+use super::config::{ChokerKind, Mode, SimConfig, UnitKind, Units};
 use super::event::{secs, Nanos};
 use super::peer::Peer;
 use super::syndrome::Warning;
+use crate::swarm::Slots;
 
 /// Download-time statistics of one phase (or of the whole run).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -81,6 +82,70 @@ pub struct TimelineRow {
     pub club: u64,
     /// That piece.
     pub club_piece: Option<u32>,
+    /// Peers the origin had unchoked (its choker's list after its last decision).
+    pub origin_unchoked: u64,
+}
+
+/// How the origin seed was modelled and how it served.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OriginSummary {
+    /// Its regular unchoke slots as `seedbox seed --unchoke-slots` takes them (`auto`,
+    /// `4`, `unlimited`); `unlimited` under `--choker unlimited` and in client-server mode.
+    pub unchoke_slots: String,
+    /// Whether those are `seedbox seed`'s default (`auto`).
+    pub seed_default: bool,
+    /// Whether it super-seeded (BEP 16).
+    pub super_seed: bool,
+    /// Mean count of unchoked peers over the timeline samples with leechers present.
+    pub unchoked_mean: f64,
+    /// Most unchoked peers in a sample.
+    pub unchoked_max: u64,
+    /// Mean share of its uplink used over the timeline samples with leechers present.
+    pub utilisation_mean: f64,
+    /// Payload bytes it uploaded per peer that completed (null when none did).
+    pub bytes_per_completion: Option<f64>,
+}
+
+impl OriginSummary {
+    fn build(cfg: &SimConfig, timeline: &[TimelineRow], bytes: u64, completions: u64) -> Self {
+        let slots = match (cfg.mode, cfg.choker) {
+            (Mode::Swarm, ChokerKind::Standard) => cfg.unchoke_slots,
+            _ => Slots::Unlimited,
+        };
+        let busy: Vec<&TimelineRow> = timeline.iter().filter(|r| r.leechers > 0).collect();
+        let n = busy.len().max(1) as f64;
+        OriginSummary {
+            unchoke_slots: slots.to_string(),
+            seed_default: slots == Slots::Auto,
+            super_seed: cfg.super_seed,
+            unchoked_mean: busy.iter().map(|r| r.origin_unchoked as f64).sum::<f64>() / n,
+            unchoked_max: busy.iter().map(|r| r.origin_unchoked).max().unwrap_or(0),
+            utilisation_mean: busy.iter().map(|r| r.origin_utilisation).sum::<f64>() / n,
+            bytes_per_completion: (completions > 0).then(|| bytes as f64 / completions as f64),
+        }
+    }
+
+    /// One line for the text summary.
+    pub fn describe(&self) -> String {
+        let default = if self.seed_default {
+            " (seedbox seed's default; its uplink as --max-upload-rate)"
+        } else {
+            ""
+        };
+        let per_peer = self
+            .bytes_per_completion
+            .map_or("-".to_owned(), |b| format!("{:.3}", b / 1e6));
+        format!(
+            "origin: --unchoke-slots {}{default}, super-seed {}: {:.1} peers unchoked on \
+             average (at most {}), uplink {:.0}% used while leechers were present, {per_peer} \
+             MB sent per completed peer",
+            self.unchoke_slots,
+            if self.super_seed { "on" } else { "off" },
+            self.unchoked_mean,
+            self.unchoked_max,
+            self.utilisation_mean * 100.0,
+        )
+    }
 }
 
 /// Facts of a run beside the peers themselves.
@@ -131,6 +196,8 @@ pub struct Report {
     pub aborted: bool,
     /// Duplicate payload bytes (end game) thrown away.
     pub wasted_bytes: u64,
+    /// The origin: its choker as modelled, and how it served.
+    pub origin: OriginSummary,
     /// What the run shows that a planner must know (the missing-piece syndrome); left out of
     /// the JSON when there is none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -236,8 +303,11 @@ impl Report {
             Mode::Swarm => super::syndrome::detect(&phases, &timeline),
             Mode::ClientServer => Vec::new(),
         };
+        let origin =
+            OriginSummary::build(cfg, &timeline, facts.origin_bytes_total, total.completions);
         Report {
             config: cfg.clone(),
+            origin,
             mode: cfg.mode,
             unit: units.kind,
             unit_bytes: units.unit_bytes,
@@ -289,13 +359,18 @@ impl Report {
     pub fn write_timeline_csv(&self, mut w: impl Write) -> io::Result<()> {
         writeln!(
             w,
-            "t_s,leechers,seeds,origin_utilisation,aggregate_bytes_per_s"
+            "t_s,leechers,seeds,origin_utilisation,aggregate_bytes_per_s,origin_unchoked"
         )?;
         for r in &self.timeline {
             writeln!(
                 w,
-                "{:.3},{},{},{:.4},{:.0}",
-                r.t_s, r.leechers, r.seeds, r.origin_utilisation, r.aggregate_bytes_per_s
+                "{:.3},{},{},{:.4},{:.0},{}",
+                r.t_s,
+                r.leechers,
+                r.seeds,
+                r.origin_utilisation,
+                r.aggregate_bytes_per_s,
+                r.origin_unchoked
             )?;
         }
         Ok(())
@@ -372,6 +447,8 @@ impl Report {
                 ""
             }
         ));
+        s.push_str(&self.origin.describe());
+        s.push('\n');
         for w in &self.warnings {
             s.push_str(&format!("warning: {}\n", w.message));
         }

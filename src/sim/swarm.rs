@@ -23,8 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::metainfo::InfoHash;
 use crate::protocol::{ConnectionConfig, Handshake, Message, PeerId, Reserved};
 use crate::swarm::{
-    BlockRef, ChokerConfig, Driver, DriverConfig, Effect, Picker, PickerConfig, Slots, BLOCK_SIZE,
-    CHOKE_INTERVAL,
+    BlockRef, ChokerConfig, Driver, DriverConfig, Effect, Picker, PickerConfig, Slots,
+    SuperSeedConfig, BLOCK_SIZE, CHOKE_INTERVAL,
 };
 
 use super::arrivals::Arrivals;
@@ -208,9 +208,12 @@ impl<'a> Sim<'a> {
                 slots: Slots::Unlimited,
                 optimistic: false,
             },
-            Mode::Swarm => self.peer_choker(),
+            Mode::Swarm => self.choker(self.cfg.unchoke_slots),
         };
-        let driver = self.driver(choker_cfg, true, picker, rng);
+        let mut driver = self.driver(choker_cfg, true, picker, self.cfg.super_seed, rng);
+        // As `seed --max-upload-rate` with the origin's uplink: `auto` grows while it is
+        // unsaturated.
+        driver.set_uplink(Some(self.cfg.seed_up));
         let (lo, hi) = (nanos(self.cfg.rtt.0), nanos(self.cfg.rtt.1));
         self.net.add_host(self.cfg.seed_up, u64::MAX / 4);
         self.peers.push(Peer {
@@ -243,19 +246,22 @@ impl<'a> Sim<'a> {
         choker: ChokerConfig,
         uploads: bool,
         picker: Picker<u32>,
+        super_seed: bool,
         rng: &mut ChaCha8Rng,
     ) -> Driver {
         let config = DriverConfig {
             uploads,
+            super_seed: super_seed.then(SuperSeedConfig::default),
             ..DriverConfig::simulated(self.conn_cfg.clone(), choker, self.units.unit_bytes)
         };
         Driver::new(config, picker, ChaCha8Rng::seed_from_u64(rng.gen()))
     }
 
-    fn peer_choker(&self) -> ChokerConfig {
+    /// The choker of the standard kind with `slots` regular slots, or the unlimited one.
+    fn choker(&self, slots: Slots) -> ChokerConfig {
         match self.cfg.choker {
             ChokerKind::Standard => ChokerConfig {
-                slots: Slots::Limited(self.cfg.unchoke_slots),
+                slots,
                 optimistic: true,
             },
             ChokerKind::Unlimited => ChokerConfig {
@@ -450,7 +456,8 @@ impl<'a> Sim<'a> {
             },
             &mut rng,
         );
-        let driver = self.driver(self.peer_choker(), !free_rider, picker, &mut rng);
+        let choker = self.choker(self.cfg.peer_unchoke_slots);
+        let driver = self.driver(choker, !free_rider, picker, false, &mut rng);
         self.rng = rng;
         self.peers.push(Peer {
             arrival: self.now,
@@ -1006,8 +1013,12 @@ impl<'a> Sim<'a> {
                 .filter_map(|&p| self.live(p))
                 .map(|l| l.driver.have()),
         );
+        let origin_unchoked = self
+            .live(ORIGIN)
+            .map_or(0, |l| l.driver.choker().unchoked().len() as u64);
         self.timeline.push(TimelineRow {
             t_s: t,
+            origin_unchoked,
             leechers: self.leechers as u64,
             seeds: self.seeds as u64,
             // `+ 0.0` turns the -0.0 of an empty sum into 0.0.

@@ -222,6 +222,7 @@ mod tests {
                     aggregate_bytes_per_s: 0.0,
                     club,
                     club_piece: Some(2),
+                    origin_unchoked: 0,
                 }
             })
             .collect()

@@ -29,5 +29,7 @@ pub use pipeline::{
     pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN, REQUEST_QUEUE_TIME,
 };
 pub use rate::{RateMeter, RATE_WINDOW};
-pub use super_seed::{SuperSeed, SuperSeedConfig, SUPER_SEED_PATIENCE, SUPER_SEED_REVEALS};
+pub use super_seed::{
+    SuperSeed, SuperSeedConfig, SUPER_SEED_PATIENCE, SUPER_SEED_REVEALS, SUPER_SEED_TICK,
+};
 pub use token_bucket::TokenBucket;

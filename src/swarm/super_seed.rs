@@ -29,6 +29,9 @@ pub const SUPER_SEED_REVEALS: u32 = 2;
 /// How long a peer that completed its revealed piece waits for it to spread before it is
 /// shown the next one anyway.
 pub const SUPER_SEED_PATIENCE: Duration = Duration::from_secs(20);
+/// How often a super-seed lets pieces that did not spread go ([`SuperSeed::on_tick`]) when
+/// no event came.
+pub const SUPER_SEED_TICK: Duration = Duration::from_secs(2);
 
 /// Settings of a [`SuperSeed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,12 +169,15 @@ impl<K: Copy + Eq + Hash + Ord> SuperSeed<K> {
             }
         }
         // BEP 16: a piece announced by one peer has spread from those it was revealed to.
-        let holders: Vec<K> = self
+        let mut holders: Vec<K> = self
             .peers
             .iter()
             .filter(|(k, s)| **k != key && s.current.iter().any(|c| c.piece == piece))
             .map(|(k, _)| *k)
             .collect();
+        // In key order, not the map's: the same events give the same reveals (the
+        // simulator's runs are reproducible).
+        holders.sort_unstable();
         for k in holders {
             self.release(k, piece);
         }

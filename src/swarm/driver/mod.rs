@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{
     pipeline_depth, Bitfield, BlockRef, Choker, ChokerConfig, PeerSnapshot, Picker, RateMeter,
-    BLOCK_SIZE, CHOKE_INTERVAL, REQUEST_QUEUE_TIME,
+    SuperSeed, SuperSeedConfig, BLOCK_SIZE, CHOKE_INTERVAL, REQUEST_QUEUE_TIME, SUPER_SEED_TICK,
 };
 use crate::protocol::{Connection, ConnectionConfig, Event, Handshake, Message, Violation};
 
@@ -92,6 +92,11 @@ pub struct DriverConfig {
     /// Whether each block's sender is remembered until its piece is checked, so that bad data
     /// is blamed on who sent it. Off in the simulator, whose data never fails.
     pub track_senders: bool,
+    /// BEP 16 super-seeding of a complete torrent (`seed --super-seed`, the simulator's
+    /// origin): each peer is shown no piece at its handshake, then the pieces a
+    /// [`SuperSeed`] reveals to it. `None`: every piece is shown. Ignored by a driver that
+    /// starts incomplete.
+    pub super_seed: Option<SuperSeedConfig>,
 }
 
 impl DriverConfig {
@@ -107,6 +112,7 @@ impl DriverConfig {
             unit_bytes: u64::from(BLOCK_SIZE),
             ban_strikes: BAN_STRIKES,
             track_senders: true,
+            super_seed: None,
         }
     }
 
@@ -301,6 +307,8 @@ pub struct Driver {
     config: DriverConfig,
     picker: Picker<PeerKey>,
     choker: Choker<PeerKey>,
+    /// Which pieces each peer is shown, when super-seeding.
+    super_seed: Option<SuperSeed<PeerKey>>,
     rng: ChaCha8Rng,
     peers: Slab,
     strikes: HashMap<SocketAddr, u32>,
@@ -334,10 +342,15 @@ impl Driver {
             resumed_pieces: picker.have().count(),
             ..Totals::default()
         };
+        let super_seed = config
+            .super_seed
+            .filter(|_| complete)
+            .map(|c| SuperSeed::new(picker.geometry().piece_count(), c));
         Driver {
             config,
             picker,
             choker,
+            super_seed,
             rng,
             peers: Slab::default(),
             strikes: HashMap::new(),
@@ -378,6 +391,17 @@ impl Driver {
     /// The choker (read-only).
     pub fn choker(&self) -> &Choker<PeerKey> {
         &self.choker
+    }
+
+    /// Tells the choker the uplink's capacity in bytes per second, for `--unchoke-slots
+    /// auto` (see [`Choker::set_uplink`]; `seed --max-upload-rate`).
+    pub fn set_uplink(&mut self, uplink: Option<u64>) {
+        self.choker.set_uplink(uplink);
+    }
+
+    /// The super-seeding state, when super-seeding.
+    pub fn super_seed(&self) -> Option<&SuperSeed<PeerKey>> {
+        self.super_seed.as_ref()
     }
 
     /// Whether every piece is verified.
@@ -447,10 +471,12 @@ impl Driver {
         if self.config.request_timeout.is_some() {
             return now + self.config.tick;
         }
-        self.choker
-            .next_round_at()
-            .unwrap_or(now + CHOKE_INTERVAL)
-            .max(now + self.config.tick)
+        let mut next = self.choker.next_round_at().unwrap_or(now + CHOKE_INTERVAL);
+        if self.super_seed.is_some() {
+            // Pieces that did not spread are let go on ticks, as the seed does.
+            next = next.min(now + SUPER_SEED_TICK);
+        }
+        next.max(now + self.config.tick)
     }
 
     /// A peer completed its handshake `theirs`: returns the key it is known by from now on.
@@ -464,7 +490,15 @@ impl Driver {
     ) -> PeerKey {
         let mut conn =
             Connection::new(self.config.connection.clone(), *self.picker.geometry(), now);
-        conn.on_handshake(theirs, self.picker.have(), now);
+        // A super-seed shows nothing at first (have none with Fast), then its reveals.
+        let nothing;
+        let shown = if self.super_seed.is_some() {
+            nothing = Bitfield::new(self.picker.geometry().piece_count());
+            &nothing
+        } else {
+            self.picker.have()
+        };
+        conn.on_handshake(theirs, shown, now);
         let peer = Peer {
             addr,
             conn,
@@ -478,7 +512,46 @@ impl Driver {
         };
         let key = self.peers.insert(peer);
         self.effects.push_back(Effect::Transmit(key));
+        if let Some(ss) = &mut self.super_seed {
+            ss.add_peer(key);
+            self.send_reveals();
+        }
         key
+    }
+
+    /// Queues the pieces the super-seed revealed since the last call as `have` messages.
+    fn send_reveals(&mut self) {
+        let Some(ss) = &mut self.super_seed else {
+            return;
+        };
+        let woken: Vec<PeerKey> = ss.woken().collect();
+        for k in woken {
+            let pieces = ss.take_reveals(k);
+            if let Some(p) = self.peers.get_mut(k) {
+                for piece in pieces {
+                    p.conn.have(piece, self.picker.have());
+                }
+                self.effects.push_back(Effect::Transmit(k));
+            }
+        }
+    }
+
+    /// What the super-seed learns from a peer's message: its availability, a piece it
+    /// announced, or that it holds every piece it was shown.
+    fn super_seed_event(&mut self, key: PeerKey, event: SuperSeedEvent, now: Duration) {
+        let Some(ss) = &mut self.super_seed else {
+            return;
+        };
+        match event {
+            SuperSeedEvent::Availability => {
+                if let Some(p) = self.peers.get(key) {
+                    ss.on_bitfield(key, p.conn.their_have(), now);
+                }
+            }
+            SuperSeedEvent::Have(piece) => ss.on_have(key, piece, now),
+            SuperSeedEvent::NotInterested => ss.on_not_interested(key, now),
+        }
+        self.send_reveals();
     }
 
     /// The peer's connection is gone (closed by either side): its pieces no longer count and
@@ -489,6 +562,10 @@ impl Driver {
         };
         self.picker.peer_left(key, peer.conn.their_have());
         self.choker.peer_left(&key);
+        if let Some(ss) = &mut self.super_seed {
+            ss.remove_peer(key);
+            self.send_reveals();
+        }
         if !peer.conn.outstanding().is_empty() {
             self.refill_others(key, now);
         }
@@ -524,6 +601,13 @@ impl Driver {
         if peer.conn.pending_messages() > 0 {
             self.effects.push_back(Effect::Transmit(key));
         }
+        let super_seed = match &event {
+            _ if self.super_seed.is_none() => None,
+            Some(Event::Availability) => Some(SuperSeedEvent::Availability),
+            Some(Event::Have(piece)) => Some(SuperSeedEvent::Have(*piece)),
+            Some(Event::NotInterested) => Some(SuperSeedEvent::NotInterested),
+            _ => None,
+        };
         match event {
             None => {}
             Some(Event::Availability) => self.on_availability(key, now)?,
@@ -549,6 +633,9 @@ impl Driver {
                 self.effects.push_back(Effect::Extension(key, e));
             }
             Some(_) => {}
+        }
+        if let Some(e) = super_seed {
+            self.super_seed_event(key, e, now);
         }
         Ok(())
     }
@@ -914,6 +1001,10 @@ impl Driver {
         if self.config.uploads && self.choker.next_round_due(now) {
             self.choke_round(now);
         }
+        if let Some(ss) = &mut self.super_seed {
+            ss.on_tick(now);
+            self.send_reveals();
+        }
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         keys.extend(self.peers.keys());
@@ -1006,6 +1097,14 @@ impl Driver {
             self.totals.uploaded_while_leeching += len;
         }
     }
+}
+
+/// A peer's message the super-seed must hear of.
+#[derive(Clone, Copy)]
+enum SuperSeedEvent {
+    Availability,
+    Have(u32),
+    NotInterested,
 }
 
 /// Sets our interest in peer `key` from what it has that we lack (`Peer::wanted`).

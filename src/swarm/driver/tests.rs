@@ -504,3 +504,63 @@ fn a_download_with_no_data_coming_is_stalled_and_one_with_data_is_not() {
     });
     assert!(pair.drivers[1].stalled_for(pair.now) < Duration::from_secs(1));
 }
+
+#[test]
+fn a_super_seeding_driver_shows_nothing_then_two_pieces_and_its_leechers_complete() {
+    let g = geometry(16, 1);
+    let mut pair = Pair::new(g, &[true, false, false], Slots::Limited(4));
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut picker = Picker::new(g, PickerConfig::default(), &mut rng);
+    for p in 0..g.piece_count() {
+        picker.piece_verified(p);
+    }
+    let config = DriverConfig {
+        super_seed: Some(crate::swarm::SuperSeedConfig::default()),
+        ..DriverConfig::network(
+            ConnectionConfig {
+                reserved: Reserved::default().with_fast(true),
+                ..ConnectionConfig::default()
+            },
+            ChokerConfig {
+                slots: Slots::Limited(4),
+                optimistic: false,
+            },
+        )
+    };
+    pair.drivers[0] = Driver::new(config, picker, rng);
+    pair.connect(0, 1);
+    pair.connect(0, 2);
+    pair.connect(1, 2);
+    // Before anything is delivered: have none, then two pieces, to each leecher.
+    let d = &mut pair.drivers[0];
+    let key = pair.keys[0][1].unwrap();
+    let first: Vec<Message> = std::iter::from_fn(|| d.poll_message(key, Duration::ZERO)).collect();
+    assert_eq!(first[0], Message::HaveNone, "{first:?}");
+    let haves = first
+        .iter()
+        .filter(|m| matches!(m, Message::Have(_)))
+        .count();
+    assert_eq!(haves, 2, "{first:?}");
+    for m in first {
+        pair.wire.push_back(InFlight {
+            at: ONE_WAY,
+            from: 0,
+            to: 1,
+            msg: m,
+        });
+    }
+    assert!(pair.run_until(Duration::from_secs(300), |p| {
+        p.drivers[1].is_complete() && p.drivers[2].is_complete()
+    }));
+    for to in [1, 2] {
+        let shown = pair.sent(0, to, |m| {
+            matches!(m, Message::HaveAll | Message::Bitfield(_))
+        });
+        assert_eq!(shown, 0, "a super-seed never shows all its pieces");
+    }
+    // Each piece leaves the origin about once: the leechers trade the rest.
+    let total = g.total_length();
+    let sent = pair.drivers[0].totals().uploaded;
+    assert!(sent < total * 3 / 2, "origin sent {sent} of {total}");
+    assert!(pair.drivers[0].super_seed().unwrap().reveals() >= 16);
+}
