@@ -23,7 +23,7 @@ use crate::protocol::utp::{CloseReason, Received, SocketConfig, State, UtpSocket
 
 /// Largest datagram received (peers probing the MTU on loopback send more than 1,400).
 const MAX_DATAGRAM: usize = 64 * 1024;
-/// How often retransmission timers are checked.
+/// How often retransmission timers are checked (while the socket holds a connection).
 const TICK: Duration = Duration::from_millis(20);
 /// Datagrams of the socket's other user queued for sending, at most.
 const MAX_RAW_QUEUE: usize = 1024;
@@ -40,6 +40,8 @@ pub struct UtpDriver {
     epoch: Instant,
     wakers: RefCell<HashMap<usize, Rc<Notify>>>,
     transmit: Notify,
+    /// Wakes the timer task, which sleeps while the socket holds no connection.
+    tick_wake: Notify,
     incoming: RefCell<VecDeque<usize>>,
     accept_wake: Notify,
     raw: RefCell<VecDeque<(SocketAddr, Vec<u8>)>>,
@@ -63,6 +65,7 @@ impl UtpDriver {
             epoch: Instant::now(),
             wakers: RefCell::new(HashMap::new()),
             transmit: Notify::new(),
+            tick_wake: Notify::new(),
             incoming: RefCell::new(VecDeque::new()),
             accept_wake: Notify::new(),
             raw: RefCell::new(VecDeque::new()),
@@ -136,6 +139,9 @@ impl UtpDriver {
                 .socket
                 .borrow_mut()
                 .on_datagram(from, &buf[..n], self.now_us());
+            if !matches!(received, Received::NotUtp) {
+                self.tick_wake.notify_one();
+            }
             match received {
                 Received::Connection(key) => {
                     self.wake(key);
@@ -202,6 +208,11 @@ impl UtpDriver {
     async fn tick_loop(self: Rc<Self>) {
         let mut woken = Vec::new();
         while !self.stopped.get() {
+            // No connection, no timer to run: an idle core does not wake 50 times a second.
+            if self.socket.borrow().is_empty() {
+                self.tick_wake.notified().await;
+                continue;
+            }
             tokio::time::sleep(TICK).await;
             woken.clear();
             self.socket.borrow_mut().on_tick(self.now_us(), &mut woken);
@@ -263,6 +274,7 @@ impl UtpDriver {
             .map_err(|e| io::Error::other(e.to_string()))?;
         let stream = self.stream(key);
         self.transmit.notify_one();
+        self.tick_wake.notify_one();
         let wait = async {
             loop {
                 let notified = stream.wake.notified();
@@ -288,6 +300,7 @@ impl UtpDriver {
     pub async fn stop(&self) {
         self.stopped.set(true);
         self.wake_all();
+        self.tick_wake.notify_one();
         self.accept_wake.notify_one();
         self.transmit.notify_one();
         // The receive in flight must complete before the runtime drops (tokio-uring frees its

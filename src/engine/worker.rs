@@ -468,8 +468,24 @@ async fn housekeeping(ctx: std::rc::Rc<CoreContext>) {
         tick.tick().await;
         let now = ctx.now();
         ctx.refresh_limits(now);
-        // Cloned out, so that a choker round never runs under the map's borrow.
-        let torrents: Vec<CoreTorrent> = ctx.torrents.borrow().values().cloned().collect();
+        // The torrents with peers on this core, cloned out so that a choker round never runs
+        // under the map's borrow; the others (most of them on an idle box with many torrents)
+        // only get their counts zeroed.
+        let torrents: Vec<CoreTorrent> = ctx
+            .torrents
+            .borrow()
+            .values()
+            .filter(|t| {
+                if t.choke.borrow().len() > 0 {
+                    return true;
+                }
+                let counters = t.seed.counters.core(ctx.core);
+                counters.peers.store(0, Ordering::Relaxed);
+                counters.unchoked.store(0, Ordering::Relaxed);
+                false
+            })
+            .cloned()
+            .collect();
         for t in torrents {
             let mut tc = t.choke.borrow_mut();
             if t.seed.is_stopped() {

@@ -15,7 +15,7 @@ pub mod webseed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -88,10 +88,45 @@ pub struct Service {
     created_at: Mutex<HashMap<InfoHash, i64>>,
     /// The DHT node public torrents are announced to, and the peer port announced.
     dht: std::sync::OnceLock<(Arc<crate::dht::DhtNode>, u16)>,
+    /// Ticks so far, for the rotation of file checks ([`FileCheckTurn`]).
+    file_check_round: AtomicU64,
 }
 
 /// How often a stopped torrent's data is re-checked in the background.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// How many files [`Service::tick`] checks for changes per call (two `stat`s each). Up to this
+/// many files in all, every file is checked at every tick; beyond, each tick checks a rotating
+/// share of the torrents, so that a change is noticed within `files / FILE_CHECKS_PER_TICK`
+/// ticks (10 s with 10,000 files at one tick a second) and an idle service with 10,000
+/// torrents does not spend its CPU on `stat`.
+pub const FILE_CHECKS_PER_TICK: usize = 1_000;
+
+/// Which torrents one tick checks the files of: those whose info-hash falls in this round's
+/// share (info-hashes are uniform, so the shares are even).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileCheckTurn {
+    /// How many shares the torrents are cut into (1: every torrent, every tick).
+    shares: u64,
+    /// The share checked now.
+    share: u64,
+}
+
+impl FileCheckTurn {
+    /// The turn for `files` files in all, advancing the round counter.
+    fn next(round: &AtomicU64, files: usize) -> FileCheckTurn {
+        let shares = files.div_ceil(FILE_CHECKS_PER_TICK).max(1) as u64;
+        let share = round.fetch_add(1, Ordering::Relaxed) % shares;
+        FileCheckTurn { shares, share }
+    }
+
+    /// Whether the torrent with `hash` is checked at this turn.
+    fn includes(&self, hash: &InfoHash) -> bool {
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&hash.0[..8]);
+        u64::from_le_bytes(low) % self.shares == self.share
+    }
+}
 
 fn status(r: &Record) -> TorrentStatus {
     let seed = &r.seed;
@@ -143,6 +178,7 @@ impl Service {
             removed: Mutex::new((0, 0, 0)),
             created_at: Mutex::new(HashMap::new()),
             dht: std::sync::OnceLock::new(),
+            file_check_round: AtomicU64::new(0),
         }
     }
 
@@ -428,26 +464,32 @@ impl Service {
     }
 
     /// Periodic upkeep: copies the engine's uploaded counts into the announces, updates the
-    /// upload rates, checks the files under every mapping (a changed file stops its
-    /// torrent) and re-checks stopped torrents every [`RECHECK_EVERY`] in the background.
-    /// Returns the torrents stopped by this call.
+    /// upload rates, checks the files under the mappings (a changed file stops its torrent;
+    /// every torrent's files each tick up to [`FILE_CHECKS_PER_TICK`] files in all, a
+    /// rotating share of them beyond) and re-checks stopped torrents every [`RECHECK_EVERY`]
+    /// in the background. Returns the torrents stopped by this call.
     pub fn tick(self: &Arc<Self>) -> Vec<Arc<SeedTorrent>> {
         let mut records = self.records();
         let mut stopped = Vec::new();
         let mut due = Vec::new();
+        let now = Instant::now();
+        let files: usize = records.values().map(|r| r.seed.torrent.files.len()).sum();
+        let turn = FileCheckTurn::next(&self.file_check_round, files);
         for (hash, r) in records.iter_mut() {
-            self.sync_uploaded_of(r);
             let uploaded = r.seed.counters.uploaded();
-            let secs = r.last.1.elapsed().as_secs_f64();
+            r.announce.uploaded.store(uploaded, Ordering::Relaxed);
+            let secs = now.saturating_duration_since(r.last.1).as_secs_f64();
             if secs > 0.0 {
                 r.rate = uploaded.saturating_sub(r.last.0) as f64 / secs;
             }
-            r.last = (uploaded, Instant::now());
+            r.last = (uploaded, now);
             if r.paused || r.rechecking {
                 continue;
             }
             // A core may have stopped it first (a failed send): report it once either way.
-            r.seed.check_files();
+            if turn.includes(hash) {
+                r.seed.check_files();
+            }
             if r.seed.is_stopped() && !r.stop_reported {
                 r.stop_reported = true;
                 self.forget_resume(hash);
@@ -608,5 +650,42 @@ impl Service {
 impl webseed::WebSeedCatalog for Service {
     fn find(&self, name: &str) -> Option<Arc<SeedTorrent>> {
         self.serving_by_name(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashes(n: u32) -> Vec<InfoHash> {
+        (0..n).map(|i| InfoHash::of(&i.to_le_bytes())).collect()
+    }
+
+    #[test]
+    fn up_to_the_budget_every_torrent_is_checked_at_every_tick() {
+        let round = AtomicU64::new(0);
+        let all = hashes(100);
+        for _ in 0..3 {
+            let turn = FileCheckTurn::next(&round, FILE_CHECKS_PER_TICK);
+            assert!(all.iter().all(|h| turn.includes(h)));
+        }
+    }
+
+    #[test]
+    fn beyond_the_budget_each_torrent_is_checked_once_per_rotation_in_even_shares() {
+        let round = AtomicU64::new(7);
+        let all = hashes(10_000);
+        let files = 10 * FILE_CHECKS_PER_TICK;
+        let mut checked = vec![0u32; all.len()];
+        for _ in 0..10 {
+            let turn = FileCheckTurn::next(&round, files);
+            assert_eq!(turn.shares, 10);
+            let this_tick = all.iter().filter(|h| turn.includes(h)).count();
+            assert!((800..1200).contains(&this_tick), "{this_tick}");
+            for (n, h) in checked.iter_mut().zip(&all) {
+                *n += u32::from(turn.includes(h));
+            }
+        }
+        assert!(checked.iter().all(|&n| n == 1));
     }
 }
