@@ -58,7 +58,10 @@ def main():
     p.add_argument("--seed-up", default="32Mbit")
     p.add_argument("--peer-up", default="16Mbit")
     p.add_argument("--linger", type=int, default=60, help="seconds each leecher seeds after")
-    p.add_argument("--unchoke-slots", type=int, default=4)
+    p.add_argument("--unchoke-slots", default="4",
+                   help="the origin's --unchoke-slots (auto, N or unlimited)")
+    p.add_argument("--peer-unchoke-slots", default=None,
+                   help="the leechers' --unchoke-slots (default: the same as the origin's)")
     p.add_argument("--interval", type=int, default=10, help="tracker announce interval, s")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--log-dir", help="keep every process's stderr here, at SEEDBOX_LOG=debug "
@@ -109,7 +112,7 @@ def main():
             out = os.path.join(work, f"peer{i}")
             cmd = [sb, "get", torrent, "-o", out, "--listen", "127.0.0.1:0",
                    "--peer", f"127.0.0.1:{sport}", "--max-upload-rate", a.peer_up,
-                   "--unchoke-slots", str(a.unchoke_slots),
+                   "--unchoke-slots", str(a.peer_unchoke_slots or a.unchoke_slots),
                    "--linger", f"{a.linger}s", "--json", "--quiet"]
             started_at = time.time()
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log(f"peer{i}.log"),
