@@ -339,6 +339,14 @@ impl PexMember<'_> {
         self.lock().join(addr, flags);
         self.listen.set(Some(addr));
     }
+
+    /// The peer's availability arrived: a seed gets the seed flag (its bitfield usually
+    /// follows its extension handshake).
+    fn availability(&self, seed: bool) {
+        if let (true, Some(addr)) = (seed, self.listen.get()) {
+            self.lock().add_flags(addr, pex::flags::SEED);
+        }
+    }
 }
 
 impl Drop for PexMember<'_> {
@@ -483,6 +491,9 @@ async fn read_loop(
                     Some(Event::Availability) => {
                         if let Some(m) = super_seed {
                             m.shared.on_bitfield(m.key, s.conn.their_have());
+                        }
+                        if let Some(m) = pex {
+                            m.availability(s.conn.their_have().is_full());
                         }
                     }
                     Some(Event::ExtendedHandshake(h)) => {

@@ -253,6 +253,15 @@ impl PexSwarm {
         e.1 += 1;
     }
 
+    /// Adds `flags` to a connected peer's (a peer found to be a seed once its bitfield came,
+    /// after its extension handshake). First messages carry them from now on; a peer already
+    /// announced in a round is not announced again.
+    pub fn add_flags(&mut self, addr: SocketAddr, flags: u8) {
+        if let Some(e) = self.live.get_mut(&addr) {
+            e.0 |= flags;
+        }
+    }
+
     /// The peer listening at `addr` disconnected.
     pub fn leave(&mut self, addr: SocketAddr) {
         if let Some(e) = self.live.get_mut(&addr) {

@@ -370,6 +370,16 @@ impl Session {
         self.driver.on_tick(now);
         if let Some(swarm) = self.pex.as_mut() {
             for (&key, io) in &self.io {
+                // A seed's bitfield usually follows its extension handshake.
+                if let Some(a) = io.pex_addr {
+                    if self
+                        .driver
+                        .peer(key)
+                        .is_some_and(|p| p.conn.their_have().is_full())
+                    {
+                        swarm.add_flags(a, pex::flags::SEED);
+                    }
+                }
                 self.driver.poll_pex(key, now, swarm, io.pex_addr);
             }
         }

@@ -120,6 +120,20 @@ fn the_first_message_lists_the_others_and_rounds_send_diffs() {
 }
 
 #[test]
+fn flags_learned_later_reach_first_messages() {
+    let mut swarm = PexSwarm::new();
+    let (a, b) = (v4(1, 1), v4(2, 2));
+    swarm.join(a, 0);
+    swarm.join(b, 0);
+    swarm.add_flags(a, flags::SEED);
+    swarm.add_flags(v4(9, 9), flags::SEED);
+    assert_eq!(swarm.len(), 2, "no flags for a peer not connected");
+    let first = swarm.first_message(Some(b)).unwrap();
+    let first = PexMessage::parse(&first).unwrap().message;
+    assert_eq!(first.added, vec![peer(a, flags::SEED)]);
+}
+
+#[test]
 fn a_peer_alone_gets_no_message() {
     let mut swarm = PexSwarm::new();
     let a = v4(1, 1);
