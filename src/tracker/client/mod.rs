@@ -5,6 +5,7 @@
 mod many;
 mod schedule;
 pub mod transport;
+pub mod udp_ids;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,7 +2,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::udp_ids::UdpConnectionIds;
 
 use crate::tracker::udp_codec::{Request, Response, UdpAnnounce};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Peer, TrackerReply};
@@ -277,47 +280,62 @@ fn udp_announce(
     let ipv6 = addr.is_ipv6();
     let mut rng = rand::thread_rng();
     let mut buf = [0u8; 2048];
-    let mut exchange = |packet: Request, tid: u32| -> Result<Response, AnnounceError> {
-        let bytes = packet.encode();
-        for attempt in 0..=t.udp_retries {
-            socket.send(&bytes).map_err(io)?;
-            let wait = t.udp_base.saturating_mul(1 << attempt.min(8));
-            let deadline = Instant::now() + wait;
-            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                socket
-                    .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                    .map_err(io)?;
-                let n = match socket.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        break
+    let mut exchange =
+        |packet: Request, tid: u32, retries: u32| -> Result<Response, AnnounceError> {
+            let bytes = packet.encode();
+            for attempt in 0..=retries {
+                socket.send(&bytes).map_err(io)?;
+                let wait = t.udp_base.saturating_mul(1 << attempt.min(8));
+                let deadline = Instant::now() + wait;
+                while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                    socket
+                        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                        .map_err(io)?;
+                    let n = match socket.recv(&mut buf) {
+                        Ok(n) => n,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            break
+                        }
+                        Err(e) => return Err(io(e)),
+                    };
+                    match Response::parse(&buf[..n], ipv6) {
+                        Ok(r) if r.transaction_id() == tid => return Ok(r),
+                        _ => continue, // stray or malformed: keep waiting
                     }
-                    Err(e) => return Err(io(e)),
-                };
-                match Response::parse(&buf[..n], ipv6) {
-                    Ok(r) if r.transaction_id() == tid => return Ok(r),
-                    _ => continue, // stray or malformed: keep waiting
                 }
             }
+            Err(io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer",
+            )))
+        };
+    // A connection id received from this tracker within the minute is used again, with one
+    // try: refused or unanswered, it is forgotten and a new one asked for.
+    if let Some(connection_id) = cached_connection_id(addr) {
+        let tid: u32 = rand::Rng::gen(&mut rng);
+        let packet = udp_announce_packet(connection_id, tid, req, &mut rng);
+        if let Ok(reply @ Response::Announce { .. }) = exchange(packet, tid, 0) {
+            return announce_reply(url, reply);
         }
-        Err(io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "no answer",
-        )))
-    };
+        forget_connection_id(addr);
+    }
     let tid: u32 = rand::Rng::gen(&mut rng);
     let connection_id = match exchange(
         Request::Connect {
             transaction_id: tid,
         },
         tid,
+        t.udp_retries,
     )? {
-        Response::Connect { connection_id, .. } => connection_id,
+        Response::Connect { connection_id, .. } => {
+            remember_connection_id(addr, connection_id);
+            connection_id
+        }
         Response::Error { message, .. } => {
             return Err(AnnounceError::Refused {
                 url: url.to_owned(),
@@ -332,9 +350,45 @@ fn udp_announce(
         }
     };
     let tid: u32 = rand::Rng::gen(&mut rng);
-    let packet = Request::Announce(UdpAnnounce {
+    let packet = udp_announce_packet(connection_id, tid, req, &mut rng);
+    let reply = exchange(packet, tid, t.udp_retries)?;
+    if matches!(reply, Response::Error { .. }) {
+        forget_connection_id(addr);
+    }
+    announce_reply(url, reply)
+}
+
+/// The connection ids of UDP trackers, shared by every announce of the process.
+static UDP_CONNECTION_IDS: std::sync::LazyLock<(Instant, Mutex<UdpConnectionIds>)> =
+    std::sync::LazyLock::new(|| (Instant::now(), Mutex::new(UdpConnectionIds::new())));
+
+fn with_connection_ids<T>(f: impl FnOnce(&mut UdpConnectionIds, Duration) -> T) -> T {
+    let (epoch, ids) = &*UDP_CONNECTION_IDS;
+    let mut ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut ids, epoch.elapsed())
+}
+
+fn cached_connection_id(tracker: SocketAddr) -> Option<u64> {
+    with_connection_ids(|ids, now| ids.get(tracker, now))
+}
+
+fn remember_connection_id(tracker: SocketAddr, id: u64) {
+    with_connection_ids(|ids, now| ids.insert(tracker, id, now));
+}
+
+fn forget_connection_id(tracker: SocketAddr) {
+    with_connection_ids(|ids, _| ids.forget(tracker));
+}
+
+fn udp_announce_packet(
+    connection_id: u64,
+    transaction_id: u32,
+    req: &AnnounceRequest,
+    rng: &mut impl rand::Rng,
+) -> Request {
+    Request::Announce(UdpAnnounce {
         connection_id,
-        transaction_id: tid,
+        transaction_id,
         info_hash: req.info_hash,
         peer_id: req.peer_id,
         downloaded: req.downloaded,
@@ -342,11 +396,15 @@ fn udp_announce(
         uploaded: req.uploaded,
         event: req.event,
         ip: 0,
-        key: rand::Rng::gen(&mut rng),
+        key: rng.gen(),
         num_want: req.numwant.map_or(-1, |n| n as i32),
         port: req.port,
-    });
-    match exchange(packet, tid)? {
+    })
+}
+
+/// The announce's result from a UDP tracker's reply to it.
+fn announce_reply(url: &str, reply: Response) -> Result<AnnounceResponse, AnnounceError> {
+    match reply {
         Response::Announce {
             interval,
             leechers,
@@ -380,7 +438,98 @@ fn udp_announce(
 
 #[cfg(test)]
 mod tests {
-    use super::http_error;
+    use super::*;
+    use crate::metainfo::InfoHash;
+    use crate::protocol::PeerId;
+    use crate::tracker::Event;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// A UDP tracker on loopback that counts the packets it gets, hands out connection id
+    /// `epoch` (which `refuse_old` bumps per connect, refusing announces with an older one).
+    fn fake_udp_tracker(refuse_old: bool) -> (SocketAddr, Arc<[AtomicU32; 2]>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let counts: Arc<[AtomicU32; 2]> = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let seen = counts.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut epoch = 1000u64;
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let reply = match Request::parse(&buf[..n]) {
+                    Ok(Request::Connect { transaction_id }) => {
+                        seen[0].fetch_add(1, Ordering::SeqCst);
+                        if refuse_old {
+                            epoch += 1;
+                        }
+                        Response::Connect {
+                            transaction_id,
+                            connection_id: epoch,
+                        }
+                    }
+                    Ok(Request::Announce(a)) if a.connection_id == epoch => {
+                        seen[1].fetch_add(1, Ordering::SeqCst);
+                        Response::Announce {
+                            transaction_id: a.transaction_id,
+                            interval: 1800,
+                            leechers: 0,
+                            seeders: 1,
+                            peers: vec![],
+                        }
+                    }
+                    Ok(Request::Announce(a)) => Response::Error {
+                        transaction_id: a.transaction_id,
+                        message: "bad connection id".into(),
+                    },
+                    _ => continue,
+                };
+                let _ = socket.send_to(&reply.encode(), from);
+            }
+        });
+        (addr, counts)
+    }
+
+    fn request(n: u8) -> AnnounceRequest {
+        AnnounceRequest {
+            info_hash: InfoHash([n; 20]),
+            peer_id: PeerId([1; 20]),
+            port: 6881,
+            uploaded: 0,
+            downloaded: 0,
+            left: 0,
+            event: Event::Started,
+            numwant: None,
+            compact: true,
+            no_peer_id: false,
+            key: None,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn announces_to_one_udp_tracker_share_its_connection_id() {
+        let (addr, counts) = fake_udp_tracker(false);
+        let url = format!("udp://{addr}/announce");
+        for n in 0..5 {
+            let r = announce(&url, &request(n), Timeouts::default()).unwrap();
+            assert_eq!(r.interval, 1800);
+        }
+        assert_eq!(counts[0].load(Ordering::SeqCst), 1, "one connect");
+        assert_eq!(counts[1].load(Ordering::SeqCst), 5, "five announces");
+    }
+
+    #[test]
+    fn a_refused_connection_id_is_replaced_by_a_new_connect() {
+        let (addr, counts) = fake_udp_tracker(true);
+        let url = format!("udp://{addr}/announce");
+        announce(&url, &request(1), Timeouts::default()).unwrap();
+        // The tracker's ids changed under us: the cached one is refused, and the announce
+        // still succeeds with a fresh id.
+        with_connection_ids(|ids, now| ids.insert(addr, 1, now));
+        announce(&url, &request(2), Timeouts::default()).unwrap();
+        assert_eq!(counts[0].load(Ordering::SeqCst), 2);
+        assert_eq!(counts[1].load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn an_http_error_names_its_status_and_quotes_the_body_on_one_line() {
