@@ -415,3 +415,127 @@ fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
     assert!(answers_ping(&sock, dht, Duration::from_secs(15)));
     seed.assert_alive();
 }
+
+/// An `announce_peer` query for `info_hash` at `port` with `token`.
+fn announce_query(tid: &[u8], info_hash: &[u8; 20], port: u16, token: &[u8]) -> Vec<u8> {
+    let mut m = b"d1:ad2:id20:".to_vec();
+    m.extend([7u8; 20]);
+    m.extend(b"9:info_hash20:");
+    m.extend(info_hash);
+    m.extend(format!("4:porti{port}e5:token{}:", token.len()).as_bytes());
+    m.extend(token);
+    m.extend(format!("e1:q13:announce_peer1:t{}:", tid.len()).as_bytes());
+    m.extend(tid);
+    m.extend(b"1:y1:qe");
+    m
+}
+
+/// Sends `packet` to `to` (again every 500 ms) until a reply echoing `tid` comes, within 10 s.
+fn ask(sock: &UdpSocket, to: SocketAddr, tid: &[u8], packet: &[u8]) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut echo = format!("1:t{}:", tid.len()).into_bytes();
+    echo.extend_from_slice(tid);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        sock.send_to(packet, to).unwrap();
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if buf[..n].windows(echo.len()).any(|w| w == echo) {
+                    return buf[..n].to_vec();
+                }
+            }
+        }
+    }
+    panic!("no reply to {}", String::from_utf8_lossy(tid));
+}
+
+/// The byte string after `key` in a bencoded reply.
+fn string_after(reply: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+    let at = reply.windows(key.len()).position(|w| w == key)? + key.len();
+    let colon = reply[at..].iter().position(|&b| b == b':')? + at;
+    let len: usize = std::str::from_utf8(&reply[at..colon]).ok()?.parse().ok()?;
+    reply.get(colon + 1..colon + 1 + len).map(<[u8]>::to_vec)
+}
+
+#[test]
+fn a_forged_token_stores_no_peer_and_a_real_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    release(dir.path(), "t.bin", 20_000, 5);
+    let seed = Seed::start(
+        &[
+            "t.bin.torrent",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    let dht: SocketAddr = seed
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("dht       udp "))
+        .expect("a dht line")
+        .parse()
+        .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let hash = [0x5au8; 20];
+    let peer_of = |port: u16| {
+        let mut compact = b"6:".to_vec();
+        compact.extend([127, 0, 0, 1]);
+        compact.extend(port.to_be_bytes());
+        compact
+    };
+    let holds = |port: u16, tid: &[u8]| {
+        let reply = ask(
+            &sock,
+            dht,
+            tid,
+            &query(tid, "get_peers", &[("info_hash", &hash)]),
+        );
+        let want = peer_of(port);
+        reply.windows(want.len()).any(|w| w == want.as_slice())
+    };
+
+    // A forged token: refused (an error reply), and nothing stored.
+    let reply = ask(
+        &sock,
+        dht,
+        b"f1",
+        &announce_query(b"f1", &hash, 4444, b"forged"),
+    );
+    assert!(
+        reply.windows(6).any(|w| w == b"1:y1:e"),
+        "a forged token is answered with an error: {}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(!holds(4444, b"g1"), "a forged token stored a peer");
+
+    // The token a get_peers handed out: stored, and handed to the next asker.
+    let reply = ask(
+        &sock,
+        dht,
+        b"g2",
+        &query(b"g2", "get_peers", &[("info_hash", &hash)]),
+    );
+    let token = string_after(&reply, b"5:token").expect("a token");
+    let reply = ask(
+        &sock,
+        dht,
+        b"a1",
+        &announce_query(b"a1", &hash, 5555, &token),
+    );
+    assert!(
+        reply.windows(6).any(|w| w == b"1:y1:r"),
+        "a real token is refused: {}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(holds(5555, b"g3"), "a real token stored no peer");
+    assert!(!holds(4444, b"g4"));
+    drop(seed);
+}
