@@ -1,7 +1,8 @@
 //! `seedbox seed --config FILE` on the real service: the file's keys apply under the command
 //! line's flags (which win), SIGHUP re-reads it and changes the unchoke slots, the upload
 //! limit and the watch folder without dropping a peer, a file that no longer parses is
-//! logged and the running settings stay, and an unknown key is refused with its name.
+//! logged and the running settings stay, a watch folder first given by a re-read starts the
+//! embedded tracker as one given at start does, and an unknown key is refused with its name.
 
 mod seed_support;
 mod support;
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use seed_support::{data, msg, wait_until, RawPeer, Seed};
+use seedbox::tracker::announce::ScrapeResponse;
 
 const BLOCK: u32 = 16384;
 
@@ -171,6 +173,111 @@ fn sighup_changes_slots_limits_and_the_watch_folder_without_dropping_peers() {
         assert!(log.contains(want), "no `{want}` in the log:\n{log}");
     }
     drop(raw);
+}
+
+/// The complete count of `hash` (hex) in a scrape of the tracker at `tracker`.
+fn seeds_on(tracker: SocketAddr, hash: &str) -> u32 {
+    let target = format!(
+        "/scrape?info_hash={}",
+        support::url_encode(&hex::decode(hash).unwrap())
+    );
+    let (_, body) = support::http_get(tracker, &target);
+    let scrape = ScrapeResponse::decode(&body).expect("a scrape reply");
+    scrape.files.first().map_or(0, |(_, f)| f.complete)
+}
+
+#[test]
+fn a_watch_folder_added_by_sighup_gets_the_embedded_tracker() {
+    seed_support::require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let watch = dir.join("w");
+    std::fs::create_dir(&watch).unwrap();
+    seed_support::create_release(dir, "a.bin", 256 << 10, 3);
+    let config = dir.join("seedbox.toml");
+    let base = format!(
+        "data = \"{}\"\nthreads = 1\nstats-every = 0\nadmin = \"127.0.0.1:0\"\n",
+        dir.display()
+    );
+    write_config(&config, &base);
+    // A .torrent target and no watch folder: no embedded tracker at start.
+    let mut seed = Seed::start_announcing(
+        &["a.bin.torrent", "--config", config.to_str().unwrap()],
+        dir,
+    );
+    assert!(
+        !seed.banner.iter().any(|l| l.starts_with("tracker")),
+        "{:?}",
+        seed.banner
+    );
+    let admin = seed.admin();
+
+    // The re-read adds the watch folder (and where its tracker listens, a start-only key
+    // that a tracker started now takes).
+    write_config(
+        &config,
+        &format!(
+            "{base}watch = \"{}\"\ntracker-listen = \"127.0.0.1:0\"\n",
+            watch.display()
+        ),
+    );
+    seed.signal(libc::SIGHUP);
+    std::fs::write(watch.join("r.bin"), data(700_000, 4)).unwrap();
+    let created = watch.join("r.bin.torrent");
+    wait_until("r.bin seeded", Duration::from_secs(60), || {
+        (created.exists() && listed(admin, &support::info_hash_hex(&created)))
+            .then_some(())
+            .ok_or(())
+    });
+    let r = support::info_hash_hex(&created);
+
+    // The created torrent announces to the embedded tracker, whose pages list every torrent
+    // served (a.bin, there before, too), and a libtorrent leecher that knows only the torrent
+    // finds the seed through it.
+    let shown = support::run(&["show", "--json", created.to_str().unwrap()]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let announce = shown["trackers"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tracker in the created torrent: {shown}"))
+        .to_owned();
+    let tracker: SocketAddr = announce
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/announce"))
+        .unwrap_or_else(|| panic!("{announce}"))
+        .parse()
+        .unwrap();
+    let (status, index) = support::http_get(tracker, "/torrents/");
+    let index = String::from_utf8_lossy(&index);
+    assert!(
+        status.contains("200")
+            && index.contains("r.bin.torrent")
+            && index.contains("a.bin.torrent"),
+        "{status} {index}"
+    );
+    wait_until("the seed announced r.bin", Duration::from_secs(30), || {
+        let n = seeds_on(tracker, &r);
+        (n >= 1).then_some(()).ok_or(n)
+    });
+    let dl = dir.join("dl");
+    std::fs::create_dir(&dl).unwrap();
+    let mut leech = support::LtPeer::leech(&created, &dl, &["--tracker"]);
+    leech.wait_done(
+        Duration::from_secs(90),
+        "r.bin through the embedded tracker",
+    );
+    seed_support::assert_same_file(&watch.join("r.bin"), &dl.join("r.bin"));
+    drop(leech);
+
+    seed.assert_alive();
+    let (status, log) = seed.terminate();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        log.contains(&format!(
+            "embedded tracker started for the watch folder: {announce}"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("take effect at the next start"), "{log}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use super::dht::DhtArgs;
 use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
 use crate::engine::{self, EngineConfig, EngineControl, LimitValues, Shutdown};
+use crate::metainfo::InfoHash;
 use crate::protocol::mse::EncryptionPolicy;
 use crate::protocol::PeerId;
 use crate::service::admin::{parse_admin_addr, AdminConfig, AdminServer, Token};
@@ -21,9 +22,9 @@ use crate::service::announce::Announcers;
 use crate::service::load::is_torrent_file;
 use crate::service::notify::{status_line, Notifier};
 use crate::service::resume::StateDir;
-use crate::service::watch::{WatchConfig, Watcher};
+use crate::service::watch::{check_folder, WatchConfig, Watcher};
 use crate::service::webseed::{WebSeedConfig, WebSeedServer};
-use crate::service::{Service, ServiceBackend, ServiceConfig};
+use crate::service::{EmbeddedTracker, Service, ServiceBackend, ServiceConfig};
 use crate::storage;
 use crate::swarm::Slots;
 use crate::tracker::server::{TrackerConfig, TrackerHandle, TrackerServer};
@@ -297,9 +298,13 @@ impl Live {
         let path = reload.path.display().to_string();
         let mut changed = Vec::new();
         let mut new = new;
+        let mut tracker_started = false;
         if (&new.watch, new.watch_poll) != (&self.args.watch, self.args.watch_poll) {
             match self.change_watch(service, &new) {
-                Ok(()) => changed.push(format!("watch {}", watch_text(&new))),
+                Ok(started) => {
+                    tracker_started = started;
+                    changed.push(format!("watch {}", watch_text(&new)));
+                }
                 Err(e) => {
                     tracing::error!(
                         "config {path}: {e:#}; keeping watch {}",
@@ -329,6 +334,10 @@ impl Live {
         rest.watch_poll = self.args.watch_poll;
         rest.unchoke_slots = self.args.unchoke_slots;
         rest.max_upload_rate = self.args.max_upload_rate;
+        if tracker_started {
+            rest.tracker_listen = self.args.tracker_listen;
+            rest.tracker_host = self.args.tracker_host.clone();
+        }
         if format!("{rest:?}") != format!("{:?}", self.args) {
             tracing::warn!(
                 "config {path}: keys other than watch, watch-poll, unchoke-slots and \
@@ -346,13 +355,35 @@ impl Live {
         self.args = new;
     }
 
-    fn change_watch(&mut self, service: &Arc<Service>, new: &SeedArgs) -> anyhow::Result<()> {
+    /// Watches `new`'s folder. A folder where there was none gets the embedded tracker (with
+    /// `new`'s tracker-listen and tracker-host) if it is not running, as a watch folder given
+    /// at start does; returns whether it was started.
+    fn change_watch(&mut self, service: &Arc<Service>, new: &SeedArgs) -> anyhow::Result<bool> {
+        let mut tracker_started = false;
         match (&self.watcher, &new.watch) {
             (Some(w), Some(dir)) => w.reconfigure(WatchConfig {
                 dir: dir.clone(),
                 poll: new.watch_poll,
             })?,
             (None, Some(dir)) => {
+                check_folder(dir)?;
+                if !self.args.no_tracker && !service.has_tracker() {
+                    let tracker = start_tracker_if_needed(
+                        &SeedArgs {
+                            no_tracker: false,
+                            ..new.clone()
+                        },
+                        service.config().threads,
+                    )?;
+                    if let Some(t) = tracker {
+                        tracing::info!(
+                            "embedded tracker started for the watch folder: {}",
+                            t.announce_url
+                        );
+                        service.attach_tracker(t);
+                        tracker_started = true;
+                    }
+                }
                 self.watcher = Some(Watcher::start(
                     service.clone(),
                     WatchConfig {
@@ -369,7 +400,7 @@ impl Live {
             }
             (None, None) => {}
         }
-        Ok(())
+        Ok(tracker_started)
     }
 }
 
@@ -432,7 +463,6 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     let peer_id = PeerId::generate(&mut rand::thread_rng());
     let (control, inboxes) = EngineControl::new(threads);
-    let announce_url = tracker.as_ref().map(|(_, url)| url.clone());
     let state = match &args.state {
         Some(dir) => Some(Arc::new(StateDir::open(dir)?)),
         None => None,
@@ -449,13 +479,12 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
             threads,
             skip_check: args.skip_check,
             huge_pages: args.huge_pages,
-            announce_url,
             state,
             super_seed: args.super_seed,
             web_seeds,
         },
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
-        tracker.map(|(handle, _)| handle),
+        tracker,
     ));
     let dht = args
         .dht
@@ -527,6 +556,9 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     live.notify("READY=1");
     live.update_status(&service);
     let stopped = serve_until_signal(&service, &signals, &engine, &mut live);
+    // A torrent removed after it stopped (its entry taken out of the watch folder, which the
+    // file check may notice first, or removed over the API) is no failure.
+    let stopped = stopped.iter().filter(|h| service.get(h).is_some()).count();
     live.notify("STOPPING=1");
     shutdown.trigger();
     let result = engine
@@ -564,7 +596,7 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
 fn start_tracker_if_needed(
     args: &SeedArgs,
     threads: usize,
-) -> anyhow::Result<Option<(TrackerHandle, String)>> {
+) -> anyhow::Result<Option<EmbeddedTracker>> {
     let creates = args.watch.is_some() || args.targets.iter().any(|t| !is_torrent_file(t));
     if args.no_tracker || !(creates || args.tracker_listen.is_some()) {
         return Ok(None);
@@ -583,7 +615,10 @@ fn start_tracker_if_needed(
             .unwrap_or_else(|| a.to_string());
         outln!("torrents  http://{host}/torrents/");
     }
-    Ok(Some((handle, url)))
+    Ok(Some(EmbeddedTracker {
+        handle,
+        announce_url: url,
+    }))
 }
 
 /// Binds the web seed's port when `--web-seed` is given; returns the listener, its settings
@@ -695,18 +730,18 @@ fn engine_config(args: &SeedArgs, threads: usize, peer_id: PeerId) -> EngineConf
 /// The main thread while serving: waits for SIGINT/SIGTERM (or the engine's end), and once a
 /// second does the service's upkeep (file checks, announce counters) and, every
 /// `stats_every` seconds, logs a statistics line. SIGHUP re-checks stopped torrents and
-/// re-reads the config file. Returns how many torrents stopped.
+/// re-reads the config file. Returns the torrents that stopped.
 fn serve_until_signal(
     service: &Arc<Service>,
     signals: &Signals,
     engine: &std::thread::JoinHandle<std::io::Result<()>>,
     live: &mut Live,
-) -> usize {
+) -> Vec<InfoHash> {
     let stats_every = live.args.stats_every;
     let stats = service.engine().stats().clone();
     let mut last = (stats.snapshot(), Instant::now());
     let every = Duration::from_secs(stats_every);
-    let mut stopped = 0;
+    let mut stopped = Vec::new();
     loop {
         let wait = if stats_every == 0 {
             FILE_CHECK_EVERY
@@ -732,7 +767,7 @@ fn serve_until_signal(
         // Files truncated, replaced or rewritten under the mapping stop their torrent (the
         // cores also check when a send fails with EFAULT); the others keep serving.
         for t in service.tick() {
-            stopped += 1;
+            stopped.push(t.info_hash());
             eprintln!(
                 "seedbox: stopped seeding {} ({}): {}",
                 t.torrent.name,

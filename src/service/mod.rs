@@ -42,8 +42,6 @@ pub struct ServiceConfig {
     pub skip_check: bool,
     /// Advise `MADV_HUGEPAGE` on the mappings.
     pub huge_pages: bool,
-    /// The announce URL written into created torrents (the embedded tracker's).
-    pub announce_url: Option<String>,
     /// The state folder (`--state`): resume data that spares unchanged torrents their check
     /// at start.
     pub state: Option<Arc<resume::StateDir>>,
@@ -53,8 +51,19 @@ pub struct ServiceConfig {
     pub web_seeds: Vec<String>,
 }
 
+/// The embedded tracker the service lists its torrents on, and the announce URL written into
+/// the torrents it creates.
+pub struct EmbeddedTracker {
+    /// The running tracker.
+    pub handle: TrackerHandle,
+    /// `http://HOST:PORT/announce`, as peers should reach it.
+    pub announce_url: String,
+}
+
 struct Record {
     seed: Arc<SeedTorrent>,
+    /// The .torrent file's bytes (listed on the embedded tracker's pages).
+    bytes: Arc<[u8]>,
     announce: Arc<AnnounceStats>,
     paused: bool,
     /// A re-check of its data is running.
@@ -78,7 +87,7 @@ pub struct Service {
     engine: Arc<EngineControl>,
     config: ServiceConfig,
     announcers: Option<Announcers>,
-    tracker: Mutex<Option<TrackerHandle>>,
+    tracker: Mutex<Option<EmbeddedTracker>>,
     records: Mutex<HashMap<InfoHash, Record>>,
     order: Mutex<Vec<InfoHash>>,
     /// What removed torrents uploaded and announced (uploaded, announces, failures), so
@@ -128,6 +137,17 @@ impl FileCheckTurn {
     }
 }
 
+/// Serves `bytes` (the .torrent of `torrent`) on the embedded tracker's pages.
+fn list_on(tracker: &EmbeddedTracker, torrent: &Torrent, bytes: &[u8]) {
+    if let Err(e) =
+        tracker
+            .handle
+            .add_torrent_file(&torrent.name, bytes.to_vec(), torrent.info_hash)
+    {
+        tracing::warn!("cannot list {} on the tracker's pages: {e}", torrent.name);
+    }
+}
+
 fn status(r: &Record) -> TorrentStatus {
     let seed = &r.seed;
     let state = if r.paused {
@@ -161,12 +181,13 @@ fn status(r: &Record) -> TorrentStatus {
 
 impl Service {
     /// A service serving nothing yet. `announcers`: `None` with `--no-tracker`; `tracker`: the
-    /// embedded tracker, whose pages list the torrents served.
+    /// embedded tracker, whose pages list the torrents served and whose URL created torrents
+    /// announce to.
     pub fn new(
         engine: Arc<EngineControl>,
         config: ServiceConfig,
         announcers: Option<Announcers>,
-        tracker: Option<TrackerHandle>,
+        tracker: Option<EmbeddedTracker>,
     ) -> Service {
         Service {
             engine,
@@ -205,6 +226,39 @@ impl Service {
 
     fn records(&self) -> MutexGuard<'_, HashMap<InfoHash, Record>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tracker(&self) -> MutexGuard<'_, Option<EmbeddedTracker>> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the embedded tracker runs.
+    pub fn has_tracker(&self) -> bool {
+        self.tracker().is_some()
+    }
+
+    /// The announce URL written into the torrents the service creates: the embedded
+    /// tracker's, when it runs.
+    pub fn announce_url(&self) -> Option<String> {
+        self.tracker().as_ref().map(|t| t.announce_url.clone())
+    }
+
+    /// Starts using an embedded tracker started while serving (a watch folder added by a
+    /// config re-read, as one given at start would have had it): every torrent served is
+    /// listed on its pages, and torrents created from now on announce to it. A tracker
+    /// already attached is kept and `tracker` stopped.
+    pub fn attach_tracker(&self, tracker: EmbeddedTracker) {
+        let records = self.records();
+        let mut slot = self.tracker();
+        if slot.is_some() {
+            drop(slot);
+            tracker.handle.stop();
+            return;
+        }
+        for r in records.values() {
+            list_on(&tracker, &r.seed.torrent, &r.bytes);
+        }
+        *slot = Some(tracker);
     }
 
     /// Loads `target` (a .torrent, or a file or folder whose torrent is created beside it),
@@ -318,23 +372,15 @@ impl Service {
         if let (Some((dht, port)), false) = (self.dht.get(), seed.torrent.private) {
             dht.announce(hash, *port);
         }
-        if let Some(t) = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            if let Err(e) = t.add_torrent_file(&seed.torrent.name, bytes, hash) {
-                tracing::warn!(
-                    "cannot list {} on the tracker's pages: {e}",
-                    seed.torrent.name
-                );
-            }
+        let bytes: Arc<[u8]> = bytes.into();
+        if let Some(t) = self.tracker().as_ref() {
+            list_on(t, &seed.torrent, &bytes);
         }
         records.insert(
             hash,
             Record {
                 seed: seed.clone(),
+                bytes,
                 announce,
                 paused: false,
                 rechecking: false,
@@ -382,13 +428,8 @@ impl Service {
         if let Some((dht, _)) = self.dht.get() {
             dht.remove(*info_hash);
         }
-        if let Some(t) = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            t.remove_torrent_file(&record.seed.torrent.name);
+        if let Some(t) = self.tracker().as_ref() {
+            t.handle.remove_torrent_file(&record.seed.torrent.name);
         }
         tracing::info!("removed {} ({info_hash})", record.seed.torrent.name);
         Ok(record.seed)
@@ -636,13 +677,8 @@ impl Service {
         if let Some((dht, _)) = self.dht.get() {
             dht.shutdown();
         }
-        if let Some(t) = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            t.stop();
+        if let Some(t) = self.tracker().take() {
+            t.handle.stop();
         }
     }
 }

@@ -74,7 +74,7 @@ impl Service {
                 target,
                 &config.data,
                 config.threads,
-                config.announce_url.clone(),
+                self.announce_url(),
                 &config.web_seeds,
             );
         };
@@ -86,7 +86,7 @@ impl Service {
             target,
             &config.data,
             config.threads,
-            config.announce_url.clone(),
+            self.announce_url(),
             &config.web_seeds,
         )?;
         self.created_at

@@ -93,7 +93,8 @@ impl Watcher {
     }
 }
 
-fn check_folder(dir: &Path) -> anyhow::Result<()> {
+/// Checks that `dir` is a folder (a watch folder's first requirement), with a clear error.
+pub fn check_folder(dir: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(dir)
         .map_err(|e| anyhow::anyhow!("watch folder {}: {e}", dir.display()))?;
     anyhow::ensure!(
