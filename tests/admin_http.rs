@@ -3,6 +3,8 @@
 //! rendered by headless Debian chromium, the bearer token, and bad input that must get a JSON
 //! 4xx while the server keeps serving.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -18,6 +20,7 @@ use seedbox::service::admin::{
     StartError, Token, TorrentState, TorrentStatus,
 };
 use serde_json::Value;
+use support::{prometheus_parse, prometheus_sample as sample};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -425,62 +428,6 @@ fn keep_alive_serves_pipelined_requests_in_order() {
         .map(|(i, _)| &text[i + 9..i + 12])
         .collect();
     assert_eq!(statuses, ["200", "404", "200"]);
-}
-
-/// `/metrics` through `prometheus_client.parser.text_string_to_metric_families`, printed back
-/// as JSON: family name, type, and each sample's name, labels and value.
-const PARSE_METRICS: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for fam in text_string_to_metric_families(sys.stdin.read()):
-    out[fam.name] = {"type": fam.type, "samples": [[s.name, s.labels, s.value] for s in fam.samples]}
-print(json.dumps(out))
-"#;
-
-fn prometheus_parse(text: &str) -> Value {
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import prometheus_client.parser"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "this test needs Prometheus' parser for Debian's python: apt-get install -y python3-prometheus-client"
-    );
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", PARSE_METRICS])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "prometheus_client refused the exposition: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn sample(families: &Value, family: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let fam = &families[family];
-    let samples = fam["samples"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no family {family}"));
-    samples
-        .iter()
-        .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v)))
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in {fam}"))[2]
-        .as_f64()
-        .unwrap()
 }
 
 #[test]

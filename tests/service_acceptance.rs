@@ -1,233 +1,316 @@
-//! Issue 17's acceptance on the real service, `seed --admin --admin-token-file --state`
-//! (the watch folder is not on main yet: the second release is added over the admin API):
-//! two releases downloaded byte-exact by real libtorrent leechers, /metrics parsed by
-//! prometheus_client with the uploaded bytes matching, the torrent list, bad input refused
-//! while serving, one release removed (its peers go, the other keeps serving), a restart served
-//! from the resume data, and one byte changed while stopped: that torrent re-checked and its
-//! pieces never served.
+//! Issue 17's acceptance on one real service, `seed --watch DIR --admin --admin-token-file
+//! --state` (with `--data` for the dropped .torrent files' content):
+//! - two releases dropped into the watch folder, a .torrent with its data under --data and a
+//!   data folder (its torrent created beside it), each downloaded byte-exact by a real
+//!   libtorrent leecher;
+//! - /metrics parsed by prometheus_client, each torrent's uploaded bytes within one block of
+//!   what its one leecher received; /api/v1/torrents lists them;
+//! - bad input while serving, each refused clearly while the others keep serving: a junk
+//!   .torrent dropped into the folder (log line), a 1 MB garbage POST (4xx JSON), a wrong or
+//!   missing token (401), a data file deleted under a served torrent (the torrent listed as
+//!   `stopped` with the missing file as its reason, its peer closed). The config with an
+//!   unknown key is tests/service_config.rs's `a_config_with_an_unknown_key_is_refused_with_its_name`;
+//! - the .torrent removed from the folder: its peer closed, its `stopped` announce sent, the
+//!   folder release still served;
+//! - a restart served from the resume data (log line, nothing hashed);
+//! - one byte changed while stopped: that torrent re-checked and refused, nothing of it served,
+//!   the other still from its resume data and served.
 
 mod seed_support;
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use seed_support::{assert_same_file, data, lt_leech, require_libtorrent, RawPeer, Seed};
+use seed_support::{
+    assert_same_file, data, lt_leech, require_libtorrent, wait_until, RawPeer, Seed,
+};
+use serde_json::Value;
 
 const TOKEN: &str = "acceptance-token-0123456789";
-const LEN: usize = 3 << 20;
+/// Each release's size: 128 pieces of 16 KiB.
+const LEN: usize = 2 << 20;
+const BLOCK: f64 = 16384.0;
 
-fn create(dir: &Path, name: &str, salt: u64) {
-    std::fs::write(dir.join(name), data(LEN, salt)).unwrap();
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", name])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+/// The service's folders (absolute, under a temporary folder).
+struct Folders {
+    root: PathBuf,
+    watch: PathBuf,
+    data: PathBuf,
 }
 
-fn start(dir: &Path, targets: &[&str]) -> (Seed, SocketAddr) {
-    let mut args = targets.to_vec();
-    args.extend([
-        "--admin",
-        "127.0.0.1:0",
-        "--admin-token-file",
-        "token",
-        "--state",
-        "state",
-        "--threads",
-        "2",
-        "--stats-every",
-        "0",
-    ]);
-    let seed = Seed::start(&args, dir);
-    let admin = seed
-        .banner
+impl Folders {
+    fn new(root: &Path) -> Folders {
+        let f = Folders {
+            root: root.to_path_buf(),
+            watch: root.join("watch"),
+            data: root.join("data"),
+        };
+        for d in [&f.watch, &f.data] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
+        f
+    }
+
+    /// `seed --watch --data --state --admin --admin-token-file`, announcing (the embedded
+    /// tracker on a free loopback port).
+    fn start(&self) -> (Seed, SocketAddr) {
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        let (watch, data) = (path(&self.watch), path(&self.data));
+        let (state, token) = (
+            path(&self.root.join("state")),
+            path(&self.root.join("token")),
+        );
+        let seed = Seed::start_announcing(
+            &[
+                "--watch",
+                &watch,
+                "--data",
+                &data,
+                "--state",
+                &state,
+                "--admin",
+                "127.0.0.1:0",
+                "--admin-token-file",
+                &token,
+                "--tracker-listen",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+                "--stats-every",
+                "0",
+            ],
+            &self.root,
+        );
+        let admin = seed.admin();
+        (seed, admin)
+    }
+
+    /// A libtorrent leecher downloads `torrent` from `seed` into a new folder; its `file`
+    /// (a path inside the torrent) must equal `want`.
+    fn leech(&self, torrent: &Path, seed: SocketAddr, file: &str, want: &Path) {
+        let into = tempfile::tempdir_in(&self.root).unwrap();
+        lt_leech(torrent, into.path(), seed, Duration::from_secs(120));
+        assert_same_file(want, &into.path().join(file));
+    }
+}
+
+/// An admin request with the token.
+fn api(admin: SocketAddr, method: &str, target: &str, body: &[u8]) -> (String, String) {
+    support::http_request(admin, method, target, body, Some(TOKEN))
+}
+
+/// The listed torrent with this info-hash, if any.
+fn entry(list: &str, hash: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    v.as_array()?
         .iter()
-        .find_map(|l| l.strip_prefix("admin     http://"))
-        .expect("admin line in the banner")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    (seed, admin)
+        .find(|t| t["info_hash"] == hash)
+        .cloned()
 }
 
-/// One HTTP request with `token`; returns the status line and body.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    body: &[u8],
-    token: &str,
-) -> (String, String) {
-    use std::io::Write;
-    let mut s = support::http_connect(addr);
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let (status, body) = support::read_http_response(&mut s);
-    (status, String::from_utf8_lossy(&body).into_owned())
+fn state_of(list: &str, hash: &str) -> Option<String> {
+    entry(list, hash).map(|t| t["state"].as_str().unwrap_or("").to_owned())
 }
 
-/// Every `seedbox_torrent_uploaded_bytes_total` sample by info-hash, as prometheus_client's
-/// text parser reads /metrics.
-fn uploaded(admin: SocketAddr) -> Vec<(String, f64)> {
-    let (status, text) = request(admin, "GET", "/metrics", b"", TOKEN);
-    assert!(status.contains("200"), "{status}");
-    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as f\n\
-for fam in f(sys.stdin.read()):\n    for s in fam.samples:\n        if s.name == 'seedbox_torrent_uploaded_bytes_total':\n            print(s.labels['info_hash'], s.value)\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "/metrics does not parse: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (h, v) = l.split_once(' ').unwrap();
-            (h.to_owned(), v.parse().unwrap())
-        })
-        .collect()
+/// Waits until every torrent of `hashes` is listed as seeding.
+fn wait_seeding(admin: SocketAddr, hashes: &[&str]) -> String {
+    support::wait_list(admin, Some(TOKEN), "seeding", |l| {
+        hashes
+            .iter()
+            .all(|h| state_of(l, h).as_deref() == Some("seeding"))
+    })
 }
 
 fn hex20(hex: &str) -> [u8; 20] {
     hex::decode(hex).unwrap().try_into().unwrap()
 }
 
-fn leech(dir: &Path, name: &str, into: &str, addr: SocketAddr) {
-    lt_leech(
-        &dir.join(format!("{name}.torrent")),
-        &dir.join(into),
-        addr,
-        Duration::from_secs(120),
-    );
-    assert_same_file(&dir.join(name), &dir.join(into).join(name));
+/// Whether the recording tracker saw a `stopped` announce from the seed listening on `port`.
+fn stopped_announce(announces: &Arc<Mutex<Vec<String>>>, port: u16) -> bool {
+    announces.lock().unwrap().iter().any(|l| {
+        let mut params = l.split(['?', '&', ' ']);
+        l.contains("event=stopped") && params.any(|p| p == format!("port={port}"))
+    })
 }
 
 #[test]
 fn seed_box_service_acceptance() {
     require_libtorrent();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
-    create(dir, "a.bin", 1);
-    create(dir, "b.bin", 2);
-    let a = support::info_hash_hex(&dir.join("a.bin.torrent"));
-    let b = support::info_hash_hex(&dir.join("b.bin.torrent"));
+    let f = Folders::new(tmp.path());
+    let (tracker, announces) = support::recording_tracker();
 
-    let (mut seed, admin) = start(dir, &["a.bin.torrent"]);
-    let torrent_b = std::fs::read(dir.join("b.bin.torrent")).unwrap();
-    let (status, body) = request(admin, "POST", "/api/v1/torrents", &torrent_b, TOKEN);
-    assert!(status.contains(" 20"), "{status} {body}");
-    let (status, list) = request(admin, "GET", "/api/v1/torrents", b"", TOKEN);
-    assert!(
-        status.contains("200") && list.contains(&a) && list.contains(&b),
-        "{status} {list}"
+    // Release one: a .torrent (announcing to the recording tracker) with its data under
+    // --data. Release two: a data folder, built beside the watch folder and moved in whole.
+    // Gone: a small .torrent whose data file is deleted while it is served.
+    std::fs::write(f.data.join("one.bin"), data(LEN, 1)).unwrap();
+    let one_torrent = f.root.join("one.torrent");
+    support::create(
+        &f.data.join("one.bin"),
+        &one_torrent,
+        &["-l", "16K", "-a", &tracker],
+    );
+    let one = support::info_hash_hex(&one_torrent);
+    let staged = f.root.join("two");
+    std::fs::create_dir_all(staged.join("disc")).unwrap();
+    std::fs::write(staged.join("disc/a.bin"), data(LEN - 1000, 2)).unwrap();
+    std::fs::write(staged.join("notes.txt"), data(1000, 3)).unwrap();
+    std::fs::write(f.data.join("gone.bin"), data(256 << 10, 4)).unwrap();
+    let gone_torrent = f.root.join("gone.torrent");
+    support::create(&f.data.join("gone.bin"), &gone_torrent, &["-l", "16K"]);
+    let gone = support::info_hash_hex(&gone_torrent);
+
+    let (mut seed, admin) = f.start();
+    let port = seed.addr.port();
+    std::fs::copy(&one_torrent, f.watch.join("one.torrent")).unwrap();
+    std::fs::rename(&staged, f.watch.join("two")).unwrap();
+    std::fs::copy(&gone_torrent, f.watch.join("gone.torrent")).unwrap();
+    std::fs::write(f.watch.join("junk.torrent"), b"d4:infoi3e").unwrap();
+    let two_torrent = f.watch.join("two.torrent");
+    wait_until("two.torrent created", Duration::from_secs(60), || {
+        two_torrent.exists().then_some(()).ok_or(())
+    });
+    let two = support::info_hash_hex(&two_torrent);
+    let list = wait_seeding(admin, &[&one, &two, &gone]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&list)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "the junk .torrent is not listed: {list}"
+    );
+    assert_eq!(entry(&list, &two).unwrap()["size"], LEN as u64, "{list}");
+
+    // Each release downloaded byte-exact by a real leecher.
+    f.leech(&one_torrent, seed.addr, "one.bin", &f.data.join("one.bin"));
+    f.leech(
+        &two_torrent,
+        seed.addr,
+        "two/disc/a.bin",
+        &f.watch.join("two/disc/a.bin"),
     );
 
-    // A real leecher per release, byte-exact; uploaded bytes within one block of what each
-    // received (one leecher, one peer each).
-    leech(dir, "a.bin", "dl-a", seed.addr);
-    leech(dir, "b.bin", "dl-b", seed.addr);
-    let up = uploaded(admin);
-    for h in [&a, &b] {
-        let v = up.iter().find(|(x, _)| x == h).map(|x| x.1);
-        let v = v.unwrap_or_else(|| panic!("no uploaded series for {h}: {up:?}"));
-        assert!(v >= LEN as f64 && v <= (LEN + 16384) as f64, "{h}: {v}");
+    // /metrics parses; each torrent uploaded what its one leecher received, within one block.
+    let (status, text) = api(admin, "GET", "/metrics", b"");
+    assert!(status.contains("200"), "{status}");
+    let metrics = support::prometheus_parse(&text);
+    for h in [&one, &two] {
+        let up = support::prometheus_sample(
+            &metrics,
+            "seedbox_torrent_uploaded_bytes",
+            "seedbox_torrent_uploaded_bytes_total",
+            &[("info_hash", h)],
+        );
+        assert!(up >= LEN as f64 && up <= LEN as f64 + BLOCK, "{h}: {up}");
     }
 
-    // Bad input while serving: a wrong token, a 1 MB garbage POST, a data path that does not
-    // exist. Each refused with a clear error; the service keeps serving.
-    let (status, body) = request(admin, "GET", "/api/v1/torrents", b"", "wrong-token-000000");
-    assert!(status.contains("401"), "{status} {body}");
-    let (status, body) = request(admin, "POST", "/api/v1/torrents", &[0xA5; 1 << 20], TOKEN);
-    assert!(
-        status.contains(" 4") && body.contains("error"),
-        "{status} {body}"
-    );
-    let missing = format!(r#"{{"path": "{}"}}"#, dir.join("deleted.bin").display());
-    let (status, body) = request(admin, "POST", "/api/v1/torrents", missing.as_bytes(), TOKEN);
-    assert!(
-        status.contains(" 4") && body.contains("does not exist"),
-        "{status} {body}"
-    );
+    // Bad requests: a wrong token and none (401), a 1 MB garbage POST (4xx, JSON error).
+    for token in [Some("wrong-token-0000000000"), None] {
+        let (status, body) = support::http_request(admin, "GET", "/api/v1/torrents", b"", token);
+        assert!(status.contains(" 401 "), "{status} {body}");
+    }
+    let (status, body) = api(admin, "POST", "/api/v1/torrents", &data(1 << 20, 5));
+    assert!(status.contains(" 4"), "{status} {body}");
+    let error: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(error["error"].is_string(), "{body}");
+
+    // A data file deleted while served: its peer closed, the torrent listed as stopped with
+    // the file named; the others keep serving.
+    let mut peer = RawPeer::handshake(seed.addr, hex20(&gone), true);
+    std::fs::remove_file(f.data.join("gone.bin")).unwrap();
+    peer.expect_closed(Duration::from_secs(30));
+    let list = support::wait_list(admin, Some(TOKEN), "gone stopped", |l| {
+        state_of(l, &gone).as_deref() == Some("stopped")
+    });
+    let reason = entry(&list, &gone).unwrap()["reason"].to_string();
+    assert!(reason.contains("gone.bin: missing"), "{list}");
+    assert_eq!(state_of(&list, &one).as_deref(), Some("seeding"), "{list}");
+    std::fs::remove_file(f.watch.join("gone.torrent")).unwrap();
     seed.assert_alive();
 
-    // Remove A: its peer goes, B keeps serving.
-    let mut peer_a = RawPeer::handshake(seed.addr, hex20(&a), true);
-    let (status, body) = request(
-        admin,
-        "DELETE",
-        &format!("/api/v1/torrents/{a}"),
-        b"",
-        TOKEN,
-    );
-    assert!(status.contains(" 20"), "{status} {body}");
-    peer_a.expect_closed(Duration::from_secs(30));
-    leech(dir, "b.bin", "dl-b2", seed.addr);
-    let (status, log) = seed.terminate();
-    assert!(status.success(), "{status}\n{log}");
-
-    // Restart with both: B served from its resume data with no re-hash; A (removed, so its
-    // resume data forgotten) checked in full.
-    let (seed, admin) = start(dir, &["a.bin.torrent", "b.bin.torrent"]);
-    let (_, list) = request(admin, "GET", "/api/v1/torrents", b"", TOKEN);
-    assert!(list.contains(&a) && list.contains(&b), "{list}");
-    leech(dir, "b.bin", "dl-b3", seed.addr);
-    let (status, log) = seed.terminate();
-    assert!(status.success(), "{status}\n{log}");
-    let line = |h: &str, what: &str| log.lines().any(|l| l.contains(h) && l.contains(what));
-    assert!(line(&b, "resume data used"), "{log}");
-    assert!(
-        line(&a, "resume data saved") && !line(&a, "resume data used"),
-        "{log}"
+    // One removed from the folder: its peer closed, its stopped announce sent, two still
+    // served.
+    let mut peer = RawPeer::handshake(seed.addr, hex20(&one), true);
+    std::fs::remove_file(f.watch.join("one.torrent")).unwrap();
+    peer.expect_closed(Duration::from_secs(30));
+    support::wait_list(admin, Some(TOKEN), "one removed", |l| {
+        entry(l, &one).is_none() && entry(l, &gone).is_none() && entry(l, &two).is_some()
+    });
+    wait_until("one's stopped announce", Duration::from_secs(30), || {
+        stopped_announce(&announces, port)
+            .then_some(())
+            .ok_or_else(|| announces.lock().unwrap().clone())
+    });
+    f.leech(
+        &two_torrent,
+        seed.addr,
+        "two/disc/a.bin",
+        &f.watch.join("two/disc/a.bin"),
     );
 
-    // One byte of A changed while stopped: A re-checked (only A), refused, never served; B
-    // still from its resume data, and served.
-    let path = dir.join("a.bin");
+    // One dropped in again (checked in full: its resume data went with its removal).
+    std::fs::copy(&one_torrent, f.watch.join("one.torrent")).unwrap();
+    wait_seeding(admin, &[&one, &two]);
+    seed.assert_alive();
+    let (status, log) = seed.terminate();
+    // Success: gone stopped, but was removed afterwards.
+    assert!(status.success(), "{status}\n{log}");
+    for want in [
+        "junk.torrent: not a valid .torrent",
+        &format!("gone.bin ({gone}): stopped:"),
+    ] {
+        assert!(log.contains(want), "no `{want}` in the log:\n{log}");
+    }
+    let line =
+        |log: &str, h: &str, what: &str| log.lines().any(|l| l.contains(h) && l.contains(what));
+    assert!(line(&log, &one, "resume data saved"), "{log}");
+
+    // Restart: both served from the resume data, nothing hashed.
+    let (seed, admin) = f.start();
+    wait_seeding(admin, &[&one, &two]);
+    f.leech(&one_torrent, seed.addr, "one.bin", &f.data.join("one.bin"));
+    let (status, log) = seed.terminate();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(line(&log, &one, "resume data used"), "{log}");
+    assert!(line(&log, &two, "resume data used"), "{log}");
+    assert!(!log.contains("pieces checked"), "{log}");
+    assert!(!log.contains("pieces hashed"), "{log}");
+
+    // One byte of one.bin changed while stopped: one re-checked in full and refused, nothing
+    // of it served; two still from its resume data, and served.
+    let path = f.data.join("one.bin");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[LEN / 2] ^= 0x55;
     std::fs::write(&path, &bytes).unwrap();
-    let (seed, _) = start(dir, &["a.bin.torrent", "b.bin.torrent"]);
-    let mut peer_a = RawPeer::connect(seed.addr, None);
-    peer_a.send_handshake(hex20(&a), true);
+    let (seed, admin) = f.start();
+    // The watcher takes the settled entries in name order: one (refused) before two.
+    wait_seeding(admin, &[&two]);
+    let mut peer = RawPeer::connect(seed.addr, None);
+    peer.send_handshake(hex20(&one), true);
     assert_eq!(
-        peer_a.expect_closed(Duration::from_secs(30)),
+        peer.expect_closed(Duration::from_secs(30)),
         0,
-        "nothing of A is served"
+        "nothing of one is served"
     );
-    leech(dir, "b.bin", "dl-b4", seed.addr);
+    f.leech(
+        &two_torrent,
+        seed.addr,
+        "two/disc/a.bin",
+        &f.watch.join("two/disc/a.bin"),
+    );
+    assert!(entry(&support::torrent_list(admin, Some(TOKEN)), &one).is_none());
     let (_, log) = seed.terminate();
-    let line = |h: &str, what: &str| log.lines().any(|l| l.contains(h) && l.contains(what));
-    assert!(line(&a, "modified since verified"), "{log}");
-    assert!(line(&a, "fail their hash"), "{log}");
-    assert!(line(&b, "resume data used"), "{log}");
-    let checked = |name: &str| {
-        log.lines()
-            .any(|l| l.contains(&format!("{name}: ")) && l.contains("pieces checked"))
-    };
-    assert!(!checked("b.bin"), "{log}");
+    assert!(line(&log, &one, "modified since verified"), "{log}");
+    assert!(
+        line(&log, &one, "fail their hash (first: piece 64)"),
+        "{log}"
+    );
+    assert!(line(&log, &two, "resume data used"), "{log}");
+    assert!(!line(&log, "two: ", "pieces checked"), "{log}");
 }

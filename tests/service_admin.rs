@@ -12,49 +12,9 @@ use std::time::Duration;
 
 use seed_support::{assert_same_file, create_release, lt_leech, require_libtorrent, RawPeer, Seed};
 
-/// One HTTP request; returns the status line and body.
+/// One HTTP request without a token; returns the status line and body.
 fn request(addr: SocketAddr, method: &str, target: &str, body: &[u8]) -> (String, String) {
-    use std::io::Write;
-    let mut s = support::http_connect(addr);
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let (status, body) = support::read_http_response(&mut s);
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// The value of the metric sample `name` with `labels` (a Python dict literal), as parsed by
-/// prometheus_client's text parser.
-fn metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
-    let (status, text) = request(addr, "GET", "/metrics", b"");
-    assert!(status.contains("200"), "{status}");
-    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as f\n\
-name, labels, text = sys.argv[1], eval(sys.argv[2]), sys.stdin.read()\n\
-for fam in f(text):\n    for s in fam.samples:\n        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):\n            print(s.value); sys.exit(0)\n\
-print('missing'); sys.exit(1)\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script, name, labels])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let v = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{name}{labels} not in /metrics:\n{text}"
-    );
-    v.trim().parse().unwrap()
+    support::http_request(addr, method, target, body, None)
 }
 
 #[test]
@@ -99,10 +59,13 @@ fn admin_api_adds_lists_meters_and_removes_on_the_running_service() {
     );
     assert_same_file(&dir.path().join("b.bin"), &dl_b.join("b.bin"));
     // Uploaded bytes match what the leecher received, within one block per peer.
-    let up = metric(
-        admin,
+    let (status, text) = request(admin, "GET", "/metrics", b"");
+    assert!(status.contains("200"), "{status}");
+    let up = support::prometheus_sample(
+        &support::prometheus_parse(&text),
+        "seedbox_torrent_uploaded_bytes",
         "seedbox_torrent_uploaded_bytes_total",
-        &format!("{{'info_hash': '{hash_b}'}}"),
+        &[("info_hash", &hash_b)],
     );
     let len = (1u64 << 20) as f64;
     assert!(up >= len && up <= len + 16384.0, "uploaded {up}");

@@ -7,73 +7,18 @@
 mod seed_support;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use seed_support::{assert_same_file, data, lt_leech, require_libtorrent, RawPeer, Seed};
 
 fn torrents(admin: SocketAddr) -> String {
-    let (status, body) = support::http_get(admin, "/api/v1/torrents");
-    assert!(status.contains("200"), "{status}");
-    String::from_utf8_lossy(&body).into_owned()
+    support::torrent_list(admin, None)
 }
 
-/// Polls the torrent list until `cond` holds (at most 60 s: a loaded machine).
 fn wait_list(admin: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let list = torrents(admin);
-        if cond(&list) {
-            return list;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what}: not within 60 s; list {list}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A tracker that answers every announce with no peers and records the request lines.
-fn fake_tracker() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/announce", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]);
-            log.lock()
-                .unwrap()
-                .push(head.lines().next().unwrap_or("").to_owned());
-            let body = b"d8:intervali1800e5:peers0:e";
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(body);
-        }
-    });
-    (url, seen)
-}
-
-fn create(src: &Path, out: &Path, announce: &str) {
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", "-a", announce, "-o"])
-        .arg(out)
-        .arg(src)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::wait_list(admin, None, what, cond)
 }
 
 fn hex_bytes(hex: &str) -> [u8; 20] {
@@ -92,7 +37,7 @@ fn dropped_releases_are_seeded_and_removed_ones_stopped() {
     for d in [&watch, &store, &dl] {
         std::fs::create_dir(d).unwrap();
     }
-    let (tracker, announces) = fake_tracker();
+    let (tracker, announces) = support::recording_tracker();
     let mut seed = Seed::start_announcing(
         &[
             "--watch",
@@ -129,7 +74,11 @@ fn dropped_releases_are_seeded_and_removed_ones_stopped() {
     // A .torrent whose data is under --data.
     std::fs::write(store.join("other.bin"), data(500_000, 2)).unwrap();
     let other_torrent = dir.path().join("other.torrent");
-    create(&store.join("other.bin"), &other_torrent, &tracker);
+    support::create(
+        &store.join("other.bin"),
+        &other_torrent,
+        &["-l", "16K", "-a", &tracker],
+    );
     let other_hash = support::info_hash_hex(&other_torrent);
     std::fs::copy(&other_torrent, watch.join("other.torrent")).unwrap();
 

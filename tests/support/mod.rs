@@ -495,3 +495,154 @@ pub fn http_get(addr: std::net::SocketAddr, target: &str) -> (String, Vec<u8>) {
     write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     read_http_response(&mut s)
 }
+
+/// `METHOD target` with `body` on a new connection to `addr`, with `Authorization: Bearer
+/// TOKEN` when given: (status line, body as text).
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    token: Option<&str>,
+) -> (String, String) {
+    use std::io::Write;
+    let mut s = http_connect(addr);
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (and close) before reading a refused body.
+    let _ = s.write_all(body);
+    let (status, body) = read_http_response(&mut s);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `/metrics` through `prometheus_client.parser.text_string_to_metric_families`, printed back
+/// as JSON: family name, type, and each sample's name, labels and value.
+const PARSE_METRICS: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    out[fam.name] = {"type": fam.type, "samples": [[s.name, s.labels, s.value] for s in fam.samples]}
+print(json.dumps(out))
+"#;
+
+/// Parses a Prometheus text exposition with the real parser (Debian's
+/// python3-prometheus-client): `{family: {"type": T, "samples": [[name, labels, value]]}}`.
+/// Panics with the parser's error when it refuses the text.
+pub fn prometheus_parse(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import prometheus_client.parser"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs Prometheus' parser for Debian's python: apt-get install -y python3-prometheus-client"
+    );
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", PARSE_METRICS])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The value of sample `name` with `labels` in `family` of [`prometheus_parse`]'s output;
+/// panics when there is none.
+pub fn prometheus_sample(
+    families: &serde_json::Value,
+    family: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let fam = &families[family];
+    let samples = fam["samples"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no family {family}"));
+    samples
+        .iter()
+        .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in {fam}"))[2]
+        .as_f64()
+        .unwrap()
+}
+
+/// The admin API's torrent list (`GET /api/v1/torrents`, with `token` when given), as text;
+/// panics unless it answers 200.
+pub fn torrent_list(admin: std::net::SocketAddr, token: Option<&str>) -> String {
+    let (status, body) = http_request(admin, "GET", "/api/v1/torrents", b"", token);
+    assert!(status.contains("200"), "{status} {body}");
+    body
+}
+
+/// Polls the torrent list until `cond` holds (at most 60 s: a loaded machine); returns it.
+pub fn wait_list(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+    what: &str,
+    cond: impl Fn(&str) -> bool,
+) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let list = torrent_list(admin, token);
+        if cond(&list) {
+            return list;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{what}: not within 60 s; list {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A tracker that answers every HTTP announce with no peers and records each request line:
+/// (its announce URL, the lines so far).
+pub fn recording_tracker() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/announce", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            log.lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or("").to_owned());
+            let body = b"d8:intervali1800e5:peers0:e";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    (url, seen)
+}
