@@ -442,6 +442,9 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(storage::available_threads)
         .max(1);
     let tracker = start_tracker_if_needed(&args, threads)?;
+    if let Some(t) = &tracker {
+        print_tracker(t);
+    }
     let listeners = engine::bind_reuseport(args.listen, threads)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listeners[0].local_addr()?;
@@ -591,8 +594,7 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts the embedded tracker when seed creates a torrent (a file or folder target, or the
-/// watch folder's) or `--tracker-listen` asks for it
-/// (never with `--no-tracker`), and prints its URLs.
+/// watch folder's) or `--tracker-listen` asks for it (never with `--no-tracker`).
 fn start_tracker_if_needed(
     args: &SeedArgs,
     threads: usize,
@@ -606,8 +608,18 @@ fn start_tracker_if_needed(
         args.tracker_host.as_deref(),
         threads,
     )?;
+    Ok(Some(EmbeddedTracker {
+        handle,
+        announce_url: url,
+    }))
+}
+
+/// Prints the embedded tracker's URLs in the start banner (a tracker started later, by a
+/// config re-read, is logged instead: the banner's reader may be gone by then).
+fn print_tracker(tracker: &EmbeddedTracker) {
+    let url = &tracker.announce_url;
     outln!("tracker   {url}");
-    if let Some(a) = handle.http_addr() {
+    if let Some(a) = tracker.handle.http_addr() {
         let host = url
             .strip_prefix("http://")
             .and_then(|r| r.split('/').next())
@@ -615,10 +627,6 @@ fn start_tracker_if_needed(
             .unwrap_or_else(|| a.to_string());
         outln!("torrents  http://{host}/torrents/");
     }
-    Ok(Some(EmbeddedTracker {
-        handle,
-        announce_url: url,
-    }))
 }
 
 /// Binds the web seed's port when `--web-seed` is given; returns the listener, its settings
