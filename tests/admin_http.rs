@@ -8,7 +8,6 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use seedbox::service::admin::{
     StartError, Token, TorrentState, TorrentStatus,
 };
 use serde_json::Value;
-use support::{prometheus_parse, prometheus_sample as sample};
+use support::{chromium, prometheus_parse, prometheus_sample as sample};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -791,39 +790,6 @@ fn expect_100_continue_gets_its_continue() {
     let r = parse_reply(&out);
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["name"], "continued");
-}
-
-/// Runs headless Debian chromium with the flags a root, offline, throwaway run needs.
-fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
-    let found = Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "this test needs a browser: apt-get install -y chromium"
-    );
-    Command::new("timeout")
-        .arg("120")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--virtual-time-budget=8000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("run chromium")
 }
 
 #[test]

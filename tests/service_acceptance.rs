@@ -187,6 +187,24 @@ fn seed_box_service_acceptance() {
     );
     assert_eq!(entry(&list, &two).unwrap()["size"], LEN as u64, "{list}");
 
+    // The status page of the running service, rendered by headless chromium, shows both
+    // releases (the token in the fragment, as the README says).
+    let url = format!("http://{admin}/#token={TOKEN}");
+    let out = support::chromium(&f.root.join("chromium"), &["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && dom.contains("data-loaded=\"1\""),
+        "the status page did not load its torrents: {:?}\n{}\n{dom}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["one.bin", "two"] {
+        assert!(
+            dom.contains(&format!(">{name}<")),
+            "{name} not on the status page: {dom}"
+        );
+    }
+
     // Each release downloaded byte-exact by a real leecher.
     f.leech(&one_torrent, seed.addr, "one.bin", &f.data.join("one.bin"));
     f.leech(

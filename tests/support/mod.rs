@@ -646,3 +646,36 @@ pub fn recording_tracker() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Strin
     });
     (url, seen)
 }
+
+/// Runs headless Debian chromium with the flags a root, offline, throwaway run needs.
+pub fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "this test needs a browser: apt-get install -y chromium"
+    );
+    std::process::Command::new("timeout")
+        .arg("120")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--virtual-time-budget=8000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("run chromium")
+}
