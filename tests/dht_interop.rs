@@ -7,7 +7,6 @@
 mod seed_support;
 mod support;
 
-use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -36,18 +35,7 @@ impl LtDht {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start lt_dht.py");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = support::line_reader(child.stdout.take().unwrap());
         let mut node = LtDht {
             child,
             lines,
@@ -315,13 +303,19 @@ fn answers_ping_with(sock: &UdpSocket, to: SocketAddr, tid: &[u8], timeout: Dura
     false
 }
 
-#[test]
-fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
-    let dir = tempfile::tempdir().unwrap();
-    let hash = release(dir.path(), "x.bin", 50_000, 3);
-    let mut seed = Seed::start(
+/// A seed of one release of `len` bytes whose DHT has no reachable bootstrap node, its
+/// torrent's info-hash (hex), its DHT's address and a socket to query it from (50 ms reads).
+fn lone_dht_seed(
+    dir: &Path,
+    name: &str,
+    len: usize,
+    salt: u64,
+) -> (Seed, String, SocketAddr, UdpSocket) {
+    let hash = release(dir, name, len, salt);
+    let torrent = format!("{name}.torrent");
+    let seed = Seed::start(
         &[
-            "x.bin.torrent",
+            &torrent,
             "--listen",
             "127.0.0.1:0",
             "--threads",
@@ -329,7 +323,7 @@ fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
             "--dht-bootstrap",
             "127.0.0.1:9",
         ],
-        dir.path(),
+        dir,
     );
     let dht: SocketAddr = seed
         .banner
@@ -341,6 +335,13 @@ fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
+    (seed, hash, dht, sock)
+}
+
+#[test]
+fn junk_packets_and_a_get_peers_flood_are_survived_and_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut seed, hash, dht, sock) = lone_dht_seed(dir.path(), "x.bin", 50_000, 3);
     assert!(answers_ping(&sock, dht, Duration::from_secs(10)));
     // libtorrent's transaction ids are 2 bytes: answered, echoed as sent.
     assert!(answers_ping_with(
@@ -461,29 +462,7 @@ fn string_after(reply: &[u8], key: &[u8]) -> Option<Vec<u8>> {
 #[test]
 fn a_forged_token_stores_no_peer_and_a_real_one_does() {
     let dir = tempfile::tempdir().unwrap();
-    release(dir.path(), "t.bin", 20_000, 5);
-    let seed = Seed::start(
-        &[
-            "t.bin.torrent",
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--dht-bootstrap",
-            "127.0.0.1:9",
-        ],
-        dir.path(),
-    );
-    let dht: SocketAddr = seed
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("dht       udp "))
-        .expect("a dht line")
-        .parse()
-        .unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
+    let (seed, _, dht, sock) = lone_dht_seed(dir.path(), "t.bin", 20_000, 5);
     let hash = [0x5au8; 20];
     let peer_of = |port: u16| {
         let mut compact = b"6:".to_vec();

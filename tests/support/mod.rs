@@ -149,7 +149,6 @@ pub struct LtPeer {
 impl LtPeer {
     /// Starts `lt_peer.py` with `args` and waits for its LISTEN line.
     pub fn start(args: &[&str]) -> LtPeer {
-        use std::io::BufRead;
         let py = python_libtorrent();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/lt_peer.py");
         let mut child = Command::new(py)
@@ -158,18 +157,7 @@ impl LtPeer {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start lt_peer.py");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_reader(child.stdout.take().unwrap());
         let mut peer = LtPeer {
             child,
             lines,
@@ -678,4 +666,21 @@ pub fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run chromium")
+}
+
+/// The lines a child prints on `stdout`, read by a thread of their own.
+pub fn line_reader(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
