@@ -10,6 +10,7 @@ pub mod load;
 pub mod notify;
 pub mod resume;
 mod resuming;
+mod server_thread;
 pub mod watch;
 pub mod webseed;
 

@@ -20,6 +20,7 @@ use super::api::Router;
 use super::auth::Token;
 use super::backend::AdminBackend;
 use super::http::{parse_request, Limits, Method, Parsed, Response, CONTINUE};
+use crate::service::server_thread::ServerThread;
 
 /// How long a refused connection is drained before it is closed.
 const LINGER: Duration = Duration::from_secs(2);
@@ -89,8 +90,7 @@ pub fn parse_admin_addr(s: &str) -> Result<SocketAddr, String> {
 /// A running admin server; dropping it stops it.
 pub struct AdminServer {
     local_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl AdminServer {
@@ -110,26 +110,15 @@ impl AdminServer {
         let listener = TcpListener::bind(config.addr).map_err(bind)?;
         listener.set_nonblocking(true).map_err(bind)?;
         let local_addr = listener.local_addr().map_err(bind)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .max_blocking_threads(4)
-            .thread_name("seedbox-admin-call")
-            .build()
-            .map_err(StartError::Runtime)?;
-        let (stop, stopped) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("seedbox-admin".into())
-            .spawn(move || {
-                runtime.block_on(serve(listener, Arc::new(config), backend, stopped));
-                runtime.shutdown_timeout(Duration::from_secs(1));
-            })
-            .map_err(StartError::Runtime)?;
+        let config = Arc::new(config);
+        let thread = ServerThread::spawn("seedbox-admin", "seedbox-admin-call", 4, |stopped| {
+            serve(listener, config, backend, stopped)
+        })
+        .map_err(StartError::Runtime)?;
         tracing::info!(addr = %local_addr, "admin API, metrics and status page at http://{local_addr}/");
         Ok(AdminServer {
             local_addr,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -138,25 +127,9 @@ impl AdminServer {
         self.local_addr
     }
 
-    /// Stops accepting, drops open connections and waits for the thread.
-    pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        self.shut_down();
-    }
+    /// Stops accepting, drops open connections and waits for the thread (as dropping it
+    /// does: its [`ServerThread`] stops on drop).
+    pub fn stop(self) {}
 }
 
 async fn serve(

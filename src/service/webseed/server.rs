@@ -23,6 +23,7 @@ use super::http::{parse_request, refusal_reply, reply_head, resolve_range, Parse
 use super::limits::{ClientLimits, CONNECTIONS_PER_IP};
 use super::{resolve_file, WebSeedCatalog};
 use crate::engine::{PieceState, SeedTorrent};
+use crate::service::server_thread::ServerThread;
 
 /// Bytes written per step of a body (between rate-limit checks).
 const CHUNK: u64 = 1 << 20;
@@ -76,8 +77,7 @@ pub struct WebSeedStats {
 pub struct WebSeedServer {
     local_addr: SocketAddr,
     stats: Arc<WebSeedStats>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 struct Context {
@@ -114,12 +114,6 @@ impl WebSeedServer {
     ) -> std::io::Result<WebSeedServer> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .max_blocking_threads(2)
-            .thread_name("seedbox-webseed-hash")
-            .build()?;
         let stats = Arc::new(WebSeedStats::default());
         let ctx = Arc::new(Context {
             limits: Mutex::new(ClientLimits::new(config.rate)),
@@ -128,19 +122,15 @@ impl WebSeedServer {
             stats: stats.clone(),
             started: Instant::now(),
         });
-        let (stop, stopped) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("seedbox-webseed".into())
-            .spawn(move || {
-                runtime.block_on(serve(listener, ctx, stopped));
-                runtime.shutdown_timeout(Duration::from_secs(1));
+        let thread =
+            ServerThread::spawn("seedbox-webseed", "seedbox-webseed-hash", 2, |stopped| {
+                serve(listener, ctx, stopped)
             })?;
         tracing::info!(addr = %local_addr, "web seed at http://{local_addr}/");
         Ok(WebSeedServer {
             local_addr,
             stats,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -154,25 +144,9 @@ impl WebSeedServer {
         &self.stats
     }
 
-    /// Stops accepting, drops open connections and waits for the thread.
-    pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for WebSeedServer {
-    fn drop(&mut self) {
-        self.shut_down();
-    }
+    /// Stops accepting, drops open connections and waits for the thread (as dropping it
+    /// does: its [`ServerThread`] stops on drop).
+    pub fn stop(self) {}
 }
 
 async fn serve(listener: TcpListener, ctx: Arc<Context>, mut stopped: oneshot::Receiver<()>) {
