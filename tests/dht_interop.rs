@@ -281,7 +281,8 @@ fn answers_ping(sock: &UdpSocket, to: SocketAddr, timeout: Duration) -> bool {
     answers_ping_with(sock, to, b"pin1", timeout)
 }
 
-/// [`answers_ping`] with the transaction id `tid`, which the answer must echo.
+/// [`answers_ping`] with the transaction id `tid`, which the answer, sent from `to`, must
+/// echo.
 fn answers_ping_with(sock: &UdpSocket, to: SocketAddr, tid: &[u8], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 2048];
@@ -291,8 +292,9 @@ fn answers_ping_with(sock: &UdpSocket, to: SocketAddr, tid: &[u8], timeout: Dura
         sock.send_to(&query(tid, "ping", &[]), to).unwrap();
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until {
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                if buf[..n].windows(echo.len()).any(|w| w == echo.as_slice())
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if from == to
+                    && buf[..n].windows(echo.len()).any(|w| w == echo.as_slice())
                     && buf[..n].ends_with(b"1:y1:re")
                 {
                     return true;
@@ -325,17 +327,122 @@ fn lone_dht_seed(
         ],
         dir,
     );
-    let dht: SocketAddr = seed
-        .banner
+    let dht = dht_of(&seed);
+    (seed, hash, dht, query_socket())
+}
+
+/// The seed's DHT address, from its banner.
+fn dht_of(seed: &Seed) -> SocketAddr {
+    seed.banner
         .iter()
         .find_map(|l| l.strip_prefix("dht       udp "))
         .expect("a dht line")
         .parse()
-        .unwrap();
+        .unwrap()
+}
+
+/// A socket to query a DHT node from (50 ms reads).
+fn query_socket() -> UdpSocket {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    (seed, hash, dht, sock)
+    sock
+}
+
+#[test]
+fn the_dht_answers_on_the_listen_port_while_utp_peers_download_from_it() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    release(dir.path(), "u.bin", 4_000_037, 23);
+    // Two cores: two uTP sockets share the port, each getting the senders the kernel hashes
+    // to it; either hands KRPC messages to the DHT.
+    let mut seed = Seed::start(
+        &[
+            "u.bin.torrent",
+            "--threads",
+            "2",
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    assert_eq!(dht_of(&seed), seed.addr, "the DHT is on the listen port");
+    let lt = support::dir_in(dir.path(), "lt");
+    let leech = {
+        let (torrent, lt, addr) = (dir.path().join("u.bin.torrent"), lt.clone(), seed.addr);
+        std::thread::spawn(move || {
+            seed_support::lt_leech_over(&torrent, &lt, addr, Duration::from_secs(120), "utp")
+        })
+    };
+    // Pings from 8 source ports (about 4 per core), answered from the listen port, again
+    // and again while libtorrent, TCP off, downloads over uTP from the same port.
+    let askers: Vec<UdpSocket> = (0..8).map(|_| query_socket()).collect();
+    let mut rounds = 0;
+    loop {
+        let finished = leech.is_finished();
+        for (i, sock) in askers.iter().enumerate() {
+            let tid = [i as u8, rounds as u8];
+            assert!(
+                answers_ping_with(sock, seed.addr, &tid, Duration::from_secs(15)),
+                "ping {i} of round {rounds} unanswered on the listen port"
+            );
+        }
+        rounds += 1;
+        if finished {
+            break;
+        }
+    }
+    let out = leech.join().unwrap();
+    assert!(out.contains("done"), "{out}");
+    assert_same_file(&dir.path().join("u.bin"), &lt.join("u.bin"));
+    seed.assert_alive();
+    let (status, err) = seed.terminate();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn dht_port_gives_the_dht_its_own_port_and_without_utp_it_binds_the_listen_port() {
+    let dir = tempfile::tempdir().unwrap();
+    release(dir.path(), "d.bin", 30_011, 29);
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let seed = Seed::start(
+        &[
+            "d.bin.torrent",
+            "--dht-port",
+            &port.to_string(),
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    let own: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(dht_of(&seed), own);
+    let sock = query_socket();
+    assert!(answers_ping(&sock, own, Duration::from_secs(15)));
+    // The listen port's uTP sockets hand KRPC to no one then: unanswered.
+    assert!(!answers_ping(&sock, seed.addr, Duration::from_secs(3)));
+    let (status, err) = seed.terminate();
+    assert!(status.success(), "{err}");
+
+    // --no-utp: the DHT binds the listen port's UDP itself.
+    let seed = Seed::start(
+        &[
+            "d.bin.torrent",
+            "--no-utp",
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    assert_eq!(dht_of(&seed), seed.addr);
+    assert!(answers_ping(&sock, seed.addr, Duration::from_secs(15)));
+    let (status, err) = seed.terminate();
+    assert!(status.success(), "{err}");
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! The DHT flags of `seed` and `get` (`--no-dht`, `--dht-port`, `--dht-bootstrap`) and the
 //! node's start from them.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 
+use crate::dht::port::{KrpcHandoff, SharedPort};
 use crate::dht::{bind_ip_for, DhtConfig, DhtNode, DEFAULT_BOOTSTRAP};
 
 /// The DHT flags.
@@ -16,9 +18,8 @@ pub struct DhtArgs {
     /// and looked up in it; private ones (private=1) never are.
     #[arg(long)]
     pub no_dht: bool,
-    /// The DHT's UDP port (default: the listen port + 1, since the listen port's UDP is
-    /// taken by uTP's per-core sockets; any free port when the listen port is 0 or the
-    /// next one is taken).
+    /// A UDP port of the DHT's own (default: the listen port, shared with uTP; a free port
+    /// when that is 0, or when the DHT binds it itself, without uTP, and it is taken).
     #[arg(long, value_name = "PORT")]
     pub dht_port: Option<u16>,
     /// A node to bootstrap the DHT from (repeat for several; default: router.bittorrent.com,
@@ -29,14 +30,17 @@ pub struct DhtArgs {
 }
 
 impl DhtArgs {
-    /// Starts the node unless `--no-dht`: on `--dht-port`, else on the listen port + 1
-    /// (falling back to any port when that one is taken); the routing table is read from and
-    /// saved to `nodes_file`.
+    /// Starts the node unless `--no-dht`: on `--dht-port`, else on the listen port: shared
+    /// with uTP when `utp` (one of uTP's sockets on it) is given, the cores handing the
+    /// node its datagrams through the [`KrpcHandoff`] returned; else bound by the node
+    /// (falling back to any port when that one is taken). The routing table is read from
+    /// and saved to `nodes_file`.
     pub fn start(
         &self,
         listen: SocketAddr,
         nodes_file: Option<PathBuf>,
-    ) -> anyhow::Result<Option<Arc<DhtNode>>> {
+        utp: Option<&UdpSocket>,
+    ) -> anyhow::Result<Option<(Arc<DhtNode>, Option<KrpcHandoff>)>> {
         if self.no_dht {
             return Ok(None);
         }
@@ -48,16 +52,23 @@ impl DhtArgs {
         };
         let config = |port| DhtConfig {
             bind: SocketAddrV4::new(ip, port),
+            shared: None,
             bootstrap: bootstrap.clone(),
             nodes_file: nodes_file.clone(),
         };
-        let node = match self.dht_port {
-            Some(port) => DhtNode::start(config(port))?,
-            None => {
-                let port = match listen.port() {
-                    0 | u16::MAX => 0,
-                    p => p + 1,
-                };
+        let node = match (self.dht_port, utp) {
+            (Some(port), _) => DhtNode::start(config(port))?,
+            (None, Some(utp)) => {
+                let (shared, handoff) = SharedPort::new(utp)
+                    .with_context(|| format!("cannot share udp {listen} with the DHT"))?;
+                let node = DhtNode::start(DhtConfig {
+                    shared: Some(shared),
+                    ..config(listen.port())
+                })?;
+                return Ok(Some((Arc::new(node), Some(handoff))));
+            }
+            (None, None) => {
+                let port = listen.port();
                 match DhtNode::start(config(port)) {
                     Ok(n) => n,
                     Err(e) if port != 0 => {
@@ -68,6 +79,6 @@ impl DhtArgs {
                 }
             }
         };
-        Ok(Some(Arc::new(node)))
+        Ok(Some((Arc::new(node), None)))
     }
 }

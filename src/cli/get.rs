@@ -180,8 +180,10 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let dht = if loaded.as_ref().is_some_and(|t| t.private) {
         None
     } else {
+        // No uTP in get: the node binds the listen port's UDP itself.
         args.dht
-            .start(args.listen, Some(args.output.join(DHT_NODES_FILE)))?
+            .start(args.listen, Some(args.output.join(DHT_NODES_FILE)), None)?
+            .map(|(node, _)| node)
     };
     let (torrent, met) = match (link, loaded) {
         (_, Some(t)) => (t, Vec::new()),

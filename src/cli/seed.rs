@@ -13,6 +13,7 @@ use super::config;
 use super::dht::DhtArgs;
 use super::signals::Signals;
 use super::units::{parse_duration, parse_rate, parse_size};
+use crate::dht::port::KrpcHandoff;
 use crate::engine::{self, EngineConfig, EngineControl, LimitValues, Shutdown};
 use crate::metainfo::InfoHash;
 use crate::protocol::mse::EncryptionPolicy;
@@ -489,12 +490,17 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker,
     ));
-    let dht = args
-        .dht
-        .start(listen, args.state.as_ref().map(|d| d.join(DHT_NODES_FILE)))?;
-    if let Some(d) = dht {
+    // The DHT on the listen port's UDP: handed its datagrams by uTP's sockets there.
+    let dht = args.dht.start(
+        listen,
+        args.state.as_ref().map(|d| d.join(DHT_NODES_FILE)),
+        utp_sockets.first(),
+    )?;
+    let mut krpc = None;
+    if let Some((d, handoff)) = dht {
         outln!("dht       udp {}", d.local_addr());
         service.attach_dht(d, listen.port());
+        krpc = handoff.map(KrpcHandoff::into_sink);
     }
     let own = SocketAddr::new(announce_host(listen.ip()), listen.port());
     let refused = add_targets(&service, &args.targets, Some(own));
@@ -548,7 +554,10 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
                     &control,
                     inboxes,
                     listeners,
-                    utp_sockets,
+                    engine::worker::UtpSockets {
+                        sockets: utp_sockets,
+                        others: krpc,
+                    },
                     &shutdown,
                 )
             })?

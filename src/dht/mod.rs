@@ -1,19 +1,27 @@
 //! The DHT node (BEP 5) of `seed` and `get`: the `mainline` crate's full node, which runs on
-//! its own thread with its own UDP socket, answers `ping`, `find_node`, `get_peers` (with
-//! tokens) and `announce_peer`, and keeps the routing table; and one `seedbox-dht` thread
+//! its own thread, answers `ping`, `find_node`, `get_peers` (with tokens) and
+//! `announce_peer`, and keeps the routing table; and one `seedbox-dht` thread
 //! (a current-thread tokio runtime) that schedules the announces of our torrents
 //! ([`schedule`]), runs the lookups whose peers feed a download ([`PeerFeed`]) and saves the
-//! routing table ([`nodes_file`]). Neither thread touches the worker cores.
+//! routing table ([`nodes_file`]). Neither thread runs on the worker cores.
+//!
+//! The node speaks on the listen port's UDP, where peers that learned us from a `get_peers`
+//! reply or our announces reach us: through the port uTP's per-core sockets share
+//! ([`port`]: the cores hand KRPC datagrams over, the node sends on one of the sockets), or,
+//! without uTP, a socket of its own on that port; `--dht-port` gives it its own port.
 //!
 //! Incoming requests pass a per-address rate limit ([`limit`]) before the crate answers them.
 //! Private torrents (BEP 27) are never given to the node: the callers check.
 //!
-//! The crate is built from vendor/mainline, 8.0.1 with vendor/mainline/seedbox.patch: 8.0.1
-//! drops every query whose transaction id is not 4 bytes, and libtorrent's are 2.
+//! The crate is built from vendor/mainline, 8.0.1 with the patches of
+//! vendor/mainline/PATCHES.md: 8.0.1 drops every query whose transaction id is not 4 bytes,
+//! and libtorrent's are 2; and it binds a socket of its own, where the second patch lets it
+//! take a [`mainline::Transport`].
 
 pub mod feed;
 pub mod limit;
 pub mod nodes_file;
+pub mod port;
 pub mod schedule;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
@@ -49,8 +57,10 @@ const SAVE_EVERY: Duration = Duration::from_secs(5 * 60);
 /// How the node starts.
 #[derive(Clone, Debug)]
 pub struct DhtConfig {
-    /// The UDP address to bind (port 0: any free port).
+    /// The UDP address to bind (port 0: any free port), unless `shared`.
     pub bind: SocketAddrV4,
+    /// The listen port shared with uTP ([`port::SharedPort`]) instead of a socket of its own.
+    pub shared: Option<Arc<port::SharedPort>>,
     /// Bootstrap nodes, `HOST:PORT`.
     pub bootstrap: Vec<String>,
     /// Where the routing table is saved and read back from (none: not saved).
@@ -159,7 +169,8 @@ impl DhtNode {
             limiter: limiter.clone(),
             start: Instant::now(),
         };
-        let dht = Dht::builder()
+        let mut builder = Dht::builder();
+        builder
             .server_mode()
             .bind_address(*config.bind.ip())
             .port(config.bind.port())
@@ -167,12 +178,14 @@ impl DhtNode {
             .server_settings(ServerSettings {
                 filter: Box::new(filter),
                 ..Default::default()
-            })
-            .build()
-            .map_err(|source| DhtError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+            });
+        if let Some(shared) = &config.shared {
+            builder.transport(shared.clone());
+        }
+        let dht = builder.build().map_err(|source| DhtError::Bind {
+            addr: config.shared.as_ref().map_or(config.bind, |s| s.local_v4()),
+            source,
+        })?;
         // The crate's blocking API, once, before its async one takes over.
         #[allow(deprecated)]
         let local = dht.info().local_addr();

@@ -6,8 +6,10 @@
 //!
 //! **Sharing the socket (the DHT hook).** Datagrams that are not uTP (a BEP 5 DHT message
 //! is a bencoded dictionary and starts with `d`; a uTP header byte is `0x?1`) go to the sink
-//! set with [`UtpDriver::set_datagram_sink`]; [`UtpDriver::send_datagram`] sends one on the
-//! same socket. Without a sink they are dropped.
+//! set with [`UtpDriver::set_datagram_sink`] (the engine sets each core's to the
+//! [`DatagramHandoff`] it is given: the DHT's, [`crate::dht::port`]);
+//! [`UtpDriver::send_datagram`] sends one on the same socket. Without a sink they are
+//! dropped.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +34,10 @@ const MAX_ACCEPT_QUEUE: usize = 256;
 
 /// Receives the datagrams that are not uTP.
 pub type DatagramSink = Box<dyn FnMut(SocketAddr, &[u8])>;
+
+/// Receives the datagrams that are not uTP from every core: called on the core's thread, so
+/// it must return at once (classify, queue or drop).
+pub type DatagramHandoff = std::sync::Arc<dyn Fn(SocketAddr, &[u8]) + Send + Sync>;
 
 /// One core's uTP socket and connections.
 pub struct UtpDriver {

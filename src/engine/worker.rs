@@ -20,7 +20,7 @@ use super::limits::{LimitValues, Limits};
 use super::sockets::OpenSockets;
 use super::stats::{CoreStats, EngineStats};
 use super::torrents::SeedTorrent;
-use super::utp::UtpDriver;
+use super::utp::{DatagramHandoff, UtpDriver};
 use super::zerocopy::ZeroCopyRing;
 use super::{peer, EngineConfig};
 use crate::metainfo::InfoHash;
@@ -207,19 +207,38 @@ pub fn run(
     listeners: Vec<TcpListener>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    run_with_utp(config, control, inboxes, listeners, Vec::new(), shutdown)
+    run_with_utp(
+        config,
+        control,
+        inboxes,
+        listeners,
+        UtpSockets::default(),
+        shutdown,
+    )
 }
 
-/// Like [`run`], with uTP: core `i` also serves uTP connections on `utp_sockets[i]` (bound
-/// on the listeners' port with [`super::listen::bind_reuseport_udp`]; empty: TCP only).
+/// The engine's uTP sockets on the listeners' port and who takes their other datagrams.
+#[derive(Default)]
+pub struct UtpSockets {
+    /// One per core, bound with [`super::listen::bind_reuseport_udp`]; empty: TCP only.
+    pub sockets: Vec<std::net::UdpSocket>,
+    /// Takes the datagrams that are not uTP (the DHT's, on the same port); none: dropped.
+    pub others: Option<DatagramHandoff>,
+}
+
+/// Like [`run`], with uTP: core `i` also serves uTP connections on `utp.sockets[i]`.
 pub fn run_with_utp(
     config: EngineConfig,
     control: &EngineControl,
     inboxes: Vec<CoreInbox>,
     listeners: Vec<TcpListener>,
-    utp_sockets: Vec<std::net::UdpSocket>,
+    utp: UtpSockets,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    let UtpSockets {
+        sockets: utp_sockets,
+        others,
+    } = utp;
     if !utp_sockets.is_empty() && utp_sockets.len() != listeners.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -261,7 +280,7 @@ pub fn run_with_utp(
     let epoch = Instant::now();
     for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
         let listen_port = listener.local_addr()?.port();
-        let utp = utp_sockets.next();
+        let utp = utp_sockets.next().map(|s| (s, others.clone()));
         let (config, stats, open) = (config.clone(), stats.clone(), open.clone());
         let limits = control.limits().clone();
         let choke_events = choke_events.clone();
@@ -326,7 +345,7 @@ pub fn run_with_utp(
 
 async fn core_main(
     listener: TcpListener,
-    utp: Option<std::net::UdpSocket>,
+    utp: Option<(std::net::UdpSocket, Option<DatagramHandoff>)>,
     mut inbox: CoreInbox,
     ctx: std::rc::Rc<CoreContext>,
     mut stop: watch::Receiver<bool>,
@@ -344,9 +363,13 @@ async fn core_main(
         })
     };
     let listener = tokio_uring::net::TcpListener::from_std(listener);
-    let utp = utp.map(|sock| {
+    let utp = utp.map(|(sock, others)| {
         let seed = rand::random::<u64>() ^ ctx.core as u64;
-        UtpDriver::start(sock, SocketConfig::default(), seed)
+        let driver = UtpDriver::start(sock, SocketConfig::default(), seed);
+        if let Some(others) = others {
+            driver.set_datagram_sink(Box::new(move |from, datagram| others(from, datagram)));
+        }
+        driver
     });
     let utp_acceptor = utp
         .clone()

@@ -118,6 +118,13 @@ impl DhtBuilder {
         self
     }
 
+    /// Send and receive through `transport` instead of binding a UDP socket.
+    pub fn transport(&mut self, transport: std::sync::Arc<dyn crate::Transport>) -> &mut Self {
+        self.0.transport = Some(transport);
+
+        self
+    }
+
     /// Create a Dht node.
     pub fn build(&self) -> Result<Dht, std::io::Error> {
         Dht::new(self.0.clone())

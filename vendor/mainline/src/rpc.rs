@@ -37,7 +37,7 @@ pub use closest_nodes::ClosestNodes;
 pub use info::Info;
 pub use iterative_query::{GetMutableOutcome, GetRequestSpecific};
 pub use put_query::{ConcurrencyError, PutError, PutOutcome, PutQueryError};
-pub use socket::DEFAULT_REQUEST_TIMEOUT;
+pub use socket::{Transport, DEFAULT_REQUEST_TIMEOUT};
 
 /// Default bootstrap nodes used to discover peers when no custom bootstrap list is configured.
 pub const DEFAULT_BOOTSTRAP_NODES: [&str; 4] = [

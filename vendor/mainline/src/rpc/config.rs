@@ -1,9 +1,10 @@
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
+    sync::Arc,
     time::Duration,
 };
 
-use super::{ServerSettings, DEFAULT_REQUEST_TIMEOUT};
+use super::{ServerSettings, Transport, DEFAULT_REQUEST_TIMEOUT};
 
 #[derive(Debug, Clone)]
 /// Dht Configurations
@@ -39,6 +40,11 @@ pub struct Config {
     ///
     /// Defaults to 0.0.0.0 (all interfaces)
     pub bind_address: Option<Ipv4Addr>,
+    /// Where datagrams are sent and received instead of a socket of the node's own
+    /// (`port` and `bind_address` are then unused).
+    ///
+    /// Defaults to None: the node binds its own UDP socket.
+    pub transport: Option<Arc<dyn Transport>>,
 }
 
 impl Default for Config {
@@ -51,6 +57,7 @@ impl Default for Config {
             server_mode: false,
             public_ip: None,
             bind_address: None,
+            transport: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::common::{ErrorSpecific, Message, MessageType, RequestSpecific, Respon
 use inflight_requests::InflightRequests;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, trace, warn};
 
@@ -22,11 +23,40 @@ pub const READ_TIMEOUT: Duration = Duration::from_millis(50);
 /// Cleanup interval for expired inflight requests to avoid overhead on every recv
 const INFLIGHT_CLEANUP_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Carries a node's KRPC datagrams: the node's own [UdpSocket] by default, or one given with
+/// [crate::DhtBuilder::transport], for example the receive and send sides of a UDP port that
+/// the node shares with another protocol (BEP 29 uTP on a BitTorrent client's peer port).
+pub trait Transport: std::fmt::Debug + Send + Sync {
+    /// Sends one datagram to `to`.
+    fn send_to(&self, datagram: &[u8], to: SocketAddrV4) -> std::io::Result<()>;
+    /// Receives one datagram into `buf`: its length and sender. Waits 50 ms at most and
+    /// then returns an error of kind `WouldBlock`, since the node handles its commands and
+    /// timers between receives.
+    fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)>;
+    /// The local address (what the node's `Info::local_addr` reports).
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+}
+
+/// The node's own socket (its read timeout is set to [READ_TIMEOUT] when bound).
+impl Transport for UdpSocket {
+    fn send_to(&self, datagram: &[u8], to: SocketAddrV4) -> std::io::Result<()> {
+        UdpSocket::send_to(self, datagram, to).map(|_| ())
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        UdpSocket::recv_from(self, buf)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        UdpSocket::local_addr(self)
+    }
+}
+
 /// A UdpSocket wrapper that formats and correlates DHT requests and responses.
 #[derive(Debug)]
 pub struct KrpcSocket {
     next_tid: u32,
-    socket: UdpSocket,
+    socket: Arc<dyn Transport>,
     pub(crate) server_mode: bool,
     inflight_requests: InflightRequests,
     last_cleanup: Instant,
@@ -40,21 +70,26 @@ impl KrpcSocket {
         let port = config.port;
         let bind_addr = config.bind_address.unwrap_or(Ipv4Addr::UNSPECIFIED);
 
-        let socket = if let Some(port) = port {
-            UdpSocket::bind(SocketAddr::from((bind_addr, port)))?
-        } else {
-            match UdpSocket::bind(SocketAddr::from((bind_addr, DEFAULT_PORT))) {
-                Ok(socket) => Ok(socket),
-                Err(_) => UdpSocket::bind(SocketAddr::from((bind_addr, 0))),
-            }?
+        let socket: Arc<dyn Transport> = match &config.transport {
+            Some(transport) => transport.clone(),
+            None => {
+                let socket = if let Some(port) = port {
+                    UdpSocket::bind(SocketAddr::from((bind_addr, port)))?
+                } else {
+                    match UdpSocket::bind(SocketAddr::from((bind_addr, DEFAULT_PORT))) {
+                        Ok(socket) => Ok(socket),
+                        Err(_) => UdpSocket::bind(SocketAddr::from((bind_addr, 0))),
+                    }?
+                };
+                socket.set_read_timeout(Some(READ_TIMEOUT))?;
+                Arc::new(socket)
+            }
         };
 
         let local_addr = match socket.local_addr()? {
             SocketAddr::V4(addr) => addr,
             SocketAddr::V6(_) => unimplemented!("KrpcSocket does not support Ipv6"),
         };
-
-        socket.set_read_timeout(Some(READ_TIMEOUT))?;
 
         Ok(Self {
             socket,
