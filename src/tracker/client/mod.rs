@@ -2,6 +2,8 @@
 //! BEP 12 tiers, backoff, early announces) driven by a small announcer thread that does the
 //! blocking HTTP or UDP exchange ([`transport`]), so announces never stall a peer core.
 
+pub mod http_pool;
+pub mod http_reply;
 mod many;
 mod schedule;
 pub mod transport;

@@ -5,12 +5,14 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::http_pool::IdleConnections;
+use super::http_reply::{parse_reply, Reply, ReplyError};
 use super::udp_ids::UdpConnectionIds;
 
 use crate::tracker::udp_codec::{Request, Response, UdpAnnounce};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Peer, TrackerReply};
 
-/// Largest HTTP reply read.
+/// Largest HTTP reply body read.
 const MAX_REPLY: usize = 1 << 20;
 
 /// Why an announce failed.
@@ -165,7 +167,7 @@ fn rest_with_path(rest: &str) -> String {
     }
 }
 
-/// Fetches `url` (`http://` only) with a plain HTTP/1.0 GET: the body of a 200 reply, at most
+/// Fetches `url` (`http://` only) with a plain HTTP/1.1 GET: the body of a 200 reply, at most
 /// `max_len` bytes, within `timeout`. Used to fetch a `.torrent` from a web site, such as the
 /// tracker's `/torrents/` pages.
 pub fn http_get(url: &str, max_len: usize, timeout: Duration) -> Result<Vec<u8>, AnnounceError> {
@@ -179,8 +181,11 @@ pub fn http_get(url: &str, max_len: usize, timeout: Duration) -> Result<Vec<u8>,
     Ok(body)
 }
 
-/// One GET of `full` (an `http://` URL); errors name `url`. Returns the status code, the
-/// status line and the body.
+/// One GET of `full` (an `http://` URL) over HTTP/1.1 keep-alive; errors name `url`. Returns
+/// the status code, the status line and the body. An idle connection to the same tracker is
+/// reused when there is one; a reused connection that fails before its reply (the server
+/// closed it meanwhile) is replaced once by a new one. A connection whose reply allows it
+/// goes back to the idle pool ([`http_pool`](super::http_pool)).
 fn http_get_raw(
     url: &str,
     full: &str,
@@ -200,60 +205,141 @@ fn http_get_raw(
         source,
     };
     let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let head = format!(
-        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: seedbox/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: seedbox/{}\r\nAccept-Encoding: identity\r\nConnection: keep-alive\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
-    stream.write_all(head.as_bytes()).map_err(io)?;
+    if let Some(stream) = take_idle_connection(addr) {
+        match http_exchange(&stream, head.as_bytes(), deadline, max_len) {
+            Ok(reply) => return Ok(finish_exchange(addr, stream, reply)),
+            // The server closed the idle connection under us: try a new one.
+            Err(ExchangeError::Io(_) | ExchangeError::Reply(ReplyError::Truncated))
+                if Instant::now() < deadline => {}
+            Err(e) => return Err(e.into_announce_error(url)),
+        }
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let stream =
+        TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1))).map_err(io)?;
+    let _ = stream.set_nodelay(true);
+    let reply = http_exchange(&stream, head.as_bytes(), deadline, max_len)
+        .map_err(|e| e.into_announce_error(url))?;
+    Ok(finish_exchange(addr, stream, reply))
+}
+
+/// How one request on one connection failed.
+enum ExchangeError {
+    Io(std::io::Error),
+    Reply(ReplyError),
+}
+
+impl ExchangeError {
+    fn into_announce_error(self, url: &str) -> AnnounceError {
+        match self {
+            ExchangeError::Io(source) => AnnounceError::Io {
+                url: url.to_owned(),
+                source,
+            },
+            ExchangeError::Reply(e) => AnnounceError::BadReply {
+                url: url.to_owned(),
+                why: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Sends `head` on `stream` and reads one reply, all before `deadline`.
+fn http_exchange(
+    mut stream: &TcpStream,
+    head: &[u8],
+    deadline: Instant,
+    max_len: usize,
+) -> Result<Reply, ExchangeError> {
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ExchangeError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "reply too slow",
+                ))
+            })
+    };
+    stream
+        .set_write_timeout(Some(left()?))
+        .map_err(ExchangeError::Io)?;
+    stream.write_all(head).map_err(ExchangeError::Io)?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
-    // Headers get 16 KiB on top of the body limit.
-    let limit = max_len.saturating_add(16 * 1024);
     loop {
-        if Instant::now() > deadline {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "reply too slow",
-            )));
-        }
-        let n = stream.read(&mut chunk).map_err(io)?;
-        if n == 0 {
-            break;
-        }
+        stream
+            .set_read_timeout(Some(left()?))
+            .map_err(ExchangeError::Io)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(ExchangeError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "reply too slow",
+                )))
+            }
+            Err(e) => return Err(ExchangeError::Io(e)),
+        };
         reply.extend_from_slice(&chunk[..n]);
-        if reply.len() > limit {
-            return Err(AnnounceError::BadReply {
-                url: url.to_owned(),
-                why: format!("reply over {max_len} bytes"),
-            });
+        if let Some(r) = parse_reply(&reply, n == 0, max_len).map_err(ExchangeError::Reply)? {
+            return Ok(r);
         }
     }
-    let bad = |why: &str| AnnounceError::BadReply {
-        url: url.to_owned(),
-        why: why.to_owned(),
-    };
-    let split = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
-    let status_line = reply[..split]
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let status = String::from_utf8_lossy(status_line).into_owned();
-    let code: u16 = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = reply[split + 4..].to_vec();
-    if body.len() > max_len {
-        return Err(bad(&format!("reply over {max_len} bytes")));
+}
+
+/// The reply as (code, status line, body); the connection goes back to the idle pool when the
+/// reply allows it.
+fn finish_exchange(addr: SocketAddr, stream: TcpStream, reply: Reply) -> (u16, String, Vec<u8>) {
+    if reply.keep_alive {
+        put_idle_connection(addr, stream);
     }
-    Ok((code, status, body))
+    (reply.code, reply.status_line, reply.body)
+}
+
+/// Idle keep-alive connections to HTTP trackers, shared by every announce of the process.
+static HTTP_IDLE: std::sync::LazyLock<(Instant, Mutex<IdleConnections<TcpStream>>)> =
+    std::sync::LazyLock::new(|| (Instant::now(), Mutex::new(IdleConnections::new())));
+
+/// An idle connection to `tracker` that the server has not closed, if the pool has one.
+fn take_idle_connection(tracker: SocketAddr) -> Option<TcpStream> {
+    let (epoch, pool) = &*HTTP_IDLE;
+    loop {
+        let stream = pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(tracker, epoch.elapsed())?;
+        if still_open(&stream) {
+            return Some(stream);
+        }
+    }
+}
+
+fn put_idle_connection(tracker: SocketAddr, stream: TcpStream) {
+    let (epoch, pool) = &*HTTP_IDLE;
+    // A refused connection is dropped, which closes it.
+    let _ = pool
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .put(tracker, stream, epoch.elapsed());
+}
+
+/// Whether an idle connection can carry a request: nothing to read (a closed one reads its
+/// end, and an idle one has no business sending anything).
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(
+        stream.peek(&mut [0u8; 1]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    );
+    open && stream.set_nonblocking(false).is_ok()
 }
 
 fn udp_announce(
@@ -442,6 +528,7 @@ mod tests {
     use crate::metainfo::InfoHash;
     use crate::protocol::PeerId;
     use crate::tracker::Event;
+    use std::io::{Read, Write};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
@@ -529,6 +616,107 @@ mod tests {
         announce(&url, &request(2), Timeouts::default()).unwrap();
         assert_eq!(counts[0].load(Ordering::SeqCst), 2);
         assert_eq!(counts[1].load(Ordering::SeqCst), 2);
+    }
+
+    /// How a fake HTTP tracker treats its connections after each reply.
+    #[derive(Clone, Copy)]
+    enum AfterReply {
+        /// Keep the connection for the next request.
+        KeepAlive,
+        /// Say `Connection: close` and close.
+        SayCloseAndClose,
+        /// Promise keep-alive, then close anyway (as a server whose idle timeout ran out).
+        CloseWithoutSaying,
+    }
+
+    /// An HTTP tracker on loopback answering every GET with a bencoded announce reply
+    /// (chunked when `chunked`); counts the connections it accepted and the requests it
+    /// answered.
+    fn fake_http_tracker(after: AfterReply, chunked: bool) -> (SocketAddr, Arc<[AtomicU32; 2]>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts: Arc<[AtomicU32; 2]> = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let seen = counts.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                seen[0].fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        seen[1].fetch_add(1, Ordering::SeqCst);
+                        let body = b"d8:intervali900e5:peers6:\x7f\x00\x00\x01\x1a\xe1e";
+                        let close = matches!(after, AfterReply::SayCloseAndClose);
+                        let mut reply = format!(
+                            "HTTP/1.1 200 OK\r\n{}{}\r\n",
+                            if close { "Connection: close\r\n" } else { "" },
+                            if chunked {
+                                "Transfer-Encoding: chunked\r\n".to_owned()
+                            } else {
+                                format!("Content-Length: {}\r\n", body.len())
+                            }
+                        )
+                        .into_bytes();
+                        if chunked {
+                            reply.extend_from_slice(b"5\r\n");
+                            reply.extend_from_slice(&body[..5]);
+                            reply.extend_from_slice(
+                                format!("\r\n{:x}\r\n", body.len() - 5).as_bytes(),
+                            );
+                            reply.extend_from_slice(&body[5..]);
+                            reply.extend_from_slice(b"\r\n0\r\n\r\n");
+                        } else {
+                            reply.extend_from_slice(body);
+                        }
+                        if conn.write_all(&reply).is_err() {
+                            return;
+                        }
+                        if !matches!(after, AfterReply::KeepAlive) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, counts)
+    }
+
+    fn five_http_announces(addr: SocketAddr) {
+        let url = format!("http://{addr}/announce");
+        for n in 0..5 {
+            let r = announce(&url, &request(n), Timeouts::default()).unwrap();
+            assert_eq!((r.interval, r.peers.len()), (900, 1));
+        }
+    }
+
+    #[test]
+    fn announces_to_one_http_tracker_share_a_keep_alive_connection() {
+        for chunked in [false, true] {
+            let (addr, counts) = fake_http_tracker(AfterReply::KeepAlive, chunked);
+            five_http_announces(addr);
+            assert_eq!(counts[0].load(Ordering::SeqCst), 1, "one connection");
+            assert_eq!(counts[1].load(Ordering::SeqCst), 5, "five requests");
+        }
+    }
+
+    #[test]
+    fn a_tracker_that_closes_gets_a_new_connection_per_announce() {
+        for after in [AfterReply::SayCloseAndClose, AfterReply::CloseWithoutSaying] {
+            let (addr, counts) = fake_http_tracker(after, false);
+            five_http_announces(addr);
+            assert_eq!(counts[0].load(Ordering::SeqCst), 5);
+            assert_eq!(counts[1].load(Ordering::SeqCst), 5);
+        }
     }
 
     #[test]
