@@ -34,7 +34,12 @@ use crate::protocol::{
 };
 use crate::swarm::{BlockRef, RateMeter, BLOCK_SIZE, SUPER_SEED_TICK};
 
-/// Bytes read per receive.
+/// Bytes read per receive at first: enough for a handshake (68 bytes, an MSE one up to
+/// 608 + 512) and a few dozen requests. An idle peer never needs more, and its buffer stays
+/// this small.
+const READ_FIRST: usize = 1024;
+/// Bytes read per receive at most: a receive that fills its space doubles the next one, up
+/// to this (a busy peer's burst of requests, or a 16 KiB extension message).
 const READ_CHUNK: usize = 16 * 1024;
 /// The timer never re-checks sooner than this (a deadline in the past while the writer is
 /// stuck must not spin).
@@ -151,14 +156,14 @@ async fn serve_inner(
     addr: SocketAddr,
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(READ_FIRST);
     let torrent_of = |req2: &[u8; 20]| ctx.torrent_by_skey_hash(req2).map(|h| h.0);
     let (named, mut encrypt, reader, handshake) =
         tokio::time::timeout(ctx.config.handshake_timeout, async {
             let negotiated = mse::accept(
                 stream,
                 &mut buf,
-                READ_CHUNK,
+                READ_FIRST,
                 ctx.config.encryption,
                 &torrent_of,
             )
@@ -172,7 +177,7 @@ async fn serve_inner(
                 None => (None, None),
             };
             let reader = PeerReader::new(stream, decrypt);
-            let handshake = read_handshake(&reader, &mut buf, READ_CHUNK).await?;
+            let handshake = read_handshake(&reader, &mut buf, READ_FIRST).await?;
             Ok::<_, PeerError>((negotiated.info_hash, encrypt, reader, handshake))
         })
         .await
@@ -432,6 +437,7 @@ async fn read_loop(
     let decoder = MessageDecoder::for_piece_count(torrent.geometry.piece_count());
     // The arrival log never holds more than twice the request queue.
     let max_arrivals = 2 * ctx.config.request_queue as usize;
+    let mut chunk = READ_FIRST;
     loop {
         let now = ctx.now();
         let mut wake_writer = false;
@@ -524,7 +530,11 @@ async fn read_loop(
         if wake_writer {
             wake.notify_one();
         }
-        read_more(stream, &mut buf, READ_CHUNK).await?;
+        let before = buf.len();
+        read_more(stream, &mut buf, chunk).await?;
+        if buf.len() - before >= chunk {
+            chunk = (2 * chunk).min(READ_CHUNK);
+        }
     }
 }
 
@@ -565,18 +575,18 @@ async fn write_loop(
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
     let counters = ctx.counters();
-    let max = ctx.config.blocks_per_write;
     let zero_copy = ctx
         .zero_copy
         .as_ref()
         .zip(ctx.config.send_zc_threshold)
         .map(|(ring, threshold)| send::ZeroCopy { ring, threshold });
     let zero_copy = zero_copy.as_ref();
+    // Allocated by the first send: an idle peer holds none of it.
     let mut batch = Batch {
-        blocks: Vec::with_capacity(max),
-        parts: Vec::with_capacity(max),
-        arrivals: Vec::with_capacity(max),
-        segments: Vec::with_capacity(1 + 2 * max),
+        blocks: Vec::new(),
+        parts: Vec::new(),
+        arrivals: Vec::new(),
+        segments: Vec::new(),
     };
     loop {
         let throttled = fill_batch(shared, torrent, ctx, &mut batch)?;
