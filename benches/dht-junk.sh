@@ -1,7 +1,9 @@
 #!/bin/sh
 # RSS of `seedbox seed` before and after 100,000 junk DHT packets (random bytes, truncated
 # and malformed bencode, get_peers with random info-hashes from one address) and whether its
-# DHT still answers a ping. usage: benches/dht-junk.sh [SEEDBOX_BINARY]
+# DHT still answers a ping. usage: [SEED_ARGS=...] benches/dht-junk.sh [SEEDBOX_BINARY]
+# SEED_ARGS: more `seed` flags, e.g. "--dht-port 0" (the DHT on a socket of its own instead
+# of the listen port shared with uTP).
 set -eu
 BIN=$(realpath "${1:-target/release/seedbox}")
 DIR=$(mktemp -d)
@@ -9,7 +11,7 @@ trap 'kill $SEED 2>/dev/null; rm -rf "$DIR"' EXIT
 head -c 1000000 /dev/urandom > "$DIR/x.bin"
 (cd "$DIR" && "$BIN" create -q x.bin >/dev/null)
 (cd "$DIR" && exec "$BIN" seed x.bin.torrent --listen 127.0.0.1:0 --no-tracker --threads 1 \
-    --dht-bootstrap 127.0.0.1:9 > "$DIR/out" 2>&1) &
+    --dht-bootstrap 127.0.0.1:9 ${SEED_ARGS:-} > "$DIR/out" 2>&1) &
 SEED=$!
 sleep 2
 PID=$SEED
@@ -58,3 +60,5 @@ PY
 echo "rss after: $(rss) kB"
 sleep 5
 echo "rss 5 s later: $(rss) kB"
+kill $SEED; wait $SEED 2>/dev/null || true
+grep -h "KRPC datagrams" "$DIR/out" || echo "no KRPC datagram dropped by the cores' hand-over"

@@ -625,3 +625,43 @@ fn a_forged_token_stores_no_peer_and_a_real_one_does() {
     assert!(!holds(4444, b"g4"));
     drop(seed);
 }
+
+#[test]
+fn a_paused_torrent_leaves_the_dht_and_is_announced_again_once_resumed() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    let hash = release(dir.path(), "p.bin", 100_000, 41);
+    let mut router = LtDht::start(&["node"]);
+    let seed = Seed::start(
+        &[
+            "p.bin.torrent",
+            "--threads",
+            "1",
+            "--dht-bootstrap",
+            &router.addr(),
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    let announce = format!("incoming dht announce: 127.0.0.1:{}", seed.addr.port());
+    assert!(
+        router.wait_for_text(&announce, Duration::from_secs(60)),
+        "not announced: {:?}",
+        router.seen
+    );
+    // Paused: taken out of the announce schedule, so that resuming announces it at once
+    // (the schedule would otherwise keep its next announce, 15 minutes away).
+    for action in ["pause", "resume"] {
+        let target = format!("/api/v1/torrents/{hash}/{action}");
+        let (status, body) = support::http_request(seed.admin(), "POST", &target, b"", None);
+        assert!(status.contains("200"), "{action}: {status} {body}");
+    }
+    assert!(
+        router.wait_for_text(&announce, Duration::from_secs(60)),
+        "the resumed torrent was not announced again: {:?}",
+        router.seen
+    );
+    let (status, err) = seed.terminate();
+    assert!(status.success(), "{err}");
+}

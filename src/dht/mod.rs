@@ -102,6 +102,7 @@ pub struct DhtStats {
 /// A running DHT node.
 pub struct DhtNode {
     tx: UnboundedSender<Cmd>,
+    shared: Option<Arc<port::SharedPort>>,
     local: SocketAddrV4,
     limiter: Arc<Mutex<RequestLimiter>>,
     stats: Arc<DhtStats>,
@@ -211,6 +212,7 @@ impl DhtNode {
         );
         Ok(DhtNode {
             tx,
+            shared: config.shared,
             local,
             limiter,
             stats,
@@ -257,6 +259,9 @@ impl DhtNode {
 
     /// Saves the routing table and stops the node (2 s at most).
     pub fn shutdown(&self) {
+        if let Some(dropped) = self.shared.as_ref().map(|s| s.dropped()).filter(|&n| n > 0) {
+            tracing::info!("DHT: {dropped} KRPC datagrams dropped (the cores' queue was full)");
+        }
         let (done, finished) = std::sync::mpsc::channel();
         if self.tx.send(Cmd::Shutdown(done)).is_ok() {
             let _ = finished.recv_timeout(Duration::from_secs(2));

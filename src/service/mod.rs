@@ -208,7 +208,7 @@ impl Service {
     /// as served on TCP `port` (private ones never touch the DHT).
     pub fn attach_dht(&self, dht: Arc<crate::dht::DhtNode>, port: u16) {
         for r in self.records().values() {
-            if !r.seed.torrent.private {
+            if !r.seed.torrent.private && !r.paused {
                 dht.announce(r.seed.info_hash(), port);
             }
         }
@@ -445,6 +445,10 @@ impl Service {
         if !r.paused {
             r.paused = true;
             let _ = self.engine.remove(info_hash);
+            // No longer announced to the DHT (its nodes forget us within 30 minutes).
+            if let Some((dht, _)) = self.dht.get() {
+                dht.remove(*info_hash);
+            }
             tracing::info!("paused {} ({info_hash})", r.seed.torrent.name);
         }
         Ok(())
@@ -460,6 +464,9 @@ impl Service {
             r.seed.restart();
             self.engine.add(r.seed.clone())?;
             r.paused = false;
+            if let (Some((dht, port)), false) = (self.dht.get(), r.seed.torrent.private) {
+                dht.announce(*info_hash, *port);
+            }
             tracing::info!("resumed {} ({info_hash})", r.seed.torrent.name);
         }
         Ok(())
