@@ -275,16 +275,21 @@ pub struct Connection {
     geometry: PieceGeometry,
     inbound: VecDeque<BlockRef>,
     last_sent: Duration,
-    // Cold: set up once, or read by timers.
-    config: ConnectionConfig,
+    /// [`ConnectionConfig::max_inbound_requests`], read on every request.
+    max_inbound_requests: u32,
+    /// [`ConnectionConfig::send_redundant_haves`], read on every piece we complete.
+    send_redundant_haves: bool,
+    // Cold: set up once, or read by timers; boxed so that the record a message touches
+    // stays small.
+    config: Box<ConnectionConfig>,
     /// Pieces the peer may request while we choke it (we told it with `allowed fast`).
     our_allowed_fast: Vec<u32>,
-    their_extensions: Option<ExtendedHandshake>,
+    their_extensions: Option<Box<ExtendedHandshake>>,
     unexpected_blocks: u64,
     /// `ut_metadata` requests received.
     metadata_requests: u32,
     /// When PEX goes out and how much came in (with [`ConnectionConfig::pex`]).
-    pex: Option<PexSchedule>,
+    pex: Option<Box<PexSchedule>>,
     created: Duration,
 }
 
@@ -292,11 +297,15 @@ impl Connection {
     /// A connection to a peer of a torrent with `geometry`, opened at `now` (its handshake
     /// timeout starts now). Both sides start choking and not interested.
     pub fn new(config: ConnectionConfig, geometry: PieceGeometry, now: Duration) -> Self {
-        let pex = config.pex.then(|| PexSchedule::new(now, PEX_FIRST_AFTER));
+        let pex = config
+            .pex
+            .then(|| Box::new(PexSchedule::new(now, PEX_FIRST_AFTER)));
         Connection {
             outbound_limit: config.max_outbound_requests,
             their_reqq: None,
-            config,
+            max_inbound_requests: config.max_inbound_requests,
+            send_redundant_haves: config.send_redundant_haves,
+            config: Box::new(config),
             geometry,
             handshaken: false,
             fast: false,
@@ -534,7 +543,7 @@ impl Connection {
                 .config
                 .max_outbound_requests
                 .min(hs.reqq.unwrap_or(u32::MAX));
-            self.their_extensions = Some(hs.clone());
+            self.their_extensions = Some(Box::new(hs.clone()));
             Ok(Some(Event::ExtendedHandshake(Box::new(hs))))
         } else if id == OUR_UT_METADATA_ID && self.config.metadata.is_some() {
             self.on_metadata_message(&payload)?;
@@ -621,7 +630,7 @@ impl Connection {
     /// Refuses an inbound request; with Fast, a violation when the outbox already holds as many
     /// messages as the request queue may (the peer floods faster than it reads its rejects).
     fn refuse_request(&mut self, block: BlockRef) -> Result<Option<Event>, Violation> {
-        let limit = self.config.max_inbound_requests;
+        let limit = self.max_inbound_requests;
         if self.fast && self.outbox.len() >= limit.max(16) as usize {
             return Err(Violation::RequestFlood(limit));
         }
@@ -649,7 +658,7 @@ impl Connection {
         if self.inbound.contains(&block) {
             return Ok(None);
         }
-        let limit = self.config.max_inbound_requests;
+        let limit = self.max_inbound_requests;
         if self.inbound.len() >= limit as usize {
             if !self.fast {
                 return Err(Violation::RequestFlood(limit));
@@ -728,7 +737,7 @@ impl Connection {
         if !self.handshaken {
             return false;
         }
-        if !self.config.send_redundant_haves && self.their_have.has(piece) && !our_have.is_full() {
+        if !self.send_redundant_haves && self.their_have.has(piece) && !our_have.is_full() {
             return false;
         }
         self.outbox.push_back(Message::Have(piece));
@@ -911,7 +920,7 @@ impl Connection {
 
     /// The peer's extension handshake, once received.
     pub fn their_extensions(&self) -> Option<&ExtendedHandshake> {
-        self.their_extensions.as_ref()
+        self.their_extensions.as_deref()
     }
 
     /// Pieces we may request while the peer chokes us.

@@ -39,6 +39,9 @@ pub const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 /// Virtual time between two rows of the timeline.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Cache lines of a driver's record of one peer (see [`Sim::prefetch_deep`]).
+const PEER_RECORD_LINES: usize = std::mem::size_of::<crate::swarm::Peer>().div_ceil(64);
+
 static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 
 /// Where a long run stands, for a progress bar.
@@ -384,7 +387,8 @@ impl<'a> Sim<'a> {
                             prefetch(live + 64 * line);
                         }
                         prefetch(slot);
-                        for line in 0..4 {
+                        // The whole record: a message may touch any part of it.
+                        for line in 0..PEER_RECORD_LINES {
                             prefetch(record + 64 * line);
                         }
                     }

@@ -3,25 +3,70 @@
 /// A fixed-length set of pieces.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Bitfield {
-    bytes: Vec<u8>,
+    bytes: Storage,
     len: u32,
     count: u32,
+}
+
+/// Bitfields of up to this many bytes are held in the value itself: a peer's record then
+/// holds its pieces, with no second allocation to load.
+const INLINE_BYTES: usize = 24;
+
+/// The bytes of a bitfield: in place when they fit, else on the heap. Which one depends only
+/// on the length, so equal bitfields have equal storage.
+#[derive(Clone, PartialEq, Eq, Debug)]
+enum Storage {
+    /// The first `len.div_ceil(8)` bytes are the bitfield's, the rest zero.
+    Inline([u8; INLINE_BYTES]),
+    Heap(Box<[u8]>),
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage::Inline([0; INLINE_BYTES])
+    }
+}
+
+impl Storage {
+    fn zeroed(bytes: usize) -> Self {
+        if bytes <= INLINE_BYTES {
+            Storage::Inline([0; INLINE_BYTES])
+        } else {
+            Storage::Heap(vec![0; bytes].into_boxed_slice())
+        }
+    }
 }
 
 impl Bitfield {
     /// An empty bitfield of `len` pieces.
     pub fn new(len: u32) -> Self {
         Bitfield {
-            bytes: vec![0; (len as usize).div_ceil(8)],
+            bytes: Storage::zeroed((len as usize).div_ceil(8)),
             len,
             count: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let n = (self.len as usize).div_ceil(8);
+        match &self.bytes {
+            Storage::Inline(b) => &b[..n],
+            Storage::Heap(b) => b,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let n = (self.len as usize).div_ceil(8);
+        match &mut self.bytes {
+            Storage::Inline(b) => &mut b[..n],
+            Storage::Heap(b) => b,
         }
     }
 
     /// A full bitfield of `len` pieces (a seed's).
     pub fn full(len: u32) -> Self {
         let mut b = Bitfield::new(len);
-        for byte in &mut b.bytes {
+        for byte in b.bytes_mut() {
             *byte = 0xff;
         }
         b.clear_spare_bits();
@@ -35,14 +80,11 @@ impl Bitfield {
         if bytes.len() != (len as usize).div_ceil(8) {
             return None;
         }
-        let mut b = Bitfield {
-            bytes: bytes.to_vec(),
-            len,
-            count: 0,
-        };
-        let before: u32 = b.bytes.iter().map(|x| x.count_ones()).sum();
+        let mut b = Bitfield::new(len);
+        b.bytes_mut().copy_from_slice(bytes);
+        let before: u32 = b.bytes().iter().map(|x| x.count_ones()).sum();
         b.clear_spare_bits();
-        let after: u32 = b.bytes.iter().map(|x| x.count_ones()).sum();
+        let after: u32 = b.bytes().iter().map(|x| x.count_ones()).sum();
         if before != after {
             return None;
         }
@@ -51,9 +93,9 @@ impl Bitfield {
     }
 
     fn clear_spare_bits(&mut self) {
-        let spare = self.bytes.len() * 8 - self.len as usize;
+        let spare = (self.len as usize).div_ceil(8) * 8 - self.len as usize;
         if spare > 0 {
-            if let Some(last) = self.bytes.last_mut() {
+            if let Some(last) = self.bytes_mut().last_mut() {
                 *last &= 0xffu8 << spare;
             }
         }
@@ -61,7 +103,7 @@ impl Bitfield {
 
     /// The wire bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes()
     }
 
     /// Number of pieces the bitfield covers.
@@ -86,7 +128,7 @@ impl Bitfield {
 
     /// Whether `piece` is set (false when out of range).
     pub fn has(&self, piece: u32) -> bool {
-        piece < self.len && self.bytes[(piece / 8) as usize] & (0x80 >> (piece % 8)) != 0
+        piece < self.len && self.bytes()[(piece / 8) as usize] & (0x80 >> (piece % 8)) != 0
     }
 
     /// Sets `piece`; returns true if it was not set before. Out-of-range pieces are ignored.
@@ -94,7 +136,7 @@ impl Bitfield {
         if piece >= self.len || self.has(piece) {
             return false;
         }
-        self.bytes[(piece / 8) as usize] |= 0x80 >> (piece % 8);
+        self.bytes_mut()[(piece / 8) as usize] |= 0x80 >> (piece % 8);
         self.count += 1;
         true
     }
@@ -104,7 +146,7 @@ impl Bitfield {
         if !self.has(piece) {
             return false;
         }
-        self.bytes[(piece / 8) as usize] &= !(0x80 >> (piece % 8));
+        self.bytes_mut()[(piece / 8) as usize] &= !(0x80 >> (piece % 8));
         self.count -= 1;
         true
     }
@@ -112,7 +154,7 @@ impl Bitfield {
     /// Iterates the set pieces in ascending order.
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
         // A byte at a time, skipping empty ones: spare bits are always zero.
-        self.bytes.iter().enumerate().flat_map(|(i, &byte)| {
+        self.bytes().iter().enumerate().flat_map(|(i, &byte)| {
             let mut bits = byte;
             std::iter::from_fn(move || {
                 if bits == 0 {
@@ -129,7 +171,7 @@ impl Bitfield {
     /// `63 - p % 64` of word `p / 64` (the wire layout read big-endian), spare bits zero.
     /// For whole-set operations a word at a time.
     pub fn words(&self) -> impl Iterator<Item = u64> + '_ {
-        let whole = self.bytes.chunks_exact(8);
+        let whole = self.bytes().chunks_exact(8);
         let rest = whole.remainder();
         let last = (!rest.is_empty()).then(|| {
             let mut w = [0u8; 8];
