@@ -67,13 +67,6 @@ impl Availability {
         self.piece[piece as usize].count
     }
 
-    /// `piece`'s index in its bucket (see [`Availability::bucket`]), when it is wanted.
-    pub(crate) fn offset_in_bucket(&self, piece: u32) -> usize {
-        let e = self.piece[piece as usize];
-        debug_assert!(e.pos >= self.start[1], "piece {piece} is not wanted");
-        (e.pos - self.start[e.count as usize + 1]) as usize
-    }
-
     /// Whether any piece set in `pieces` (laid out as in [`piece_bit`]) has count 0.
     pub(crate) fn any_with_count_zero(&self, pieces: &[u64]) -> bool {
         pieces.iter().zip(&self.zero).any(|(p, z)| p & z != 0)
@@ -221,11 +214,6 @@ mod tests {
         }
         let in_buckets: usize = (0..a.buckets()).map(|k| a.bucket(k).len()).sum();
         assert_eq!(in_buckets, wanted.iter().filter(|&&w| w).count());
-        for k in 0..a.buckets() {
-            for (i, &p) in a.bucket(k).iter().enumerate() {
-                assert_eq!(a.offset_in_bucket(p), i);
-            }
-        }
         // The bitmap of count 0, spare bits clear; what the picker asks of it.
         let n = a.piece.len();
         assert_eq!(a.zero.len(), n.div_ceil(64));

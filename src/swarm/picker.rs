@@ -26,10 +26,7 @@
 //! (the common case in a flash crowd, asked again on every block received); rarest first walks
 //! the buckets only while that is cheaper than looking at each candidate's availability, and
 //! otherwise takes the least available candidate directly (both give a piece of the lowest
-//! availability the peer can serve, ties broken at random). The simulator's output depends on
-//! every choice and every draw of that walk, so its shortcuts (passing the bucket of
-//! availability 0 in one step, replaying the rest of the walk from the candidates) reproduce
-//! the walk exactly; a test holds them to the plain walk.
+//! availability the peer can serve, ties broken at random).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -157,10 +154,6 @@ struct PeerEntry {
 }
 
 const NO_SLOT: u32 = u32::MAX;
-
-/// For a peer with up to this many pieces, rarest first looks at each candidate's availability
-/// rather than walk on past the first failures (see [`Picker::rarest_replay`]).
-const REPLAY_UP_TO: usize = 64;
 
 /// Whether piece `p` is set in `words` (laid out as in [`piece_bit`]).
 fn has_bit(words: &[u64], p: u32) -> bool {
@@ -702,7 +695,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         if self.config.strategy == Strategy::RarestFirst
             && self.have.count() >= self.config.random_first
         {
-            return self.rarest_first(peer_has, rng);
+            return self.rarest_first(rng);
         }
         match self.config.strategy {
             Strategy::Sequential => {
@@ -724,71 +717,33 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     /// from there until one is a candidate. The walk finds one in a few probes when the peer
     /// has many of the rarest pieces (a seed). After `count + words` failed probes (`count`
     /// candidates, `words` words per bitmap), about what looking at every candidate costs, it
-    /// gives up and takes [`Picker::rarest_candidate`] (a second draw).
-    ///
-    /// The choices and the draws are part of the simulator's output, so the shortcuts below
-    /// replay that walk exactly, failed probe for failed probe, draw for draw (the tests keep
-    /// the plain walk as `reference_next_new_piece`):
-    /// - the bucket of availability 0 is passed in one step when it holds no candidate, as
-    ///   the bitmap of count-0 pieces tells exactly. (For a peer counted in the availability
-    ///   it never does, each of its pieces having count >= 1; but a seed, a peer not
-    ///   announced or a caller passing another bitfield gets the bucket probed as before.)
-    /// - `count` is not needed before `words + 1` failures (there is a candidate); then the
-    ///   peer's own piece count, an upper bound, may already show the walk giving up;
-    /// - for a peer with few pieces the rest of the walk is replayed from the candidates'
-    ///   availability ([`Picker::rarest_replay`]), otherwise `count` is taken by a popcount.
+    /// gives up and takes [`Picker::rarest_candidate`]. The bucket of availability 0 is passed
+    /// without a probe when the bitmap of count-0 pieces shows it holds no candidate (the
+    /// usual case: a peer's pieces are counted).
     ///
     /// `cand` holds the candidates ([`Picker::fill_candidates`]), at least one.
-    fn rarest_first<R: Rng + ?Sized>(&mut self, peer_has: &Bitfield, rng: &mut R) -> Option<u32> {
+    fn rarest_first<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<u32> {
         let words = self.blocked.len();
-        let few = peer_has.count() as usize <= REPLAY_UP_TO;
-        // The walk gives up at `limit` failures, not known before `failed > words`.
-        let mut limit = None;
+        // Counted only once it matters: there is a candidate, so `limit > words`.
+        let mut limit = usize::MAX;
         let mut failed = 0;
         for a in 0..self.avail.buckets() {
             let bucket = self.avail.bucket(a);
             let len = bucket.len();
-            if len == 0 {
+            if len == 0 || (a == 0 && !self.avail.any_with_count_zero(&self.cand)) {
                 continue;
             }
             let start = rng.gen_range(0..len);
-            if a == 0 && !self.avail.any_with_count_zero(&self.cand) {
-                // Every probe of this bucket would fail.
-                if limit.is_none() && failed + len > words {
-                    if failed + len >= peer_has.count() as usize + words {
-                        // Gives up here, whatever the exact count (at most the peer's).
-                        return self.rarest_candidate(rng);
-                    }
-                    if few {
-                        return self.rarest_replay(a, start, 0, failed, rng);
-                    }
-                    limit = Some(self.cand_count() as usize + words);
-                }
-                if limit.is_some_and(|l| failed + len >= l) {
-                    return self.rarest_candidate(rng);
-                }
-                failed += len;
-                continue;
-            }
-            let (tail, head) = (&bucket[start..], &bucket[..start]);
-            for (k, &p) in tail.iter().chain(head).enumerate() {
+            for &p in bucket[start..].iter().chain(&bucket[..start]) {
                 if has_bit(&self.cand, p) {
                     return Some(p);
                 }
                 failed += 1;
-                match limit {
-                    None if failed > words => {
-                        if few {
-                            return self.rarest_replay(a, start, k + 1, failed, rng);
-                        }
-                        let l = self.cand_count() as usize + words;
-                        if failed >= l {
-                            return self.rarest_candidate(rng);
-                        }
-                        limit = Some(l);
-                    }
-                    Some(l) if failed >= l => return self.rarest_candidate(rng),
-                    _ => {}
+                if failed == words + 1 {
+                    limit = self.cand_count() as usize + words;
+                }
+                if failed >= limit {
+                    return self.rarest_candidate(rng);
                 }
             }
         }
@@ -819,65 +774,6 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     /// The number of pieces in `cand`.
     fn cand_count(&self) -> u32 {
         self.cand.iter().map(|w| w.count_ones()).sum()
-    }
-
-    /// The rest of the walk of [`Picker::rarest_first`], from bucket `a` (where it started at
-    /// `start` and has failed `k` probes; `failed` in all), replayed from the candidates'
-    /// availability: a bucket rarer than the least availability holds no candidate (all its
-    /// probes fail), and in that of the least the walk stops at the tie nearest after its
-    /// start in cyclic order. Same draws, same choice, same point of giving up.
-    fn rarest_replay<R: Rng + ?Sized>(
-        &mut self,
-        mut a: usize,
-        mut start: usize,
-        mut k: usize,
-        mut failed: usize,
-        rng: &mut R,
-    ) -> Option<u32> {
-        let (least, count) = self.avail.least_counted(&self.cand, &mut self.ties);
-        if self.ties.is_empty() {
-            return None;
-        }
-        let limit = count as usize + self.blocked.len();
-        let least = least as usize;
-        debug_assert!(a <= least && least < self.avail.buckets());
-        while a < least {
-            let rest = self.avail.bucket(a).len() - k;
-            if failed + rest >= limit {
-                return self.rarest_tie(rng);
-            }
-            failed += rest;
-            loop {
-                a += 1;
-                if a > least {
-                    return None; // no bucket holds the ties: cannot happen
-                }
-                let len = self.avail.bucket(a).len();
-                if len > 0 {
-                    start = rng.gen_range(0..len);
-                    k = 0;
-                    break;
-                }
-            }
-        }
-        let len = self.avail.bucket(a).len();
-        let (mut nearest, mut distance) = (self.ties[0], usize::MAX);
-        for &p in &self.ties {
-            let at = self.avail.offset_in_bucket(p);
-            let d = if at >= start {
-                at - start
-            } else {
-                at + len - start
-            };
-            if d < distance {
-                (nearest, distance) = (p, d);
-            }
-        }
-        debug_assert!(distance >= k);
-        if failed + (distance - k) >= limit {
-            return self.rarest_tie(rng);
-        }
-        Some(nearest)
     }
 
     /// A startable piece (in `cand`) of the lowest availability, ties broken uniformly at
@@ -1549,9 +1445,9 @@ mod tests {
         }
     }
 
-    /// The choice of a new piece as first written: every probe of the rarest-first walk made
+    /// The choice of a new piece written plainly: every probe of the rarest-first walk made
     /// one by one, the fallback by brute force. The picker must choose the same piece with
-    /// the same draws, however it gets there.
+    /// the same draws.
     fn reference_next_new_piece(
         p: &Picker<u32>,
         has: &Bitfield,
@@ -1588,6 +1484,9 @@ mod tests {
             if bucket.is_empty() {
                 continue;
             }
+            if a == 0 && !bucket.iter().any(|&x| startable(x)) {
+                continue;
+            }
             let start = rng.gen_range(0..bucket.len());
             for &x in bucket[start..].iter().chain(&bucket[..start]) {
                 if startable(x) {
@@ -1604,11 +1503,11 @@ mod tests {
 
     #[test]
     fn new_pieces_and_draws_match_the_plain_walk() {
-        // Swarms of every shape the shortcuts distinguish: sparse peers (replayed from their
-        // candidates) and dense ones (walked), seeds by bitfield and by `have all`, a large or
-        // small bucket of availability 0, the budget running out in it or later, and callers
-        // that break the contract (a peer never announced, a seed passing a partial bitfield),
-        // for which bucket 0 does hold candidates. Same piece, same draws, every time.
+        // Swarms of many shapes: sparse peers and dense ones, seeds by bitfield and by `have
+        // all`, a large or small bucket of availability 0, the budget running out in it or
+        // later, and callers that break the contract (a peer never announced, a seed passing a
+        // partial bitfield), for which bucket 0 does hold candidates. Same piece, same draws,
+        // every time.
         let mut compared = 0;
         for seed in 0..48u64 {
             let mut r = ChaCha8Rng::seed_from_u64(1000 + seed);
@@ -1718,42 +1617,6 @@ mod tests {
                 in_order[(x / 64) as usize] |= 1 << (63 - x % 64);
             }
             assert_eq!(p.candidate_words().collect::<Vec<_>>(), in_order, "{n}");
-        }
-    }
-
-    #[test]
-    fn giving_up_in_bucket_zero_matches_the_plain_walk_at_the_boundary() {
-        // The walk gives up after `count + words` failed probes. Bucket 0 (no peer has these
-        // pieces) one shorter than that, as long, one longer: passing it in one step must give
-        // up exactly when probing it one piece at a time would, for a dense peer (whose budget
-        // is counted) and for a sparse one (whose walk is replayed from its candidates).
-        let n = 256;
-        let words = 4;
-        for (pieces, had) in [(100, 40), (50, 0), (30, 10)] {
-            let count = pieces - had;
-            for l0 in [count + words - 1, count + words, count + words + 1] {
-                for seed in 0..20 {
-                    let mut p = picker(n, Strategy::RarestFirst, 0);
-                    let has = bits(n, &(0..pieces).collect::<Vec<_>>());
-                    p.peer_bitfield(1, &has).unwrap();
-                    for x in 0..had {
-                        complete(&mut p, x, 1);
-                    }
-                    // Leave `l0` pieces nobody has, give the rest to a peer that is not asked.
-                    let others: Vec<u32> = (pieces + l0..n).collect();
-                    p.peer_bitfield(2, &bits(n, &others)).unwrap();
-                    assert_eq!(p.avail.bucket(0).len() as u32, l0);
-                    let mut r = ChaCha8Rng::seed_from_u64(seed);
-                    let mut expected_rng = r.clone();
-                    let expected = reference_next_new_piece(&p, &has, &mut expected_rng);
-                    assert_eq!(p.next_new_piece(&has, &mut r), expected, "{pieces} {l0}");
-                    assert_eq!(
-                        r.get_word_pos(),
-                        expected_rng.get_word_pos(),
-                        "{pieces} {l0}"
-                    );
-                }
-            }
         }
     }
 
