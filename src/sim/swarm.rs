@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::metainfo::InfoHash;
 use crate::protocol::{ConnectionConfig, Handshake, Message, PeerId, Reserved};
 use crate::swarm::{
-    BlockRef, ChokerConfig, Driver, DriverConfig, Effect, Picker, PickerConfig, Slots,
+    BlockRef, ChokerConfig, Driver, DriverConfig, Effect, PeerKey, Picker, PickerConfig, Slots,
     SuperSeedConfig, BLOCK_SIZE, CHOKE_INTERVAL,
 };
 
@@ -248,7 +248,7 @@ impl<'a> Sim<'a> {
         &self,
         choker: ChokerConfig,
         uploads: bool,
-        picker: Picker<u32>,
+        picker: Picker<PeerKey>,
         super_seed: bool,
         rng: &mut ChaCha8Rng,
     ) -> Driver {

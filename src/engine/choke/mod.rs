@@ -15,7 +15,7 @@ pub mod owner;
 pub use owner::{ChokeEvent, ChokeOrder, ChokeOwner, CorePeer};
 
 /// A peer's key, unique on its core.
-pub type PeerKey = u64;
+pub use crate::swarm::PeerKey;
 
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};

@@ -30,9 +30,10 @@ use crate::protocol::{Connection, ConnectionConfig, Event, Handshake, Message, V
 #[cfg(test)]
 mod tests;
 
-/// A driver's name for a connected peer, given by [`Driver::add_peer`]: a small index, used
-/// again for a later peer once [`Driver::on_peer_gone`] has been called for it.
-pub type PeerKey = u32;
+/// A name for a connected peer: given by [`Driver::add_peer`] (a small index, used again for
+/// a later peer once [`Driver::on_peer_gone`] has been called for it), and by the seed's cores
+/// (a count, unique on its core).
+pub type PeerKey = u64;
 
 /// How often a driver over a real network wants [`Driver::on_tick`]: request timeouts,
 /// keep-alives and idle peers are checked, and pipelines topped up, at this period.
