@@ -288,7 +288,59 @@ async fn connection(
     let stream = tokio_uring::net::TcpStream::from_std(std_stream);
     let _registered = sockets.register(stream.as_raw_fd());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.rng_seed ^ index as u64);
-    let peer_id = PeerId::generate(&mut rng);
+    let (mut reader, mut buf) = handshake(&stream, config, &mut rng).await?;
+    counters.connected.fetch_add(1, Ordering::Relaxed);
+
+    let mut events = Vec::new();
+    // Whatever came after the handshake in the same reads.
+    reader.drain(&mut events).map_err(std::io::Error::other)?;
+    let mut state = Requests {
+        inflight: std::collections::HashMap::with_capacity(config.queue * 2),
+        unchoked: false,
+        queue: config.queue,
+    };
+    let mut requests = BytesMut::new();
+    let fd = stream.as_raw_fd();
+    // Without --copy-payload reads are small: a message head and a little payload, the rest
+    // of which `pump` discards in the kernel.
+    if !config.copy_payload {
+        buf = vec![0u8; HEAD_READ];
+    }
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // What the last read parsed.
+        state.apply(&mut events, config, measuring, counters, hist);
+        state.top_up(config, &mut rng, &mut requests);
+        if !requests.is_empty() {
+            let chunk = requests.split().freeze();
+            let (res, _) = stream.write_all(chunk).await;
+            res?;
+        }
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = res?;
+        if n == 0 {
+            return Err(std::io::Error::other("seed closed the connection"));
+        }
+        reader
+            .feed(&buf[..n], &mut events)
+            .map_err(std::io::Error::other)?;
+        if !config.copy_payload {
+            pump(fd, &mut reader, &mut buf, &mut events)?;
+        }
+    }
+}
+
+/// Sends our handshake and `interested`, and reads the seed's handshake: the reader holding
+/// whatever came after it, and the read buffer.
+async fn handshake(
+    stream: &tokio_uring::net::TcpStream,
+    config: &LoadConfig,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> std::io::Result<(StreamReader, Vec<u8>)> {
+    let peer_id = PeerId::generate(rng);
     let hs = Handshake::new(config.info_hash, peer_id).encode().to_vec();
     let mut out = BytesMut::new();
     Message::Interested.encode(&mut out);
@@ -299,7 +351,6 @@ async fn connection(
 
     let mut reader = StreamReader::new(config.geometry.piece_count());
     let mut buf = vec![0u8; 256 * 1024];
-    // Handshake.
     while reader.pending.len() < 68 {
         let (res, b) = stream.read(buf).await;
         buf = b;
@@ -317,33 +368,32 @@ async fn connection(
             "seed answered with another info-hash",
         ));
     }
-    counters.connected.fetch_add(1, Ordering::Relaxed);
+    Ok((reader, buf))
+}
 
-    let mut events = Vec::new();
-    // Whatever came after the handshake in the same reads.
-    reader.drain(&mut events).map_err(std::io::Error::other)?;
-    let mut inflight: std::collections::HashMap<BlockRef, Instant> =
-        std::collections::HashMap::with_capacity(config.queue * 2);
-    let mut unchoked = false;
-    // Requests kept in flight: --queue, or the seed's reqq when smaller.
-    let mut queue = config.queue;
-    let pieces = config.geometry.piece_count();
-    let mut requests = BytesMut::new();
-    let fd = stream.as_raw_fd();
-    // Without --copy-payload reads are small: a message head and a little payload, the rest
-    // of which `pump` discards in the kernel.
-    if !config.copy_payload {
-        buf = vec![0u8; HEAD_READ];
-    }
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        // What the last read parsed.
+/// One synthetic leecher's requests.
+struct Requests {
+    /// Outstanding requests and when each was sent.
+    inflight: std::collections::HashMap<BlockRef, Instant>,
+    unchoked: bool,
+    /// Requests kept in flight: --queue, or the seed's reqq when smaller.
+    queue: usize,
+}
+
+impl Requests {
+    /// Applies what the last read parsed: blocks (latency and counts), chokes, rejects, reqq.
+    fn apply(
+        &mut self,
+        events: &mut Vec<Event>,
+        config: &LoadConfig,
+        measuring: &AtomicBool,
+        counters: &WorkerCounters,
+        hist: &std::cell::RefCell<Histogram<u64>>,
+    ) {
         for ev in events.drain(..) {
             match ev {
                 Event::Block(block) => {
-                    if let Some(sent) = inflight.remove(&block) {
+                    if let Some(sent) = self.inflight.remove(&block) {
                         if measuring.load(Ordering::Relaxed) {
                             let us = sent.elapsed().as_micros() as u64;
                             let _ = hist.borrow_mut().record(us.max(1));
@@ -354,52 +404,46 @@ async fn connection(
                         .fetch_add(u64::from(block.length), Ordering::Relaxed);
                     counters.blocks.fetch_add(1, Ordering::Relaxed);
                 }
-                Event::Unchoke => unchoked = true,
+                Event::Unchoke => self.unchoked = true,
                 Event::Choke => {
-                    unchoked = false;
-                    inflight.clear();
+                    self.unchoked = false;
+                    self.inflight.clear();
                 }
                 Event::Rejected(block) => {
-                    inflight.remove(&block);
+                    self.inflight.remove(&block);
                 }
                 Event::Reqq(reqq) => {
                     let capped = effective_queue(config.queue, reqq);
-                    if capped < config.queue && queue == config.queue {
+                    if capped < config.queue && self.queue == config.queue {
                         counters.capped.fetch_add(1, Ordering::Relaxed);
                         counters
                             .min_reqq
                             .fetch_min(capped as u64, Ordering::Relaxed);
                     }
-                    queue = capped;
+                    self.queue = capped;
                 }
             }
         }
-        if unchoked && pieces > 0 {
-            while inflight.len() < queue {
-                let piece = rng.gen_range(0..pieces);
-                let index = rng.gen_range(0..config.geometry.block_count(piece));
-                let block = config.geometry.block(piece, index);
-                if inflight.insert(block, Instant::now()).is_none() {
-                    Message::Request(block).encode(&mut requests);
-                }
+    }
+
+    /// Encodes random block requests into `out` until `queue` are in flight (when unchoked).
+    fn top_up(
+        &mut self,
+        config: &LoadConfig,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        out: &mut BytesMut,
+    ) {
+        let pieces = config.geometry.piece_count();
+        if !self.unchoked || pieces == 0 {
+            return;
+        }
+        while self.inflight.len() < self.queue {
+            let piece = rng.gen_range(0..pieces);
+            let index = rng.gen_range(0..config.geometry.block_count(piece));
+            let block = config.geometry.block(piece, index);
+            if self.inflight.insert(block, Instant::now()).is_none() {
+                Message::Request(block).encode(out);
             }
-        }
-        if !requests.is_empty() {
-            let chunk = requests.split().freeze();
-            let (res, _) = stream.write_all(chunk).await;
-            res?;
-        }
-        let (res, b) = stream.read(buf).await;
-        buf = b;
-        let n = res?;
-        if n == 0 {
-            return Err(std::io::Error::other("seed closed the connection"));
-        }
-        reader
-            .feed(&buf[..n], &mut events)
-            .map_err(std::io::Error::other)?;
-        if !config.copy_payload {
-            pump(fd, &mut reader, &mut buf, &mut events)?;
         }
     }
 }

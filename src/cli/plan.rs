@@ -127,117 +127,23 @@ fn per_core_from_bench_results() -> Option<(u64, String)> {
 /// Runs `seedbox plan`.
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     reexec_with_huge_pages();
-    let schedule_text: Vec<String> = args
-        .arrivals
-        .0
-        .iter()
-        .map(|p| {
-            if p.fixed {
-                format!(
-                    "{} every {}s",
-                    (p.duration.as_secs_f64() * p.per_second).round(),
-                    1.0 / p.per_second
-                )
-            } else {
-                format!(
-                    "{}/min for {}s",
-                    p.per_second * 60.0,
-                    p.duration.as_secs_f64()
-                )
-            }
-        })
-        .collect();
-    let schedule_text = schedule_text.join(", ");
+    let schedule_text = schedule_text(&args);
     let piece_length = args
         .piece_length
         .unwrap_or_else(|| u64::from(auto_piece_length(args.size)));
-    let base_args = |mode: ModeArg| SimArgs {
-        mode,
-        size: args.size,
-        piece_length: Some(piece_length),
-        seed_up: 125_000,
-        peer_up: args.peer_up,
-        peer_down: args.peer_down,
-        peer_class: Vec::new(),
-        arrivals: args.arrivals.clone(),
-        linger: args.linger,
-        max_peers: 50,
-        unchoke_slots: args.unchoke_slots,
-        peer_unchoke_slots: Slots::Limited(4),
-        super_seed: args.super_seed && matches!(mode, ModeArg::Swarm),
-        picker: PickerArg::Rarest,
-        choker: ChokerArg::Standard,
-        free_riders: 0.0,
-        rng_seed: args.rng_seed,
-        rtt: (Duration::from_millis(20), Duration::from_millis(140)),
-        unit: UnitArg::Auto,
-        max_units: args.max_units,
-    };
     // The two delivery modes are independent bisections: one thread each (the runs and the
     // answers are the same as one after the other; only the wall time changes).
     let multi = MultiProgress::new();
-    let size_mode = |name: &'static str, mode: ModeArg, flag: &str| -> anyhow::Result<Row> {
-        let cfg = base_args(mode).config()?;
-        let mut n = 0;
-        let mut syndrome: Option<Syndrome> = None;
-        let sized = smallest_uplink(&cfg, args.target_p95, &mut |c| {
-            n += 1;
-            let label = format!("{name} #{n} at {:.3} Mbit/s", mbit(c.seed_up));
-            let report = simulate(c, args.quiet, &label, Some(&multi))
-                .map_err(|e| crate::sim::SimError::Invalid(e.to_string()))?;
-            if let Some(w) = report.warnings.first() {
-                if !syndrome.as_ref().is_some_and(|(up, _)| *up >= c.seed_up) {
-                    syndrome = Some((c.seed_up, w.clone()));
-                }
-            }
-            Ok(report)
-        });
-        let sized = match sized {
-            Ok(sized) => sized,
-            Err(e) => match syndrome
-                .as_ref()
-                .or(check_failure(&cfg, &multi, name)?.as_ref())
-            {
-                Some((up, w)) => anyhow::bail!(
-                    "{e}\n{}",
-                    syndrome_advice(name, *up, w, None, &args, piece_length)
-                ),
-                None => return Err(e.into()),
-            },
-        };
-        let worst_p95 = sized
-            .report
-            .phases
-            .iter()
-            .filter_map(|p| p.p95_s)
-            .fold(0.0, f64::max);
-        let mut cmd = format!(
-            "seedbox sim --mode {flag} --size {} --piece-length {} --seed-up {}bit \
-             --peer-up {}bit --peer-down {}bit --arrivals '{}' --linger {}s --rng-seed {}",
-            args.size,
-            piece_length,
-            sized.uplink * 8,
-            args.peer_up * 8,
-            args.peer_down * 8,
-            schedule_text,
-            args.linger.as_secs_f64(),
-            args.rng_seed
-        );
-        if matches!(mode, ModeArg::Swarm) {
-            cmd += &format!(" --unchoke-slots {}", args.unchoke_slots);
-            if args.super_seed {
-                cmd += " --super-seed";
-            }
-        }
-        if args.max_units != AUTO_MAX_UNITS {
-            cmd += &format!(" --max-units {}", args.max_units);
-        }
-        Ok((name, sized, worst_p95, cmd, syndrome))
+    let sizing = Sizing {
+        args: &args,
+        piece_length,
+        schedule_text: &schedule_text,
+        multi: &multi,
     };
     let rows: Vec<Row> = std::thread::scope(|scope| {
-        let client_server =
-            scope.spawn(|| size_mode("client-server", ModeArg::ClientServer, "client-server"));
-        let swarm = size_mode("swarm", ModeArg::Swarm, "swarm");
+        let client_server = scope
+            .spawn(|| sizing.size_mode("client-server", ModeArg::ClientServer, "client-server"));
+        let swarm = sizing.size_mode("swarm", ModeArg::Swarm, "swarm");
         let client_server = client_server
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -260,6 +166,138 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         answer.print_text();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The arrival schedule as `--arrivals` takes it, for the reproducing commands.
+fn schedule_text(args: &PlanArgs) -> String {
+    let parts: Vec<String> = args
+        .arrivals
+        .0
+        .iter()
+        .map(|p| {
+            if p.fixed {
+                format!(
+                    "{} every {}s",
+                    (p.duration.as_secs_f64() * p.per_second).round(),
+                    1.0 / p.per_second
+                )
+            } else {
+                format!(
+                    "{}/min for {}s",
+                    p.per_second * 60.0,
+                    p.duration.as_secs_f64()
+                )
+            }
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// What sizing one delivery mode's origin needs.
+struct Sizing<'a> {
+    args: &'a PlanArgs,
+    piece_length: u64,
+    schedule_text: &'a str,
+    multi: &'a MultiProgress,
+}
+
+impl Sizing<'_> {
+    /// The simulator's arguments for `mode` (the origin's uplink is what the bisection sets).
+    fn sim_args(&self, mode: ModeArg) -> SimArgs {
+        let args = self.args;
+        SimArgs {
+            mode,
+            size: args.size,
+            piece_length: Some(self.piece_length),
+            seed_up: 125_000,
+            peer_up: args.peer_up,
+            peer_down: args.peer_down,
+            peer_class: Vec::new(),
+            arrivals: args.arrivals.clone(),
+            linger: args.linger,
+            max_peers: 50,
+            unchoke_slots: args.unchoke_slots,
+            peer_unchoke_slots: Slots::Limited(4),
+            super_seed: args.super_seed && matches!(mode, ModeArg::Swarm),
+            picker: PickerArg::Rarest,
+            choker: ChokerArg::Standard,
+            free_riders: 0.0,
+            rng_seed: args.rng_seed,
+            rtt: (Duration::from_millis(20), Duration::from_millis(140)),
+            unit: UnitArg::Auto,
+            max_units: args.max_units,
+        }
+    }
+
+    /// The smallest origin uplink meeting the target in `mode`, with the worst phase's p95,
+    /// the command reproducing it and the first syndrome seen; a failed sizing names the
+    /// syndrome when one explains it.
+    fn size_mode(&self, name: &'static str, mode: ModeArg, flag: &str) -> anyhow::Result<Row> {
+        let args = self.args;
+        let cfg = self.sim_args(mode).config()?;
+        let mut n = 0;
+        let mut syndrome: Option<Syndrome> = None;
+        let sized = smallest_uplink(&cfg, args.target_p95, &mut |c| {
+            n += 1;
+            let label = format!("{name} #{n} at {:.3} Mbit/s", mbit(c.seed_up));
+            let report = simulate(c, args.quiet, &label, Some(self.multi))
+                .map_err(|e| crate::sim::SimError::Invalid(e.to_string()))?;
+            if let Some(w) = report.warnings.first() {
+                if !syndrome.as_ref().is_some_and(|(up, _)| *up >= c.seed_up) {
+                    syndrome = Some((c.seed_up, w.clone()));
+                }
+            }
+            Ok(report)
+        });
+        let sized = match sized {
+            Ok(sized) => sized,
+            Err(e) => match syndrome
+                .as_ref()
+                .or(check_failure(&cfg, self.multi, name)?.as_ref())
+            {
+                Some((up, w)) => anyhow::bail!(
+                    "{e}\n{}",
+                    syndrome_advice(name, *up, w, None, args, self.piece_length)
+                ),
+                None => return Err(e.into()),
+            },
+        };
+        let worst_p95 = sized
+            .report
+            .phases
+            .iter()
+            .filter_map(|p| p.p95_s)
+            .fold(0.0, f64::max);
+        let cmd = self.command(mode, flag, sized.uplink);
+        Ok((name, sized, worst_p95, cmd, syndrome))
+    }
+
+    /// The `seedbox sim` command reproducing the sized run of `mode` at `uplink`.
+    fn command(&self, mode: ModeArg, flag: &str, uplink: u64) -> String {
+        let args = self.args;
+        let mut cmd = format!(
+            "seedbox sim --mode {flag} --size {} --piece-length {} --seed-up {}bit \
+             --peer-up {}bit --peer-down {}bit --arrivals '{}' --linger {}s --rng-seed {}",
+            args.size,
+            self.piece_length,
+            uplink * 8,
+            args.peer_up * 8,
+            args.peer_down * 8,
+            self.schedule_text,
+            args.linger.as_secs_f64(),
+            args.rng_seed
+        );
+        if matches!(mode, ModeArg::Swarm) {
+            cmd += &format!(" --unchoke-slots {}", args.unchoke_slots);
+            if args.super_seed {
+                cmd += " --super-seed";
+            }
+        }
+        if args.max_units != AUTO_MAX_UNITS {
+            cmd += &format!(" --max-units {}", args.max_units);
+        }
+        cmd
+    }
 }
 
 /// What `plan` found, for printing.

@@ -376,119 +376,159 @@ async fn run_loop(
     (tracker, dht): (Option<&TrackerClient>, Option<&crate::dht::PeerFeed>),
     total: u64,
 ) -> Result<DownloadReport, DownloadError> {
-    use std::sync::atomic::Ordering;
     let mut next_tick = tokio::time::Instant::now() + TICK;
     loop {
-        // Dial candidates while there is room.
-        loop {
-            let next = {
-                let mut s = session.borrow_mut();
-                if s.connected.len() >= config.max_peers {
-                    None
-                } else {
-                    let a = s.candidates.pop_front();
-                    if let Some(a) = a {
-                        s.connected.insert(a);
-                    }
-                    a
-                }
-            };
-            let Some(addr) = next else { break };
-            let session = session.clone();
-            let encryption = config.encryption;
-            tokio_uring::spawn(async move {
-                match tokio::time::timeout(
-                    Duration::from_secs(10),
-                    tokio_uring::net::TcpStream::connect(addr),
-                )
-                .await
-                {
-                    Ok(Ok(stream)) => {
-                        let stream = PeerTransport::Tcp(stream);
-                        peer::run_peer(session, stream, addr, peer::Side::Outgoing, encryption)
-                            .await
-                    }
-                    _ => session.borrow_mut().connection_ended(addr),
-                }
-            });
-        }
-        // Wait for the tick, or for the tracker's answer: its peers are dialled as soon as
-        // they arrive (a newcomer would otherwise wait up to a whole tick for the peers of
-        // its first announce; the `--peer` addresses are dialled at once above).
-        let tracker_answered = tokio::select! {
-            _ = tokio::time::sleep_until(next_tick) => false,
-            _ = async { tracker.expect("guarded").peers_arrived().await }, if tracker.is_some() => {
-                session.borrow_mut().add_candidates(tracker.expect("guarded").new_peers());
-                true
-            }
-            _ = async { dht.expect("guarded").arrived().await }, if dht.is_some() => {
-                let listen = config.listen.ip();
-                // Our own announce comes back in the answers.
-                let others = dht.expect("guarded").take().into_iter().filter(|p| {
-                    !(p.port() == listen_port && (p.ip().is_loopback() || p.ip() == listen))
-                });
-                session.borrow_mut().add_candidates(others);
-                true
-            }
-        };
-        if tracker_answered {
+        dial_candidates(config, session);
+        if wait_for_peers(config, session, next_tick, listen_port, tracker, dht).await {
             continue;
         }
         next_tick = tokio::time::Instant::now() + TICK;
         let mut s = session.borrow_mut();
         s.tick();
         let now = s.now();
-        let have_bytes = s.verified_bytes();
-        if let Some(t) = tracker {
-            let totals = s.driver.totals();
-            t.stats.uploaded.store(totals.uploaded, Ordering::Relaxed);
-            t.stats
-                .downloaded
-                .store(totals.downloaded, Ordering::Relaxed);
-            t.stats.left.store(total - have_bytes, Ordering::Relaxed);
-            if !s.is_complete() && s.peer_count() < 5 {
-                t.stats.want_peers.store(true, Ordering::Relaxed);
-            }
-            let fresh = t.new_peers();
-            s.add_candidates(fresh);
-        }
-        progress(&Progress {
-            have_bytes,
-            total_bytes: total,
-            down_rate: s.down_total.rate(now),
-            up_rate: s.up_total.rate(now),
-            peers: s.peer_count(),
-            complete: s.is_complete(),
-        });
-        if let Some(e) = s.fatal.take() {
-            return Err(DownloadError::Fatal(e));
-        }
-        if let Some(limit) = config.stall_timeout {
-            if s.driver.stalled_for(now) >= limit {
-                return Err(DownloadError::Stalled(stall_message(&s, limit, tracker)));
-            }
-        }
-        let completed_at = s.driver.completed_at();
-        let done_lingering = match (completed_at, config.linger) {
-            (None, _) => false,
-            (Some(at), Linger::For(d)) => now.saturating_sub(at) >= d,
-            (Some(_), Linger::Ratio(r)) => s.driver.totals().uploaded as f64 >= r * total as f64,
-            (Some(_), Linger::Forever) => false,
-        };
-        if done_lingering || stop.load(Ordering::Relaxed) {
-            let report = DownloadReport {
-                complete: s.is_complete(),
-                seconds_to_complete: completed_at.map(|d| d.as_secs_f64()),
-                seconds: now.as_secs_f64(),
-                totals: s.driver.totals().clone(),
-                listen_port,
-            };
-            if s.is_complete() {
-                if let Err(e) = s.writer.flush() {
-                    return Err(DownloadError::Fatal(e.to_string()));
-                }
-            }
+        report_progress(&mut s, now, progress, tracker, total);
+        if let Some(report) = check_end(config, &mut s, now, stop, (listen_port, tracker), total)? {
             return Ok(report);
         }
     }
+}
+
+/// Dials candidates while there is room for more peers.
+fn dial_candidates(config: &DownloadConfig, session: &Rc<RefCell<session::Session>>) {
+    loop {
+        let next = {
+            let mut s = session.borrow_mut();
+            if s.connected.len() >= config.max_peers {
+                None
+            } else {
+                let a = s.candidates.pop_front();
+                if let Some(a) = a {
+                    s.connected.insert(a);
+                }
+                a
+            }
+        };
+        let Some(addr) = next else { break };
+        let session = session.clone();
+        let encryption = config.encryption;
+        tokio_uring::spawn(async move {
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio_uring::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => {
+                    let stream = PeerTransport::Tcp(stream);
+                    peer::run_peer(session, stream, addr, peer::Side::Outgoing, encryption).await
+                }
+                _ => session.borrow_mut().connection_ended(addr),
+            }
+        });
+    }
+}
+
+/// Waits for the tick at `next_tick`, or for the tracker's or the DHT's answer: true when peers
+/// arrived first (they are dialled at once: a newcomer would otherwise wait up to a whole tick
+/// for the peers of its first announce; the `--peer` addresses are dialled at once anyway).
+async fn wait_for_peers(
+    config: &DownloadConfig,
+    session: &Rc<RefCell<session::Session>>,
+    next_tick: tokio::time::Instant,
+    listen_port: u16,
+    tracker: Option<&TrackerClient>,
+    dht: Option<&crate::dht::PeerFeed>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep_until(next_tick) => false,
+        _ = async { tracker.expect("guarded").peers_arrived().await }, if tracker.is_some() => {
+            session.borrow_mut().add_candidates(tracker.expect("guarded").new_peers());
+            true
+        }
+        _ = async { dht.expect("guarded").arrived().await }, if dht.is_some() => {
+            let listen = config.listen.ip();
+            // Our own announce comes back in the answers.
+            let others = dht.expect("guarded").take().into_iter().filter(|p| {
+                !(p.port() == listen_port && (p.ip().is_loopback() || p.ip() == listen))
+            });
+            session.borrow_mut().add_candidates(others);
+            true
+        }
+    }
+}
+
+/// After a tick: the tracker's stats and its new peers, and the caller's progress report.
+fn report_progress(
+    s: &mut session::Session,
+    now: Duration,
+    progress: &mut impl FnMut(&Progress),
+    tracker: Option<&TrackerClient>,
+    total: u64,
+) {
+    use std::sync::atomic::Ordering;
+    let have_bytes = s.verified_bytes();
+    if let Some(t) = tracker {
+        let totals = s.driver.totals();
+        t.stats.uploaded.store(totals.uploaded, Ordering::Relaxed);
+        t.stats
+            .downloaded
+            .store(totals.downloaded, Ordering::Relaxed);
+        t.stats.left.store(total - have_bytes, Ordering::Relaxed);
+        if !s.is_complete() && s.peer_count() < 5 {
+            t.stats.want_peers.store(true, Ordering::Relaxed);
+        }
+        let fresh = t.new_peers();
+        s.add_candidates(fresh);
+    }
+    progress(&Progress {
+        have_bytes,
+        total_bytes: total,
+        down_rate: s.down_total.rate(now),
+        up_rate: s.up_total.rate(now),
+        peers: s.peer_count(),
+        complete: s.is_complete(),
+    });
+}
+
+/// After a tick: whether the download ends (a fatal error, a stall, done lingering, or
+/// stopped), with its report.
+fn check_end(
+    config: &DownloadConfig,
+    s: &mut session::Session,
+    now: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+    (listen_port, tracker): (u16, Option<&TrackerClient>),
+    total: u64,
+) -> Result<Option<DownloadReport>, DownloadError> {
+    if let Some(e) = s.fatal.take() {
+        return Err(DownloadError::Fatal(e));
+    }
+    if let Some(limit) = config.stall_timeout {
+        if s.driver.stalled_for(now) >= limit {
+            return Err(DownloadError::Stalled(stall_message(s, limit, tracker)));
+        }
+    }
+    let completed_at = s.driver.completed_at();
+    let done_lingering = match (completed_at, config.linger) {
+        (None, _) => false,
+        (Some(at), Linger::For(d)) => now.saturating_sub(at) >= d,
+        (Some(_), Linger::Ratio(r)) => s.driver.totals().uploaded as f64 >= r * total as f64,
+        (Some(_), Linger::Forever) => false,
+    };
+    if !done_lingering && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let report = DownloadReport {
+        complete: s.is_complete(),
+        seconds_to_complete: completed_at.map(|d| d.as_secs_f64()),
+        seconds: now.as_secs_f64(),
+        totals: s.driver.totals().clone(),
+        listen_port,
+    };
+    if s.is_complete() {
+        if let Err(e) = s.writer.flush() {
+            return Err(DownloadError::Fatal(e.to_string()));
+        }
+    }
+    Ok(Some(report))
 }
