@@ -76,11 +76,20 @@ pub struct GetArgs {
     /// Print the final report as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Give up (exit 1, saying why) when no peer has sent any data for this long before the
-    /// download completed: no peer reachable, none with the missing pieces, all banned, or no
-    /// tracker answering. `0`: wait forever.
+    /// Give up (exit 1, saying why) when no piece has verified for this long before the
+    /// download completed: no peer reachable, none with the missing pieces, all banned, no
+    /// tracker answering, or peers whose blocks never make a piece that verifies (bad data,
+    /// part of a piece and gone). Keep it above the time one piece takes at the slowest
+    /// rate you accept. `0`: wait forever.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3m")]
     pub stall_timeout: Duration,
+    /// Do not use uTP (BEP 29): dial and accept TCP only. By default the listen port's UDP
+    /// accepts uTP, and peers are dialled over TCP first and over uTP too when TCP has not
+    /// answered within half a second or was refused (the first transport to connect is
+    /// kept); a peer that closed our TCP connection before its handshake is dialled uTP
+    /// first next time.
+    #[arg(long)]
+    pub no_utp: bool,
     /// The DHT (BEP 5).
     #[command(flatten)]
     pub dht: DhtArgs,
@@ -213,6 +222,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         write_mode: args.write_mode,
         encryption: args.encryption,
         stall_timeout: (!args.stall_timeout.is_zero()).then_some(args.stall_timeout),
+        utp: !args.no_utp,
         trackers: if args.no_tracker {
             Vec::new()
         } else {

@@ -12,6 +12,7 @@
 pub mod choke;
 pub mod config;
 pub mod control;
+mod dial;
 pub mod download;
 pub mod limits;
 pub mod listen;

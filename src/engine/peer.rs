@@ -125,7 +125,7 @@ async fn serve_transport(stream: &PeerTransport, addr: SocketAddr, ctx: &CoreCon
     counters
         .peers
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let transport = if stream.is_utp() { "uTP" } else { "TCP" };
+    let transport = stream.name();
     match result {
         Ok(()) => tracing::debug!(%addr, transport, "peer left"),
         Err(e) => {

@@ -69,6 +69,15 @@ impl PeerTransport {
         }
     }
 
+    /// `TCP` or `uTP`, for logs.
+    pub fn name(&self) -> &'static str {
+        if self.is_utp() {
+            "uTP"
+        } else {
+            "TCP"
+        }
+    }
+
     /// Whether this is uTP.
     pub fn is_utp(&self) -> bool {
         matches!(self, PeerTransport::Utp(_))

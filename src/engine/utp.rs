@@ -358,7 +358,7 @@ fn closed_error(reason: CloseReason) -> io::Error {
 }
 
 /// One uTP connection as a byte stream. Dropping it closes the connection (FIN after the
-/// queued bytes).
+/// queued bytes; a connect still unanswered is reset).
 pub struct UtpStream {
     driver: Rc<UtpDriver>,
     key: usize,
@@ -450,10 +450,14 @@ impl UtpStream {
 impl Drop for UtpStream {
     fn drop(&mut self) {
         let now = self.driver.now_us();
-        self.driver
-            .socket
-            .borrow_mut()
-            .release(self.key, false, now);
+        let mut socket = self.driver.socket.borrow_mut();
+        // A connect given up (another transport won the race, or it timed out) has nothing
+        // to flush: reset it rather than keep repeating its SYN.
+        let abort = socket
+            .connection(self.key)
+            .is_some_and(|c| c.state() == State::SynSent);
+        socket.release(self.key, abort, now);
+        drop(socket);
         self.driver.wakers.borrow_mut().remove(&self.key);
         self.driver.transmit.notify_one();
     }

@@ -44,6 +44,10 @@ p.add_argument('--forced-encryption', choices=['rc4', 'both'],
 p.add_argument('--report-peers', action='store_true', help='print PEERS lines')
 p.add_argument('--disable-pex', action='store_true',
                help='ignore ut_pex messages for the torrent (torrent_flags.disable_pex)')
+p.add_argument('--transport', choices=['tcp', 'utp', 'both'], default='tcp',
+               help='tcp (default): uTP off both ways; utp: uTP only, TCP off both ways once '
+                    'LISTEN is due (the readiness probe of seed mode is a TCP handshake); '
+                    'both: TCP and uTP, libtorrent\'s default')
 a = p.parse_args()
 
 settings = lt.high_performance_seed() if a.high_performance_seed else lt.default_settings()
@@ -60,6 +64,8 @@ settings.update({
     'announce_to_all_trackers': True,
     'announce_to_all_tiers': True,
 })
+if a.transport != 'tcp':
+    settings.update({'enable_outgoing_utp': True, 'enable_incoming_utp': True})
 if a.plaintext:
     settings.update({'out_enc_policy': lt.enc_policy.disabled,
                      'in_enc_policy': lt.enc_policy.disabled})
@@ -116,6 +122,8 @@ if a.forced_encryption:
     ses.apply_settings({'out_enc_policy': int(lt.enc_policy.forced),
                         'in_enc_policy': int(lt.enc_policy.forced),
                         'allowed_enc_level': int(level)})
+if a.transport == 'utp':
+    ses.apply_settings({'enable_outgoing_tcp': False, 'enable_incoming_tcp': False})
 print('LISTEN %d' % ses.listen_port(), flush=True)
 for peer in a.connect:
     host, port = peer.rsplit(':', 1)

@@ -21,9 +21,12 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 
+use crate::engine::dial::dial;
 use crate::engine::transport::PeerTransport;
+use crate::engine::utp::UtpDriver;
 use crate::metainfo::Torrent;
 use crate::protocol::mse::EncryptionPolicy;
+use crate::protocol::utp::SocketConfig;
 use crate::protocol::{ConnectionConfig, PeerId};
 use crate::storage::{hash_pieces, Layout, WritableStorage, WriteError, WriteMode};
 use crate::swarm::{ChokerConfig, Driver, DriverConfig, Picker, PickerConfig, Slots, TICK};
@@ -74,8 +77,11 @@ pub struct DownloadConfig {
     pub write_mode: WriteMode,
     /// Plain or encrypted (MSE/PE) connections.
     pub encryption: EncryptionPolicy,
-    /// Give up when no data has arrived for this long before completion (`None`: never).
+    /// Give up when no piece has verified for this long before completion (`None`: never).
     pub stall_timeout: Option<Duration>,
+    /// uTP (BEP 29) beside TCP: accepted on the listen port's UDP and dialled when TCP does
+    /// not answer first ([`crate::engine::dial`]); `false`: TCP only.
+    pub utp: bool,
 }
 
 /// The tracker tiers of a torrent: `announce-list` when present (BEP 12), else `announce`.
@@ -120,7 +126,7 @@ pub enum DownloadError {
     /// Writing data failed during the download.
     #[error("download stopped: {0}")]
     Fatal(String),
-    /// No data arrived for the stall timeout.
+    /// No piece verified for the stall timeout.
     #[error("download stalled: {0}")]
     Stalled(String),
     /// The runtime could not start.
@@ -234,12 +240,7 @@ async fn drive(
     progress: &mut impl FnMut(&Progress),
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<DownloadReport, DownloadError> {
-    let listener = tokio_uring::net::TcpListener::bind(config.listen).map_err(|source| {
-        DownloadError::Listen {
-            addr: config.listen,
-            source,
-        }
-    })?;
+    let (listener, udp) = bind_peer_port(config.listen, config.utp)?;
     let listen_port = listener
         .local_addr()
         .map_err(|source| DownloadError::Listen {
@@ -247,6 +248,18 @@ async fn drive(
             source,
         })?
         .port();
+    // uTP on the listen port's UDP: the same driver as one core of `seed`.
+    let utp =
+        udp.map(|sock| UtpDriver::start(sock, SocketConfig::default(), rand::random::<u64>()));
+    session.borrow_mut().utp = utp.clone();
+    let utp_acceptor = utp.clone().map(|driver| {
+        tokio_uring::spawn(accept_utp(
+            driver,
+            session.clone(),
+            config.max_peers,
+            config.encryption,
+        ))
+    });
     {
         let mut s = session.borrow_mut();
         s.driver.set_listen_port(listen_port);
@@ -329,11 +342,85 @@ async fn drive(
     // flight lets tokio-uring free buffers the kernel may still write (see `engine::sockets`).
     let sockets = session.borrow().sockets.clone();
     sockets.end_all(Duration::from_secs(2)).await;
+    // uTP streams end with their driver (reads and writes fail), and its receive in flight
+    // completes before the runtime drops.
+    session.borrow_mut().utp = None;
+    if let Some(driver) = &utp {
+        driver.stop().await;
+    }
+    if let Some(a) = utp_acceptor {
+        a.abort();
+    }
     if let Some(t) = tracker {
         // Sends `stopped`; blocks this thread for a few seconds at most, at exit.
         t.shutdown();
     }
     result
+}
+
+/// How long a dialled peer has to connect (TCP or uTP).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries at binding a TCP listener and the same port's UDP when the port is left to the
+/// kernel (port 0): the port it picks for TCP may be taken on UDP.
+const BIND_TRIES: usize = 16;
+/// Receive queue of the uTP socket (best effort; as `seed`'s per-core sockets).
+const UTP_RECV_BUFFER: usize = 4 << 20;
+
+/// The TCP listener on `listen` and, with `utp`, a UDP socket on the same port (with port 0,
+/// a port free on both).
+fn bind_peer_port(
+    listen: SocketAddr,
+    utp: bool,
+) -> Result<(tokio_uring::net::TcpListener, Option<std::net::UdpSocket>), DownloadError> {
+    let listen_error = |source| DownloadError::Listen {
+        addr: listen,
+        source,
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let listener = tokio_uring::net::TcpListener::bind(listen).map_err(listen_error)?;
+        if !utp {
+            return Ok((listener, None));
+        }
+        let bound = listener.local_addr().map_err(listen_error)?;
+        match crate::engine::listen::bind_reuseport_udp(bound, 1, UTP_RECV_BUFFER) {
+            Ok(mut socks) => return Ok((listener, socks.pop())),
+            Err(e) if listen.port() == 0 && tries < BIND_TRIES => {
+                tracing::debug!("udp {bound} taken ({e}); another port");
+            }
+            Err(e) => {
+                return Err(listen_error(std::io::Error::new(
+                    e.kind(),
+                    format!("uTP on udp {bound}: {e} (--no-utp: TCP only)"),
+                )))
+            }
+        }
+    }
+}
+
+/// Takes the uTP connections peers open to us, like the TCP accept loop.
+async fn accept_utp(
+    driver: Rc<UtpDriver>,
+    session: Rc<RefCell<session::Session>>,
+    max_peers: usize,
+    encryption: EncryptionPolicy,
+) {
+    while let Some((stream, addr)) = driver.accept().await {
+        let mut s = session.borrow_mut();
+        if s.is_banned(addr) || s.connected.len() >= max_peers || s.connected.contains(&addr) {
+            continue;
+        }
+        s.connected.insert(addr);
+        drop(s);
+        tokio_uring::spawn(peer::run_peer(
+            session.clone(),
+            PeerTransport::Utp(stream),
+            addr,
+            peer::Side::Incoming,
+            encryption,
+        ));
+    }
 }
 
 /// Why a download stalled, in words: what the peers and the trackers gave.
@@ -342,7 +429,7 @@ fn stall_message(s: &session::Session, limit: Duration, tracker: Option<&Tracker
     let d = &s.driver;
     let missing = d.picker().geometry().piece_count() - d.have().count();
     let mut msg = format!(
-        "no data from any peer for {:?} ({} of {} pieces missing); {} peers connected, {} of them with a missing piece",
+        "no piece verified for {:?} ({} of {} pieces missing); {} peers connected, {} of them with a missing piece",
         limit,
         missing,
         d.picker().geometry().piece_count(),
@@ -412,17 +499,18 @@ fn dial_candidates(config: &DownloadConfig, session: &Rc<RefCell<session::Sessio
         let session = session.clone();
         let encryption = config.encryption;
         tokio_uring::spawn(async move {
-            match tokio::time::timeout(
-                Duration::from_secs(10),
-                tokio_uring::net::TcpStream::connect(addr),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => {
-                    let stream = PeerTransport::Tcp(stream);
+            let (utp, utp_first) = {
+                let s = session.borrow();
+                (s.utp.clone(), s.utp_first(addr))
+            };
+            match dial(addr, utp.as_ref(), utp_first, DIAL_TIMEOUT).await {
+                Ok(stream) => {
                     peer::run_peer(session, stream, addr, peer::Side::Outgoing, encryption).await
                 }
-                _ => session.borrow_mut().connection_ended(addr),
+                Err(e) => {
+                    tracing::debug!(%addr, "dial: {e}");
+                    session.borrow_mut().connection_ended(addr)
+                }
             }
         });
     }

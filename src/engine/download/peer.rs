@@ -57,8 +57,12 @@ pub(crate) async fn run_peer(
     match result {
         Ok(key) => session.borrow_mut().remove_peer(key),
         Err(e) => {
-            tracing::debug!(%addr, "peer: {e}");
-            session.borrow_mut().connection_ended(addr);
+            tracing::debug!(%addr, transport = stream.name(), "peer: {e}");
+            let mut s = session.borrow_mut();
+            if side == Side::Outgoing {
+                s.dial_failed(addr, stream.is_utp());
+            }
+            s.connection_ended(addr);
         }
     }
 }
@@ -131,7 +135,7 @@ async fn run_inner(
         },
         &theirs,
     );
-    tracing::debug!(%addr, key, "peer connected");
+    tracing::debug!(%addr, key, transport = stream.name(), "peer connected");
     let reader = read_loop(session, &reader, key, buf);
     let writer = write_loop(session, &stream, encrypt, key, &wake);
     let result = tokio::select! {

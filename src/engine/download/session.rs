@@ -38,6 +38,8 @@ pub struct PeerIo {
 /// Most addresses waiting to be dialled that PEX may add to (learned peers beyond it are
 /// ignored: a peer's list of thousands costs nothing).
 pub const MAX_PEX_CANDIDATES: usize = 200;
+/// Peers remembered as to be dialled uTP first, at most.
+const MAX_UTP_FIRST: usize = 4096;
 
 /// The state of one download: the sockets, storage and connection management around its
 /// [`Driver`].
@@ -62,6 +64,11 @@ pub struct Session {
     pub connected: HashSet<SocketAddr>,
     /// The sockets of every connection, handshaking ones included, for the exit.
     pub sockets: Rc<OpenSockets>,
+    /// The uTP driver on the listen port's UDP (`None`: TCP only), which dials share.
+    pub utp: Option<Rc<crate::engine::utp::UtpDriver>>,
+    /// Peers whose last dialled connection ended before the BitTorrent handshake over TCP
+    /// (TCP switched off in their settings): dialled uTP first ([`crate::engine::dial`]).
+    utp_first: HashSet<SocketAddr>,
     /// Addresses to dial again later: (when, address), and failures so far per address.
     retries: Vec<(Duration, SocketAddr)>,
     failures: HashMap<SocketAddr, u32>,
@@ -107,6 +114,8 @@ impl Session {
             candidates: VecDeque::new(),
             connected: HashSet::new(),
             sockets: Rc::default(),
+            utp: None,
+            utp_first: HashSet::new(),
             retries: Vec::new(),
             failures: HashMap::new(),
             started: Instant::now(),
@@ -176,6 +185,21 @@ impl Session {
             self.driver.on_peer_gone(key, now);
             self.connection_ended(io.addr);
             self.apply_effects();
+        }
+    }
+
+    /// Whether `addr` is to be dialled uTP first.
+    pub fn utp_first(&self, addr: SocketAddr) -> bool {
+        self.utp_first.contains(&addr)
+    }
+
+    /// A connection we dialled to `addr` ended before the BitTorrent handshake, over uTP or
+    /// TCP: the next dial tries the other transport first.
+    pub fn dial_failed(&mut self, addr: SocketAddr, over_utp: bool) {
+        if over_utp {
+            self.utp_first.remove(&addr);
+        } else if self.utp_first.len() < MAX_UTP_FIRST {
+            self.utp_first.insert(addr);
         }
     }
 
