@@ -164,7 +164,7 @@ fn no_usable_peer_for_the_stall_timeout_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(50));
     assert!(
-        stderr.contains("stalled: no data from any peer for 3s"),
+        stderr.contains("stalled: no piece verified for 3s"),
         "{stderr}"
     );
     assert!(stderr.contains("0 peers connected"), "{stderr}");

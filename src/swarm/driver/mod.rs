@@ -320,8 +320,7 @@ pub struct Driver {
     senders: HashMap<u32, Vec<Option<SocketAddr>>>,
     /// Failed downloads of pieces not verified yet.
     failed: HashMap<u32, Vec<FailedAttempt>>,
-    /// When a fresh block last arrived (zero before the first): see
-    /// [`Driver::stalled_for`].
+    /// When a piece last verified (zero before the first): see [`Driver::stalled_for`].
     last_progress: Duration,
     effects: VecDeque<Effect>,
     totals: Totals,
@@ -703,7 +702,6 @@ impl Driver {
             return;
         }
         self.totals.downloaded += len;
-        self.last_progress = now;
         if self.config.track_senders {
             if let Some(p) = self.peers.get(key) {
                 let blocks = self.picker.geometry().block_count(block.piece) as usize;
@@ -787,6 +785,7 @@ impl Driver {
 
     fn piece_good(&mut self, piece: u32, now: Duration) {
         self.picker.piece_verified(piece);
+        self.last_progress = now;
         let complete = self.picker.is_complete();
         // Read every peer's bitfield first, in a loop without stores: the cache misses of
         // the peers' records then overlap instead of coming one after another below.
@@ -878,8 +877,10 @@ impl Driver {
         }
     }
 
-    /// How long the download has gone without progress: no fresh block from any peer for that
-    /// long (zero once complete). A caller gives up past its stall timeout.
+    /// How long the download has gone without progress: no piece verified for that long (zero
+    /// once complete). Blocks alone do not count, so a peer that sends bad data or part of a
+    /// piece and leaves, again and again, does not keep a download alive. A caller gives up
+    /// past its stall timeout.
     pub fn stalled_for(&self, now: Duration) -> Duration {
         if self.picker.is_complete() {
             return Duration::ZERO;

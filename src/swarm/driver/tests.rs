@@ -506,6 +506,29 @@ fn a_download_with_no_data_coming_is_stalled_and_one_with_data_is_not() {
 }
 
 #[test]
+fn blocks_that_never_make_a_verified_piece_are_no_progress() {
+    // A liar sends fresh blocks of every piece, all bad: data keeps arriving, but nothing
+    // verifies, so the download is stalled from its start on (it used to count from the last
+    // fresh block, which a liar reconnecting now and then could keep resetting).
+    let mut pair = Pair::new(geometry(8, 4), &[true, false], Slots::Limited(4));
+    pair.bad_sender = Some(0);
+    pair.connect(0, 1);
+    pair.run_until(Duration::from_secs(40), |_| false);
+    let leecher = &pair.drivers[1];
+    assert!(leecher.totals().downloaded > 0, "the liar sent no block");
+    assert!(leecher.totals().hash_failures > 0);
+    assert_eq!(leecher.have().count(), 0);
+    assert_eq!(leecher.stalled_for(pair.now), pair.now);
+    // The first piece that verifies is progress.
+    let mut pair = Pair::new(geometry(8, 4), &[true, false], Slots::Limited(4));
+    pair.connect(0, 1);
+    pair.run_until(Duration::from_secs(40), |p| {
+        p.drivers[1].have().count() >= 1
+    });
+    assert!(pair.drivers[1].stalled_for(pair.now) < Duration::from_millis(1));
+}
+
+#[test]
 fn a_super_seeding_driver_shows_nothing_then_two_pieces_and_its_leechers_complete() {
     let g = geometry(16, 1);
     let mut pair = Pair::new(g, &[true, false, false], Slots::Limited(4));
