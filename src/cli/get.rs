@@ -186,12 +186,22 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     };
     // Private torrents never touch the DHT (BEP 27); a magnet's privacy is known only once
     // its metadata arrived.
+    // The peer port first (TCP, and uTP on its UDP). The DHT does not share the UDP socket
+    // here: a magnet's metadata is fetched through the DHT before the download's uTP driver
+    // (which would hand the node its datagrams) runs, so the node binds its own port (any
+    // free one, or --dht-port).
+    let port = download::bind_peer_port(args.listen, !args.no_utp)?;
+    let listen = port.tcp.local_addr()?;
+    let dht_listen = if port.udp.is_some() {
+        SocketAddr::new(listen.ip(), 0)
+    } else {
+        listen
+    };
     let dht = if loaded.as_ref().is_some_and(|t| t.private) {
         None
     } else {
-        // No uTP in get: the node binds the listen port's UDP itself.
         args.dht
-            .start(args.listen, Some(args.output.join(DHT_NODES_FILE)), None)?
+            .start(dht_listen, Some(args.output.join(DHT_NODES_FILE)), None)?
             .map(|(node, _)| node)
     };
     let (torrent, met) = match (link, loaded) {
@@ -213,7 +223,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         save_dir: args.output.clone(),
         peers,
         max_peers: args.max_peers.max(1),
-        listen: args.listen,
+        listen,
         linger,
         unchoke_slots: args.unchoke_slots,
         max_upload_rate: args.max_upload_rate,
@@ -222,7 +232,6 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         write_mode: args.write_mode,
         encryption: args.encryption,
         stall_timeout: (!args.stall_timeout.is_zero()).then_some(args.stall_timeout),
-        utp: !args.no_utp,
         trackers: if args.no_tracker {
             Vec::new()
         } else {
@@ -247,6 +256,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     );
     let report = download::run(
         config,
+        port,
         |p| {
             bar.set_position(p.have_bytes);
             bar.set_message(format!(

@@ -79,9 +79,6 @@ pub struct DownloadConfig {
     pub encryption: EncryptionPolicy,
     /// Give up when no piece has verified for this long before completion (`None`: never).
     pub stall_timeout: Option<Duration>,
-    /// uTP (BEP 29) beside TCP: accepted on the listen port's UDP and dialled when TCP does
-    /// not answer first ([`crate::engine::dial`]); `false`: TCP only.
-    pub utp: bool,
 }
 
 /// The tracker tiers of a torrent: `announce-list` when present (BEP 12), else `announce`.
@@ -155,6 +152,7 @@ pub struct Progress {
 /// ends the run early (SIGINT).
 pub fn run(
     config: DownloadConfig,
+    port: PeerPort,
     mut progress: impl FnMut(&Progress),
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<DownloadReport, DownloadError> {
@@ -218,7 +216,7 @@ pub fn run(
     );
     session.add_candidates(config.peers.iter().copied());
     let session = Rc::new(RefCell::new(session));
-    let result = tokio_uring::start(drive(config, session, &mut progress, stop));
+    let result = tokio_uring::start(drive(config, port, session, &mut progress, stop));
     let stalled_empty = matches!(&result, Err(DownloadError::Stalled(_))) && !existed;
     if stalled_empty
         || matches!(
@@ -236,11 +234,12 @@ pub fn run(
 
 async fn drive(
     config: DownloadConfig,
+    port: PeerPort,
     session: Rc<RefCell<session::Session>>,
     progress: &mut impl FnMut(&Progress),
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<DownloadReport, DownloadError> {
-    let (listener, udp) = bind_peer_port(config.listen, config.utp)?;
+    let listener = tokio_uring::net::TcpListener::from_std(port.tcp);
     let listen_port = listener
         .local_addr()
         .map_err(|source| DownloadError::Listen {
@@ -249,8 +248,14 @@ async fn drive(
         })?
         .port();
     // uTP on the listen port's UDP: the same driver as one core of `seed`.
-    let utp =
-        udp.map(|sock| UtpDriver::start(sock, SocketConfig::default(), rand::random::<u64>()));
+    let others = port.others;
+    let utp = port.udp.map(|sock| {
+        let driver = UtpDriver::start(sock, SocketConfig::default(), rand::random::<u64>());
+        if let Some(others) = others {
+            driver.set_datagram_sink(Box::new(move |from, datagram| others(from, datagram)));
+        }
+        driver
+    });
     session.borrow_mut().utp = utp.clone();
     let utp_acceptor = utp.clone().map(|driver| {
         tokio_uring::spawn(accept_utp(
@@ -366,12 +371,20 @@ const BIND_TRIES: usize = 16;
 /// Receive queue of the uTP socket (best effort; as `seed`'s per-core sockets).
 const UTP_RECV_BUFFER: usize = 4 << 20;
 
-/// The TCP listener on `listen` and, with `utp`, a UDP socket on the same port (with port 0,
-/// a port free on both).
-fn bind_peer_port(
-    listen: SocketAddr,
-    utp: bool,
-) -> Result<(tokio_uring::net::TcpListener, Option<std::net::UdpSocket>), DownloadError> {
+/// The peer port of a download: its TCP listener and, with uTP, the same port's UDP socket
+/// and who takes the datagrams there that are not uTP (the DHT's, which shares the port).
+pub struct PeerPort {
+    /// The listener peers connect to over TCP.
+    pub tcp: std::net::TcpListener,
+    /// The uTP socket on the same port (`None`: TCP only).
+    pub udp: Option<std::net::UdpSocket>,
+    /// Takes the datagrams on `udp` that are not uTP; none: dropped.
+    pub others: Option<crate::engine::utp::DatagramHandoff>,
+}
+
+/// Binds the TCP listener on `listen` and, with `utp`, a UDP socket on the same port (with
+/// port 0, a port free on both).
+pub fn bind_peer_port(listen: SocketAddr, utp: bool) -> Result<PeerPort, DownloadError> {
     let listen_error = |source| DownloadError::Listen {
         addr: listen,
         source,
@@ -379,13 +392,23 @@ fn bind_peer_port(
     let mut tries = 0;
     loop {
         tries += 1;
-        let listener = tokio_uring::net::TcpListener::bind(listen).map_err(listen_error)?;
+        let tcp = std::net::TcpListener::bind(listen).map_err(listen_error)?;
         if !utp {
-            return Ok((listener, None));
+            return Ok(PeerPort {
+                tcp,
+                udp: None,
+                others: None,
+            });
         }
-        let bound = listener.local_addr().map_err(listen_error)?;
+        let bound = tcp.local_addr().map_err(listen_error)?;
         match crate::engine::listen::bind_reuseport_udp(bound, 1, UTP_RECV_BUFFER) {
-            Ok(mut socks) => return Ok((listener, socks.pop())),
+            Ok(mut socks) => {
+                return Ok(PeerPort {
+                    tcp,
+                    udp: socks.pop(),
+                    others: None,
+                })
+            }
             Err(e) if listen.port() == 0 && tries < BIND_TRIES => {
                 tracing::debug!("udp {bound} taken ({e}); another port");
             }
