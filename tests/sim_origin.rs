@@ -80,29 +80,34 @@ fn auto_is_the_default_and_opens_more_slots_than_four_while_the_origin_has_room(
     assert!(all.origin.unchoked_max > 20, "{:?}", all.origin);
 }
 
-/// Auto grows while the peers take what they are given and stops once the uplink is shared
-/// thin (about sqrt(uplink / 2 KiB/s) slots, 17 at 5 Mbit/s), where a big origin unchokes
-/// nearly everyone; the runs are reproducible.
+/// Auto grows while the origin has room and growing helps: on a 5 Mbit/s origin that 4 + 1
+/// peers of 5 Mbit/s fill it holds near 4 (it spread the uplink over up to 19 before, which
+/// is not faster), where a 100 Mbit/s origin unchokes many more; the runs are reproducible.
 #[test]
 fn auto_stops_growing_on_a_small_origin() {
-    let small = SimConfig {
+    let small = |slots| SimConfig {
         seed_up: 5 * MBIT,
-        ..big_origin(Slots::Auto)
+        ..big_origin(slots)
     };
-    let small_run = sim::run(&small).unwrap();
+    let small_run = sim::run(&small(Slots::Auto)).unwrap();
+    let small_four = sim::run(&small(Slots::Limited(4))).unwrap();
     let big = sim::run(&big_origin(Slots::Auto)).unwrap();
     assert!(
-        small_run.origin.unchoked_max <= 25,
+        small_run.origin.unchoked_max <= 9,
         "{}",
         small_run.summary()
     );
     assert!(
-        small_run.origin.utilisation_mean > 0.8,
-        "{}",
-        small_run.summary()
+        small_run.total.mean_s.unwrap() <= small_four.total.mean_s.unwrap(),
+        "auto\n{}\n4\n{}",
+        small_run.summary(),
+        small_four.summary()
     );
-    assert!(big.origin.unchoked_max >= 35, "{}", big.summary());
-    assert_eq!(small_run.to_json(), sim::run(&small).unwrap().to_json());
+    assert!(big.origin.unchoked_max >= 20, "{}", big.summary());
+    assert_eq!(
+        small_run.to_json(),
+        sim::run(&small(Slots::Auto)).unwrap().to_json()
+    );
 }
 
 /// `tests/super_seed_interop.rs`'s setting: 6 peers arriving 0.2 s apart, 4 MiB in 128

@@ -81,11 +81,9 @@ fn the_lecture_surge_in_four_pieces_is_flagged_and_in_16_kib_pieces_is_not() {
 /// pieces a second, 28.6 a minute.
 #[test]
 fn hajek_zhu_boundary_at_four_pieces_and_linger_zero() {
-    // The classic 4 + 1 slots at the origin. With `seed`'s default `auto` the origin of this
-    // churning swarm ratchets up to about 50 slots at piece granularity (the rule gives no
-    // slot back, and peers that left take their share of the measured rate with them), its
-    // rarest piece spreads more slowly, and the run at 0.7 of the seed's rate is flagged
-    // (bench-results/seed-strategy.md).
+    // The classic 4 + 1 slots at the origin, the setting of the boundary table in
+    // bench-results/seed-strategy.md (with the `auto` rule before it gave slots back, the
+    // 0.7x run was flagged; not re-checked with the rule that does).
     let base = |per_minute, minutes| SimConfig {
         unit: UnitChoice::Piece,
         unchoke_slots: Slots::Limited(4),

@@ -2,6 +2,7 @@
 //! estimators. Time is always passed in (a `std::time::Duration` since an arbitrary origin), so
 //! the simulator can drive the same code on a virtual clock.
 
+mod auto_slots;
 mod availability;
 mod bitfield;
 mod choker;
@@ -13,10 +14,13 @@ mod rate;
 mod super_seed;
 mod token_bucket;
 
+pub use auto_slots::{
+    qualifying, AutoRound, AutoSlots, AUTO_MIN_SLOTS, AUTO_RATE_STEP, AUTO_RATE_THRESHOLD,
+    AUTO_RETRY_ROUNDS, AUTO_SATURATED_PERCENT, AUTO_SHRINK_RETRY_ROUNDS, AUTO_USEFUL_PERCENT,
+};
 pub use bitfield::Bitfield;
 pub use choker::{
-    auto_slot_count, ChokeChanges, Choker, ChokerConfig, PeerSnapshot, Slots, AUTO_MIN_SLOTS,
-    AUTO_RATE_STEP, AUTO_RATE_THRESHOLD, AUTO_SATURATED_PERCENT, CHOKE_INTERVAL, NEW_PEER_AGE,
+    ChokeChanges, Choker, ChokerConfig, PeerSnapshot, Slots, CHOKE_INTERVAL, NEW_PEER_AGE,
     NEW_PEER_WEIGHT, OPTIMISTIC_INTERVAL, SNUB_TIMEOUT,
 };
 pub use driver::{

@@ -136,7 +136,13 @@ impl TorrentCore {
             .map(|(&k, p)| (k, p.shared.borrow().up.rate(now)))
             .collect();
         let (core, hash) = (self.core, self.hash);
-        self.tell(ChokeEvent::Rates { core, hash, rates });
+        let uploaded = self.counters.core(core).uploaded.load(Ordering::Relaxed);
+        self.tell(ChokeEvent::Rates {
+            core,
+            hash,
+            rates,
+            uploaded,
+        });
     }
 
     /// Applies the owner's decisions to the peers still here (chokes first) and acknowledges

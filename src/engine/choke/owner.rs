@@ -63,6 +63,9 @@ pub enum ChokeEvent {
         hash: InfoHash,
         /// Key and rate of each peer.
         rates: Vec<(PeerKey, u64)>,
+        /// Payload bytes the core has sent to the torrent's peers so far (its counter), for
+        /// `--unchoke-slots auto`'s measure of what the uplink sends.
+        uploaded: u64,
     },
     /// The core applied the chokes of the order tagged `round`.
     Applied {
@@ -109,6 +112,9 @@ struct TorrentChoke {
     choker: Choker<CorePeer>,
     peers: BTreeMap<CorePeer, PeerView>,
     snapshots: Vec<PeerSnapshot<CorePeer>>,
+    /// Each core's first and last published uploaded totals (the counters run from the
+    /// torrent's start; what matters is what was sent since this view began).
+    uploaded: Vec<Option<(u64, u64)>>,
     rounds: u64,
     pending: Option<Pending>,
 }
@@ -192,8 +198,18 @@ impl ChokeOwner {
                     }
                 }
             }
-            ChokeEvent::Rates { core, hash, rates } => {
+            ChokeEvent::Rates {
+                core,
+                hash,
+                rates,
+                uploaded,
+            } => {
                 if let Some(t) = self.torrents.get_mut(&hash) {
+                    if t.uploaded.len() <= core {
+                        t.uploaded.resize(core + 1, None);
+                    }
+                    let first = t.uploaded[core].map_or(uploaded, |(first, _)| first);
+                    t.uploaded[core] = Some((first, uploaded));
                     for (key, rate) in rates {
                         if let Some(p) = t.peers.get_mut(&(core, key)) {
                             p.rate = rate;
@@ -268,6 +284,7 @@ impl TorrentChoke {
             choker,
             peers: BTreeMap::new(),
             snapshots: Vec::new(),
+            uploaded: Vec::new(),
             rounds: 0,
             pending: None,
         }
@@ -315,6 +332,12 @@ impl TorrentChoke {
                 upload_rate: p.rate,
                 ..PeerSnapshot::new(key, p.connected_at)
             }));
+        let sent = self
+            .uploaded
+            .iter()
+            .flatten()
+            .map(|(first, last)| last.saturating_sub(*first));
+        self.choker.set_uploaded(sent.sum());
         let changes = self.choker.round(now, &self.snapshots, rng);
         if changes.choke.is_empty() {
             push_orders(hash, &[], &changes.unchoke, None, out);
@@ -457,7 +480,16 @@ mod tests {
 
         fn rates(&mut self, core: usize, rates: Vec<(PeerKey, u64)>, now: Duration) {
             let hash = HASH;
-            self.event(ChokeEvent::Rates { core, hash, rates }, now);
+            let uploaded = 0;
+            self.event(
+                ChokeEvent::Rates {
+                    core,
+                    hash,
+                    rates,
+                    uploaded,
+                },
+                now,
+            );
         }
     }
 
@@ -523,6 +555,7 @@ mod tests {
                 core: 1,
                 hash,
                 rates,
+                uploaded: 0,
             },
             secs(9),
             &mut rng,
@@ -533,6 +566,7 @@ mod tests {
                 core: 0,
                 hash,
                 rates: vec![(1, 20)],
+                uploaded: 0,
             },
             secs(9),
             &mut rng,

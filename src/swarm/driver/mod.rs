@@ -982,6 +982,7 @@ impl Driver {
                     is_seed: p.conn.their_have().is_full(),
                 }),
         );
+        self.choker.set_uploaded(self.totals.uploaded);
         let changes = self.choker.round(now, &self.snapshots, &mut self.rng);
         for k in changes.unchoke {
             if let Some(p) = self.peers.get_mut(k) {
