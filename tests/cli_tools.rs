@@ -456,3 +456,53 @@ fn sim_max_units_runs_groups_of_pieces_as_bigger_pieces() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn sim_and_plan_warn_when_peers_download_slower_than_they_upload() {
+    let sim = |peer_up: &str| {
+        run(&[
+            "sim",
+            "--size",
+            "100KB",
+            "--arrivals",
+            "4/min for 30s",
+            "--peer-up",
+            peer_up,
+            "-q",
+        ])
+    };
+    // The README's mistake: a 16 Mbit/s uplink with sim's default 1.5 Mbit/s downlink.
+    let o = sim("16Mbit");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "warning: peers download at 1.500 Mbit/s, less than they upload (16.000 Mbit/s)"
+        ) && stderr(&o).contains("--peer-down"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sim("384kbit");
+    assert!(
+        o.status.success() && !stderr(&o).contains("warning"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "plan",
+        "--size",
+        "100KB",
+        "--arrivals",
+        "4/min for 30s",
+        "--peer-up",
+        "2Mbit",
+        "--peer-down",
+        "1Mbit",
+        "--target-p95",
+        "60s",
+    ]);
+    assert!(
+        stderr(&o).contains("warning: peers download at 1.000 Mbit/s"),
+        "{}",
+        stderr(&o)
+    );
+}

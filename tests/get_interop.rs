@@ -392,3 +392,41 @@ fn max_upload_rate_holds_back_what_a_lingering_get_serves() {
     );
     drop(seed);
 }
+
+/// With stderr not a terminal (a log, a pipe) there is no progress bar: `get` prints a
+/// progress line instead (the first after a second, then every 10 s), which the old `get`
+/// never did.
+#[test]
+fn without_a_terminal_get_prints_progress_lines() {
+    let (dir, t) = multi_file_release();
+    // 351 KB at 100 kB/s: about 3.5 s, time for the first line.
+    let seed = LtPeer::seed(&t, &dir.path().join("seed"), &["--upload-limit", "100000"]);
+    let out = dir.path().join("dl");
+    let child = seedbox()
+        .arg("get")
+        .arg(&t)
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-tracker",
+            "--no-dht",
+            "--peer",
+        ])
+        .arg(format!("127.0.0.1:{}", seed.port))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_with_timeout(child, Duration::from_secs(120));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("release: ") && l.contains("% ") && l.contains(" of "))
+        .collect();
+    assert!(!lines.is_empty(), "no progress line in: {err}");
+    assert!(lines[0].contains("peers"), "{}", lines[0]);
+    assert_same_tree(&dir.path().join("seed/release"), &out.join("release"));
+}

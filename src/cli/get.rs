@@ -1,11 +1,12 @@
 //! `seedbox get`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -101,6 +102,9 @@ pub const DHT_NODES_FILE: &str = ".seedbox-dht.nodes";
 /// Exit code of a `get` interrupted before completion (SIGINT or SIGTERM), as shells report
 /// a command ended by Ctrl-C.
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// How often `get` prints a progress line when stderr is not a terminal (no bar).
+pub const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(10);
 
 /// Loads the torrent from a file or fetches it from an `http://` URL.
 fn load_torrent(source: &Path) -> anyhow::Result<Torrent> {
@@ -254,10 +258,34 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         .expect("valid template")
         .progress_chars("=> "),
     );
+    // Without a terminal there is no bar: a line every PROGRESS_LINE_EVERY instead, so a
+    // log or a pipe still shows the download moving.
+    let progress_lines = !args.quiet && !args.json && !std::io::stderr().is_terminal();
+    let last_line = std::cell::Cell::new(None::<Instant>);
     let report = download::run(
         config,
         port,
         |p| {
+            if progress_lines
+                && last_line
+                    .get()
+                    .map_or(true, |t| t.elapsed() >= PROGRESS_LINE_EVERY)
+            {
+                last_line.set(Some(Instant::now()));
+                eprintln!(
+                    "{}: {}% {} of {}, down {}/s up {}/s, {} peers{}",
+                    torrent.name,
+                    (p.have_bytes * 100)
+                        .checked_div(torrent.total_length)
+                        .unwrap_or(100),
+                    indicatif::HumanBytes(p.have_bytes),
+                    indicatif::HumanBytes(torrent.total_length),
+                    indicatif::HumanBytes(p.down_rate),
+                    indicatif::HumanBytes(p.up_rate),
+                    p.peers,
+                    if p.complete { ", seeding" } else { "" }
+                );
+            }
             bar.set_position(p.have_bytes);
             bar.set_message(format!(
                 "down {}/s up {}/s, {} peers{}",

@@ -24,7 +24,9 @@ pub struct PlanArgs {
     /// Release size in bytes (`1000000`, `1MB`, `50GiB`).
     #[arg(long, value_parser = parse_size)]
     pub size: u64,
-    /// Arrivals: Poisson phases, e.g. `6/min for 1h, 120/min for 1h`.
+    /// Arrivals, as `seedbox sim --arrivals`: phases separated by commas, Poisson
+    /// (`RATE for DURATION`, e.g. `6/min for 1h, 120/min for 1h`) or on a fixed schedule
+    /// (`COUNT every DURATION`).
     #[arg(long, value_parser = parse_schedule_arg)]
     pub arrivals: Schedule,
     /// Every peer's uplink.
@@ -39,7 +41,10 @@ pub struct PlanArgs {
     /// How long peers seed after completing.
     #[arg(long, value_parser = parse_duration, default_value = "0")]
     pub linger: Duration,
-    /// Seed throughput of one seedbox core (default: read from bench-results/).
+    /// Seed throughput of one seedbox core, which turns the origin uplink into cores (default:
+    /// the first `per core:` line of a bench-results/*.md in the working directory, else the
+    /// figure of bench-results/seed-throughput.md built into this binary; the answer names
+    /// which).
     #[arg(long, value_parser = parse_rate)]
     pub per_core: Option<u64>,
     /// Piece length in bytes (default: `seedbox create`'s automatic piece length for
@@ -127,6 +132,9 @@ fn per_core_from_bench_results() -> Option<(u64, String)> {
 /// Runs `seedbox plan`.
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     reexec_with_huge_pages();
+    if let Some(w) = super::sim::downlink_warning(args.peer_down, args.peer_up, "--peer-down") {
+        eprintln!("warning: {w}");
+    }
     let schedule_text = schedule_text(&args);
     let piece_length = args
         .piece_length

@@ -75,7 +75,8 @@ pub struct SimArgs {
     /// Every peer's uplink (ignored when --peer-class is given).
     #[arg(long, value_parser = parse_rate, default_value = "384kbit")]
     pub peer_up: u64,
-    /// Every peer's downlink (ignored when --peer-class is given).
+    /// Every peer's downlink (ignored when --peer-class is given). A downlink below
+    /// --peer-up caps every download, and gets a warning.
     #[arg(long, value_parser = parse_rate, default_value = "1.5Mbit")]
     pub peer_down: u64,
     /// A weighted class of peers, `WEIGHT:DOWN/UP` (repeat for a mix), e.g.
@@ -172,11 +173,35 @@ fn parse_rtt(s: &str) -> Result<(Duration, Duration), String> {
     }
 }
 
+/// A warning when peers download (`down`, bytes per second) slower than they upload (`up`):
+/// every download is then capped by the downlink whatever the swarm offers, which is how a
+/// mistyped or forgotten `--peer-down` (1.5 Mbit/s by default in `sim`) shows.
+pub fn downlink_warning(down: u64, up: u64, flag: &str) -> Option<String> {
+    (down < up).then(|| {
+        format!(
+            "peers download at {:.3} Mbit/s, less than they upload ({:.3} Mbit/s): every \
+             download is capped by that downlink; set {flag} if that is not meant",
+            down as f64 * 8.0 / 1e6,
+            up as f64 * 8.0 / 1e6,
+        )
+    })
+}
+
 impl SimArgs {
     /// `--piece-length`, or `seedbox create`'s automatic piece length for `--size`.
     pub fn piece_length(&self) -> u64 {
         self.piece_length
             .unwrap_or_else(|| u64::from(auto_piece_length(self.size)))
+    }
+
+    /// A warning when a peer's downlink is below its uplink (see [`downlink_warning`]).
+    pub fn downlink_warning(&self) -> Option<String> {
+        if self.peer_class.is_empty() {
+            return downlink_warning(self.peer_down, self.peer_up, "--peer-down");
+        }
+        self.peer_class
+            .iter()
+            .find_map(|c| downlink_warning(c.down, c.up, "--peer-class WEIGHT:DOWN/UP"))
     }
 
     /// The simulator configuration these flags describe.
@@ -328,6 +353,9 @@ pub fn reexec_with_huge_pages() {
 /// Runs `seedbox sim`.
 pub fn run(args: SimCmd) -> anyhow::Result<ExitCode> {
     reexec_with_huge_pages();
+    if let Some(w) = args.params.downlink_warning() {
+        eprintln!("warning: {w}");
+    }
     let cfg = args.params.config()?;
     let report = simulate(&cfg, args.quiet, "sim", None)?;
     if let Some(dir) = &args.out {

@@ -28,7 +28,7 @@ pub struct TrackerArgs {
     #[arg(long)]
     pub no_udp: bool,
 
-    /// Announce interval given to clients, seconds. Peers silent for two intervals expire.
+    /// Announce interval given to clients, seconds. Peers silent for one and a half intervals expire.
     #[arg(long, value_name = "SECS", default_value_t = 1800,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub interval: u32,

@@ -5,7 +5,8 @@
 //! swap, O(numwant) random sampling) indexed by peer id. A peer never gets itself back; seeds
 //! are not sent to seeds, except to fill the answer to a `started` announce with nothing
 //! downloaded (aria2 fetching a magnet link announces `left=0` before it knows the size);
-//! `stopped` removes at once; a peer that missed two intervals expires.
+//! `stopped` removes at once; a peer silent for one and a half intervals expires; one ip:port
+//! is one peer, whatever peer ids it announced with.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -46,9 +47,11 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
-    /// How long a silent peer is kept: two intervals (plus a little slack for a late client).
+    /// How long a silent peer is kept: one and a half intervals (as opentracker: 45 minutes
+    /// at the usual 30), plus a little slack for a late client. A peer that went away without
+    /// `stopped` is handed out for at most that long.
     pub fn peer_timeout(&self) -> Duration {
-        Duration::from_secs(u64::from(self.interval) * 2 + 30)
+        Duration::from_secs(u64::from(self.interval) * 3 / 2 + 30)
     }
 }
 
@@ -77,6 +80,8 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Swarm {
     slots: HashMap<PeerId, Slot>,
+    /// Who holds each address: one ip:port is one peer, whatever peer ids it announced with.
+    by_addr: HashMap<SocketAddr, PeerId>,
     seeds: Vec<Entry>,
     leechers: Vec<Entry>,
     downloaded: u32,
@@ -95,16 +100,27 @@ impl Swarm {
         let slot = self.slots.remove(peer_id)?;
         let list = self.list(slot.seed);
         let e = list.swap_remove(slot.index);
-        if let Some(moved) = list.get(slot.index) {
-            let id = moved.peer_id;
+        let moved = list.get(slot.index).map(|m| m.peer_id);
+        if let Some(id) = moved {
             if let Some(s) = self.slots.get_mut(&id) {
                 s.index = slot.index;
             }
         }
+        if self.by_addr.get(&e.addr) == Some(peer_id) {
+            self.by_addr.remove(&e.addr);
+        }
         Some((slot.seed, e))
     }
 
+    /// Adds `e`; an entry of another peer id at the same address (a client restarted with a
+    /// new id) is dropped, so the address is listed once.
     fn insert(&mut self, seed: bool, e: Entry) {
+        if let Some(old) = self.by_addr.insert(e.addr, e.peer_id) {
+            if old != e.peer_id {
+                self.remove(&old);
+                self.by_addr.insert(e.addr, e.peer_id);
+            }
+        }
         let list = self.list(seed);
         list.push(e);
         let index = list.len() - 1;
@@ -439,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn expiry_after_two_intervals() {
+    fn expiry_after_one_and_a_half_intervals() {
         let cfg = RegistryConfig {
             interval: 100,
             ..Default::default()
@@ -447,12 +463,51 @@ mod tests {
         let mut r = Registry::new(cfg);
         ann(&mut r, &req(1, 10, Event::Started), 0);
         ann(&mut r, &req(2, 10, Event::Started), 150);
-        assert_eq!(r.expire(Duration::from_secs(230)), 0);
-        assert_eq!(r.expire(Duration::from_secs(231)), 1);
-        let b = ann(&mut r, &req(2, 10, Event::None), 232);
-        assert!(b.peers.is_empty());
+        // 150 s plus 30 s of slack.
+        assert_eq!(r.expire(Duration::from_secs(180)), 0);
+        assert_eq!(r.expire(Duration::from_secs(181)), 1);
+        let b = ann(&mut r, &req(2, 10, Event::None), 182);
+        assert!(
+            b.peers.is_empty(),
+            "the silent peer is no longer handed out"
+        );
         assert_eq!(r.expire(Duration::from_secs(1000)), 1);
         assert_eq!(r.swarm_count(), 0);
+    }
+
+    #[test]
+    fn one_address_under_two_peer_ids_is_listed_once() {
+        let mut r = Registry::new(RegistryConfig::default());
+        let at = |r: &mut Registry, q: &AnnounceRequest, ip: [u8; 4]| {
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            r.announce(
+                q,
+                SocketAddr::from((ip, 6881)),
+                Duration::ZERO,
+                &mut rng,
+                None,
+            )
+            .unwrap()
+        };
+        at(&mut r, &req(1, 0, Event::Started), [10, 0, 0, 1]);
+        // The same client restarted with a new peer id, now a leecher.
+        at(&mut r, &req(2, 10, Event::Started), [10, 0, 0, 1]);
+        at(&mut r, &req(3, 0, Event::Started), [10, 0, 0, 3]);
+        let other = at(&mut r, &req(4, 10, Event::Started), [10, 0, 0, 4]);
+        let addrs: Vec<SocketAddr> = other.peers.iter().map(|p| p.addr).collect();
+        assert_eq!(addrs.len(), 2, "{addrs:?}");
+        assert!(addrs.contains(&SocketAddr::from(([10, 0, 0, 1], 6881))));
+        assert_eq!(ids(&other), vec![2, 3], "the new id holds the address");
+        let s = r.scrape(&InfoHash([1; 20]));
+        assert_eq!(
+            (s.complete, s.incomplete),
+            (1, 2),
+            "the old seed entry is gone"
+        );
+        // The old id says `stopped`: the address belongs to the new id, which stays.
+        at(&mut r, &req(1, 0, Event::Stopped), [10, 0, 0, 1]);
+        let again = at(&mut r, &req(4, 10, Event::None), [10, 0, 0, 4]);
+        assert_eq!(ids(&again), vec![2, 3]);
     }
 
     #[test]

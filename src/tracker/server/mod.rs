@@ -6,7 +6,7 @@
 //! spreads clients over the cores. The swarms live in a [`ShardedRegistry`] (independently
 //! locked shards chosen by info-hash), shared by every core; a lock is held only for the
 //! registry update itself, never across I/O. Each core also sweeps its share of the shards
-//! for peers that missed two intervals.
+//! for peers silent for one and a half intervals.
 //!
 //! ```no_run
 //! use seedbox::tracker::server::{TrackerConfig, TrackerServer};

@@ -124,12 +124,14 @@ mod tests {
     #[test]
     fn swarms_are_kept_apart_across_shards() {
         let r = ShardedRegistry::new(&RegistryConfig::default(), 4);
+        // Two peers per swarm, at two addresses (one address is one peer).
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
         for h in 0..10u8 {
             r.announce(&req(h, 1), a, Duration::ZERO, None).unwrap();
         }
         for h in 0..10u8 {
-            let resp = r.announce(&req(h, 2), a, Duration::ZERO, None).unwrap();
+            let resp = r.announce(&req(h, 2), b, Duration::ZERO, None).unwrap();
             assert_eq!(resp.peers.len(), 1, "swarm {h}");
             assert_eq!(resp.incomplete, Some(2));
         }
