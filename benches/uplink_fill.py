@@ -59,6 +59,9 @@ for i in range(a.leechers):
     params = lt.add_torrent_params()
     params.ti = info
     params.save_path = os.path.join(a.save_root, 'l%02d' % i)
+    # The seed sends PEX (BEP 11): without this the leechers find each other through it and
+    # trade among themselves, and the seed's uplink is no longer what is measured.
+    params.flags |= lt.torrent_flags.disable_pex
     h = s.add_torrent(params)
     h.replace_trackers([])
     h.set_download_limit(a.download_limit)
