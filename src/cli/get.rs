@@ -266,6 +266,13 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         config,
         port,
         |p| {
+            let status = format!(
+                "down {}/s up {}/s, {} peers{}",
+                indicatif::HumanBytes(p.down_rate),
+                indicatif::HumanBytes(p.up_rate),
+                p.peers,
+                if p.complete { ", seeding" } else { "" }
+            );
             if progress_lines
                 && last_line
                     .get()
@@ -273,27 +280,17 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
             {
                 last_line.set(Some(Instant::now()));
                 eprintln!(
-                    "{}: {}% {} of {}, down {}/s up {}/s, {} peers{}",
+                    "{}: {}% {} of {}, {status}",
                     torrent.name,
                     (p.have_bytes * 100)
                         .checked_div(torrent.total_length)
                         .unwrap_or(100),
                     indicatif::HumanBytes(p.have_bytes),
                     indicatif::HumanBytes(torrent.total_length),
-                    indicatif::HumanBytes(p.down_rate),
-                    indicatif::HumanBytes(p.up_rate),
-                    p.peers,
-                    if p.complete { ", seeding" } else { "" }
                 );
             }
             bar.set_position(p.have_bytes);
-            bar.set_message(format!(
-                "down {}/s up {}/s, {} peers{}",
-                indicatif::HumanBytes(p.down_rate),
-                indicatif::HumanBytes(p.up_rate),
-                p.peers,
-                if p.complete { ", seeding" } else { "" }
-            ));
+            bar.set_message(status);
         },
         stop.clone(),
     )?;

@@ -115,10 +115,10 @@ impl Swarm {
     /// Adds `e`; an entry of another peer id at the same address (a client restarted with a
     /// new id) is dropped, so the address is listed once.
     fn insert(&mut self, seed: bool, e: Entry) {
+        // `remove` leaves the address alone: it now maps to the new id.
         if let Some(old) = self.by_addr.insert(e.addr, e.peer_id) {
             if old != e.peer_id {
                 self.remove(&old);
-                self.by_addr.insert(e.addr, e.peer_id);
             }
         }
         let list = self.list(seed);

@@ -284,19 +284,13 @@ async fn drive(
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
                     Err(_) => continue,
                 };
-                let mut s = session.borrow_mut();
-                if s.is_banned(addr) || s.connected.len() >= max_peers {
-                    continue;
-                }
-                s.connected.insert(addr);
-                drop(s);
-                tokio_uring::spawn(peer::run_peer(
-                    session.clone(),
+                admit_incoming(
+                    &session,
                     PeerTransport::Tcp(stream),
                     addr,
-                    peer::Side::Incoming,
+                    max_peers,
                     encryption,
-                ));
+                );
             }
         });
     }
@@ -430,20 +424,37 @@ async fn accept_utp(
     encryption: EncryptionPolicy,
 ) {
     while let Some((stream, addr)) = driver.accept().await {
-        let mut s = session.borrow_mut();
-        if s.is_banned(addr) || s.connected.len() >= max_peers || s.connected.contains(&addr) {
-            continue;
-        }
-        s.connected.insert(addr);
-        drop(s);
-        tokio_uring::spawn(peer::run_peer(
-            session.clone(),
+        admit_incoming(
+            &session,
             PeerTransport::Utp(stream),
             addr,
-            peer::Side::Incoming,
+            max_peers,
             encryption,
-        ));
+        );
     }
+}
+
+/// Runs a peer that connected to us (TCP or uTP), unless it is banned, already connected
+/// from that address, or the session holds `max_peers`; otherwise the stream is dropped.
+fn admit_incoming(
+    session: &Rc<RefCell<session::Session>>,
+    stream: PeerTransport,
+    addr: SocketAddr,
+    max_peers: usize,
+    encryption: EncryptionPolicy,
+) {
+    let mut s = session.borrow_mut();
+    if s.is_banned(addr) || s.connected.len() >= max_peers || !s.connected.insert(addr) {
+        return;
+    }
+    drop(s);
+    tokio_uring::spawn(peer::run_peer(
+        session.clone(),
+        stream,
+        addr,
+        peer::Side::Incoming,
+        encryption,
+    ));
 }
 
 /// Why a download stalled, in words: what the peers and the trackers gave.
