@@ -267,6 +267,22 @@ fn verify_reports_missing_and_wrong_size_files() {
     assert_eq!(v["missing_pieces"], serde_json::json!([1, 10]));
 }
 
+/// A `plan` that answers in seconds: 100 kB, 6 arrivals a minute for 10 minutes.
+const SMALL_PLAN: &[&str] = &[
+    "plan",
+    "--size",
+    "100000",
+    "--arrivals",
+    "6/min for 10m",
+    "--peer-up",
+    "1Mbit",
+    "--peer-down",
+    "3Mbit",
+    "--target-p95",
+    "60s",
+    "-q",
+];
+
 /// `plan` sizes both delivery modes (bisected side by side) and, run away from the source
 /// tree, still turns the uplink into cores with the throughput record built into the binary.
 #[test]
@@ -274,20 +290,7 @@ fn plan_sizes_both_modes_and_finds_a_per_core_figure_anywhere() {
     let dir = tempfile::tempdir().unwrap();
     let o = seedbox()
         .current_dir(dir.path())
-        .args([
-            "plan",
-            "--size",
-            "100000",
-            "--arrivals",
-            "6/min for 10m",
-            "--peer-up",
-            "1Mbit",
-            "--peer-down",
-            "3Mbit",
-            "--target-p95",
-            "60s",
-            "-q",
-        ])
+        .args(SMALL_PLAN)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -316,20 +319,7 @@ fn plan_sizes_both_modes_and_finds_a_per_core_figure_anywhere() {
 #[test]
 fn plan_names_the_unchoke_slots_it_assumed() {
     let plan = |extra: &[&str]| {
-        let mut args = vec![
-            "plan",
-            "--size",
-            "100000",
-            "--arrivals",
-            "6/min for 10m",
-            "--peer-up",
-            "1Mbit",
-            "--peer-down",
-            "3Mbit",
-            "--target-p95",
-            "60s",
-            "-q",
-        ];
+        let mut args = SMALL_PLAN.to_vec();
         args.extend_from_slice(extra);
         let o = seedbox().args(&args).output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));

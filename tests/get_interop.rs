@@ -22,12 +22,9 @@ fn multi_file_release() -> (tempfile::TempDir, PathBuf) {
     (dir, t)
 }
 
-fn get(
-    torrent: &Path,
-    out: &Path,
-    peers: &[String],
-    extra: &[&str],
-) -> (Option<i32>, serde_json::Value, String) {
+/// Runs `seedbox get TORRENT -o OUT --listen 127.0.0.1:0` with a `--peer` for each of
+/// `peers` and `extra`, within 2 minutes.
+fn run_get(torrent: &Path, out: &Path, peers: &[String], extra: &[&str]) -> std::process::Output {
     let mut args: Vec<String> = vec![
         "get".into(),
         torrent.to_str().unwrap().into(),
@@ -35,7 +32,6 @@ fn get(
         out.to_str().unwrap().into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
-        "--json".into(),
     ];
     for p in peers {
         args.push("--peer".into());
@@ -48,7 +44,20 @@ fn get(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let o = wait_with_timeout(child, Duration::from_secs(120));
+    wait_with_timeout(child, Duration::from_secs(120))
+}
+
+/// [`run_get`] with `--json`: (exit code, the JSON report, stderr).
+fn get(
+    torrent: &Path,
+    out: &Path,
+    peers: &[String],
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let extra: Vec<&str> = std::iter::once("--json")
+        .chain(extra.iter().copied())
+        .collect();
+    let o = run_get(torrent, out, peers, &extra);
     let report = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
     (
         o.status.code(),
@@ -402,24 +411,12 @@ fn without_a_terminal_get_prints_progress_lines() {
     // 351 KB at 100 kB/s: about 3.5 s, time for the first line.
     let seed = LtPeer::seed(&t, &dir.path().join("seed"), &["--upload-limit", "100000"]);
     let out = dir.path().join("dl");
-    let child = seedbox()
-        .arg("get")
-        .arg(&t)
-        .arg("-o")
-        .arg(&out)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-tracker",
-            "--no-dht",
-            "--peer",
-        ])
-        .arg(format!("127.0.0.1:{}", seed.port))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let o = wait_with_timeout(child, Duration::from_secs(120));
+    let o = run_get(
+        &t,
+        &out,
+        &[format!("127.0.0.1:{}", seed.port)],
+        &["--no-tracker", "--no-dht"],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let lines: Vec<&str> = err

@@ -17,17 +17,24 @@ pub fn run(args: &[&str]) -> Output {
 /// Debian's python (never a pyenv one from PATH), checked to import libtorrent. Panics with
 /// the package to install when it is missing: interop tests never pass without their peer.
 pub fn python_libtorrent() -> &'static str {
-    let py = "/usr/bin/python3";
-    let ok = Command::new(py)
-        .args(["-c", "import libtorrent"])
+    require_debian_python_module("libtorrent", "python3-libtorrent");
+    DEBIAN_PYTHON
+}
+
+/// Debian's python, which the tests use for real peers and parsers.
+pub const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// Panics, naming the Debian package to install, when Debian's python cannot import `module`.
+pub fn require_debian_python_module(module: &str, package: &str) {
+    let ok = Command::new(DEBIAN_PYTHON)
+        .args(["-c", &format!("import {module}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "interop test needs libtorrent for Debian's python: apt-get install -y python3-libtorrent"
+        "this test needs `import {module}` in Debian's python: apt-get install -y {package}"
     );
-    py
 }
 
 /// Panics naming the Debian package when `binary` is not installed.
@@ -524,16 +531,8 @@ print(json.dumps(out))
 /// Panics with the parser's error when it refuses the text.
 pub fn prometheus_parse(text: &str) -> serde_json::Value {
     use std::io::Write;
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import prometheus_client.parser"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "this test needs Prometheus' parser for Debian's python: apt-get install -y python3-prometheus-client"
-    );
-    let mut child = Command::new("/usr/bin/python3")
+    require_debian_python_module("prometheus_client.parser", "python3-prometheus-client");
+    let mut child = Command::new(DEBIAN_PYTHON)
         .args(["-c", PARSE_METRICS])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
