@@ -257,6 +257,116 @@ fn private_torrents_never_reach_the_dht() {
     );
 }
 
+#[test]
+fn peers_learn_the_seeds_dht_node_from_its_port_message_public_torrents_only() {
+    require_libtorrent();
+    let dir = tempfile::tempdir().unwrap();
+    release(dir.path(), "open.bin", 100_000, 3);
+    std::fs::write(
+        dir.path().join("closed.bin"),
+        seed_support::data(100_000, 4),
+    )
+    .unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", "--private", "closed.bin"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // No reachable bootstrap node: the libtorrent peers can only learn the seed's node from
+    // the BEP 5 `port` message after the handshake (their own tables start empty).
+    let mut seed = Seed::start(
+        &[
+            "open.bin.torrent",
+            "closed.bin.torrent",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    let peer = seed.addr.to_string();
+    let torrent = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let save = support::dir_in(dir.path(), "lt");
+    let mut lt = LtDht::start(&[
+        "peer",
+        &torrent("open.bin.torrent"),
+        save.to_str().unwrap(),
+        &peer,
+    ]);
+    assert!(
+        lt.wait_for("NODES 1", Duration::from_secs(30)).is_some(),
+        "libtorrent did not add the seed's DHT node: {:?}",
+        lt.seen
+    );
+    // On the wire: the DHT bit and a `port` message carrying the node's port for the public
+    // torrent, neither for the private one.
+    let dht_port = dht_of(&seed).port();
+    let hash = |name: &str| {
+        let hex = support::info_hash_hex(&dir.path().join(name));
+        let mut h = [0u8; 20];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        h
+    };
+    assert_eq!(
+        port_message_of(seed.addr, hash("open.bin.torrent")),
+        (true, Some(dht_port))
+    );
+    assert_eq!(
+        port_message_of(seed.addr, hash("closed.bin.torrent")),
+        (false, None)
+    );
+    seed.assert_alive();
+}
+
+/// Handshakes with the seed at `addr` for `info_hash` as a DHT node and reads its first
+/// messages for 2 s: whether its handshake set the DHT bit, and the port of its `port`
+/// message, if one came.
+fn port_message_of(addr: SocketAddr, info_hash: [u8; 20]) -> (bool, Option<u16>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut h = vec![19u8];
+    h.extend_from_slice(b"BitTorrent protocol");
+    h.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x05]);
+    h.extend_from_slice(&info_hash);
+    h.extend_from_slice(b"-XX0000-rawdhtpeer00");
+    s.write_all(&h).unwrap();
+    let mut theirs = [0u8; 68];
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.read_exact(&mut theirs).unwrap();
+    let dht_bit = theirs[27] & 0x01 != 0;
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let mut port = None;
+    let mut rest = &got[..];
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let Some(body) = rest.get(4..4 + len) else {
+            break;
+        };
+        if len == 3 && body[0] == 9 {
+            port = Some(u16::from_be_bytes([body[1], body[2]]));
+        }
+        rest = &rest[4 + len..];
+    }
+    (dht_bit, port)
+}
+
 /// A KRPC query from `id` (bencoded by hand).
 fn query(tid: &[u8], q: &str, args: &[(&str, &[u8])]) -> Vec<u8> {
     let mut a = b"d".to_vec();
@@ -399,6 +509,40 @@ fn the_dht_answers_on_the_listen_port_while_utp_peers_download_from_it() {
     let (status, err) = seed.terminate();
     assert!(status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn get_speaks_dht_on_its_listen_port_while_it_fetches_a_magnets_metadata() {
+    // With uTP (get's default) the listen port's UDP is uTP's socket; before the download's
+    // uTP driver runs, the DHT must still hear its replies there: a ping to the listen port
+    // is answered from it.
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["get", &magnet_of(&"ab".repeat(20)), "--no-tracker", "-q"])
+        .args([
+            "--metadata-timeout",
+            "60s",
+            "--dht-bootstrap",
+            "127.0.0.1:9",
+        ])
+        .args(["--listen", &listen.to_string(), "-o"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = query_socket();
+    let answered = answers_ping(&sock, listen, Duration::from_secs(20));
+    let mut child = child;
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        answered,
+        "get's DHT did not answer on its listen port {listen}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

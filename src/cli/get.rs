@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::dht::DhtArgs;
 use super::units::{parse_duration, parse_rate};
+use crate::dht::port::{EarlyReader, KrpcHandoff};
 use crate::dht::DhtNode;
 use crate::engine::download::{self, DownloadConfig, Linger};
 use crate::metainfo::{Torrent, MAX_TORRENT_FILE_SIZE};
@@ -188,29 +189,41 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         Some(_) => None,
         None => Some(load_torrent(&args.torrent)?),
     };
+    // The peer port first (TCP, and uTP on its UDP). The DHT speaks on the listen port's
+    // UDP: with uTP, through the socket uTP reads (the download's driver hands it the KRPC
+    // datagrams), else on a socket of its own there; --dht-port gives it another port.
     // Private torrents never touch the DHT (BEP 27); a magnet's privacy is known only once
     // its metadata arrived.
-    // The peer port first (TCP, and uTP on its UDP). The DHT does not share the UDP socket
-    // here: a magnet's metadata is fetched through the DHT before the download's uTP driver
-    // (which would hand the node its datagrams) runs, so the node binds its own port (any
-    // free one, or --dht-port).
-    let port = download::bind_peer_port(args.listen, !args.no_utp)?;
+    let mut port = download::bind_peer_port(args.listen, !args.no_utp)?;
     let listen = port.tcp.local_addr()?;
-    let dht_listen = if port.udp.is_some() {
-        SocketAddr::new(listen.ip(), 0)
-    } else {
-        listen
-    };
     let dht = if loaded.as_ref().is_some_and(|t| t.private) {
         None
     } else {
         args.dht
-            .start(dht_listen, Some(args.output.join(DHT_NODES_FILE)), None)?
-            .map(|(node, _)| node)
+            .start(
+                listen,
+                Some(args.output.join(DHT_NODES_FILE)),
+                port.udp.as_ref(),
+            )?
+            .map(|(node, handoff)| {
+                port.others = handoff.map(KrpcHandoff::into_sink);
+                node
+            })
     };
     let (torrent, met) = match (link, loaded) {
         (_, Some(t)) => (t, Vec::new()),
-        (Some(link), None) => fetch_magnet(link, &args, dht.as_deref())?,
+        (Some(link), None) => {
+            // No uTP driver reads the shared socket before the download starts: a thread
+            // does, while the metadata is fetched, so the DHT hears its replies.
+            let _early = match (&port.udp, &port.others) {
+                (Some(udp), Some(sink)) => Some(
+                    EarlyReader::start(udp, sink.clone())
+                        .context("cannot read the listen port's UDP for the DHT")?,
+                ),
+                _ => None,
+            };
+            fetch_magnet(link, &args, dht.as_deref())?
+        }
         (None, None) => unreachable!("a torrent that is no magnet link is loaded"),
     };
     let torrent = Arc::new(torrent);

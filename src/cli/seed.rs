@@ -497,8 +497,10 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         utp_sockets.first(),
     )?;
     let mut krpc = None;
+    let mut dht_port = None;
     if let Some((d, handoff)) = dht {
         outln!("dht       udp {}", d.local_addr());
+        dht_port = Some(d.local_addr().port());
         service.attach_dht(d, listen.port());
         krpc = handoff.map(KrpcHandoff::into_sink);
     }
@@ -542,7 +544,10 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     let engine = {
         let (config, control, shutdown) = (
-            engine_config(&args, threads, peer_id),
+            EngineConfig {
+                dht_port,
+                ..engine_config(&args, threads, peer_id)
+            },
             control.clone(),
             shutdown.clone(),
         );

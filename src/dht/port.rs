@@ -11,8 +11,10 @@
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::engine::utp::DatagramHandoff;
@@ -143,6 +145,70 @@ impl mainline::Transport for SharedPort {
     }
 }
 
+/// Reads the port's datagrams on a thread of its own until dropped, handing each to a sink:
+/// for the time before the engine's cores read the socket. `get MAGNET` fetches the info
+/// dictionary through the DHT before its download (and so its uTP driver) starts, and the
+/// DHT's replies arrive on the listen port. uTP datagrams that arrive meanwhile are dropped
+/// by the sink, as any peer's SYN to a port without uTP would be; the peer retries or uses TCP.
+#[derive(Debug)]
+pub struct EarlyReader {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EarlyReader {
+    /// Starts reading a duplicate of `udp` (the socket itself is left as it is: blocking, no
+    /// timeout), handing every datagram to `sink`.
+    pub fn start(udp: &UdpSocket, sink: DatagramHandoff) -> io::Result<EarlyReader> {
+        let udp = udp.try_clone()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("seedbox-early-udp".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; MAX_KRPC];
+                while !stopping.load(Ordering::Relaxed) {
+                    if !readable(&udp, READ_TIMEOUT) {
+                        continue;
+                    }
+                    // Readable, and this thread is the socket's only reader: no wait.
+                    if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                        sink(from, &buf[..n]);
+                    }
+                }
+            })?;
+        Ok(EarlyReader {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EarlyReader {
+    /// Stops the thread and waits for it (within [`READ_TIMEOUT`]), so that the cores are
+    /// the socket's only readers from then on.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether `udp` has a datagram to read within `timeout` (poll(2): the socket's own mode and
+/// timeouts, which the engine relies on later, stay untouched).
+fn readable(udp: &UdpSocket, timeout: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: udp.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fd, 1, ms) };
+    n > 0 && fd.revents & libc::POLLIN != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +268,33 @@ mod tests {
             (&buf[..n], from),
             (&b"d1:y1:re"[..], udp.local_addr().unwrap())
         );
+    }
+
+    #[test]
+    fn the_early_reader_hands_datagrams_over_until_dropped() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = udp.local_addr().unwrap();
+        let (port, handoff) = SharedPort::new(&udp).unwrap();
+        let reader = EarlyReader::start(&udp, handoff.into_sink()).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"\x01\x00utp", to).unwrap();
+        peer.send_to(b"d1:y1:qe", to).unwrap();
+        let mut buf = [0u8; MAX_KRPC];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            match port.recv_from(&mut buf) {
+                Ok((n, from)) => break (buf[..n].to_vec(), from),
+                Err(_) if std::time::Instant::now() < deadline => continue,
+                Err(e) => panic!("nothing handed over: {e}"),
+            }
+        };
+        assert_eq!(got, (b"d1:y1:qe".to_vec(), peer.local_addr().unwrap()));
+        drop(reader);
+        // Stopped: the next datagram stays on the socket for its next reader.
+        peer.send_to(b"d1:y1:re", to).unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"d1:y1:re");
+        assert!(port.recv_from(&mut buf).is_err());
     }
 }

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub peer_id: PeerId,
     /// Plain and encrypted (MSE/PE) connections accepted.
     pub encryption: EncryptionPolicy,
+    /// Our DHT node's UDP port, sent to peers that run a DHT node too (BEP 5 `port`); none
+    /// without a DHT. Never sent for private torrents.
+    pub dht_port: Option<u16>,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             pin_cores: false,
             peer_id: PeerId::generate(&mut rand::thread_rng()),
             encryption: EncryptionPolicy::default(),
+            dht_port: None,
         }
     }
 }

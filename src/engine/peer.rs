@@ -206,9 +206,10 @@ async fn serve_inner(
         peer_ip: Some(addr.ip()),
         metadata: Some(torrent.metadata.clone()),
         pex: torrent.pex.is_some(),
+        dht_port: ctx.config.dht_port.filter(|_| !torrent.torrent.private),
     };
     let ours = Handshake {
-        reserved: config.reserved,
+        reserved: config.handshake_reserved(),
         ..Handshake::new(torrent.info_hash(), ctx.config.peer_id)
     };
     let mut conn = Connection::new(config, torrent.geometry, now);

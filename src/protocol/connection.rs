@@ -69,6 +69,18 @@ pub struct ConnectionConfig {
     /// [`Event::Pex`]) and send ours with [`Connection::poll_pex`]. Never for a private
     /// torrent.
     pub pex: bool,
+    /// Our DHT node's UDP port (BEP 5), never for a private torrent: with it the handshake's
+    /// DHT bit is set ([`ConnectionConfig::handshake_reserved`]) and a peer that sets it too
+    /// is sent a `port` message after the handshake, so its node can add ours.
+    pub dht_port: Option<u16>,
+}
+
+impl ConnectionConfig {
+    /// The reserved bytes our handshake carries: [`ConnectionConfig::reserved`], with the DHT
+    /// bit when [`ConnectionConfig::dht_port`] is set.
+    pub fn handshake_reserved(&self) -> Reserved {
+        self.reserved.with_dht(self.dht_port.is_some())
+    }
 }
 
 /// How long after the handshake the first PEX message goes out (the peer's extension
@@ -94,6 +106,7 @@ impl Default for ConnectionConfig {
             peer_ip: None,
             metadata: None,
             pex: false,
+            dht_port: None,
         }
     }
 }
@@ -334,7 +347,7 @@ impl Connection {
     /// Processes the peer's handshake (the caller has checked its info-hash and peer id):
     /// settles which extensions both sides support and queues our piece availability (have
     /// all / have none with Fast, else a bitfield unless we have nothing) and, with BEP 10, our
-    /// extension handshake.
+    /// extension handshake, then, when both run a DHT node, our DHT port (BEP 5).
     pub fn on_handshake(&mut self, theirs: &Handshake, our_have: &Bitfield, now: Duration) {
         self.last_received = now;
         if self.handshaken {
@@ -369,6 +382,9 @@ impl Connection {
             }
             self.outbox.push_back(hs.to_message());
         }
+        if let (Some(port), true) = (self.config.dht_port, theirs.reserved.supports_dht()) {
+            self.outbox.push_back(Message::Port(port));
+        }
     }
 
     /// Processes one message from the peer. `our_have` is our current bitfield (requests for
@@ -387,6 +403,7 @@ impl Connection {
             return Err(Violation::FastNotNegotiated(msg.name()));
         }
         Ok(match msg {
+            // A peer's DHT port is not used: the node finds nodes through its lookups.
             Message::KeepAlive | Message::Port(_) => None,
             Message::Choke => self.peer_chokes(),
             Message::Unchoke => {

@@ -199,6 +199,12 @@ pub fn run(
                 metadata: Some(bytes::Bytes::from(config.torrent.info_bytes.clone())),
                 // Peer exchange (BEP 11), never for a private torrent (BEP 27).
                 pex: !config.torrent.private,
+                // Our DHT port to peers that run a node too (BEP 5), as the PEX rule.
+                dht_port: config
+                    .dht
+                    .as_ref()
+                    .filter(|_| !config.torrent.private)
+                    .map(|d| d.local_addr().port()),
                 ..ConnectionConfig::default()
             },
             choker,

@@ -76,7 +76,7 @@ async fn run_inner(
 ) -> Result<PeerKey, String> {
     let (info_hash, our_id, reserved) = {
         let s = session.borrow();
-        let reserved = s.driver.config().connection.reserved;
+        let reserved = s.driver.config().connection.handshake_reserved();
         (s.torrent.info_hash, s.peer_id, reserved)
     };
     let ours = Handshake {

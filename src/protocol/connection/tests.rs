@@ -128,6 +128,36 @@ fn handshake_queues_our_extension_handshake_with_reqq() {
 }
 
 #[test]
+fn our_dht_port_goes_to_peers_that_run_a_dht_node_too() {
+    let with_dht = ConnectionConfig {
+        dht_port: Some(7000),
+        ..ConnectionConfig::default()
+    };
+    assert!(with_dht.handshake_reserved().supports_dht());
+    assert!(!ConnectionConfig::default()
+        .handshake_reserved()
+        .supports_dht());
+    let theirs = |dht: bool| Handshake {
+        reserved: Reserved::default().with_fast(true).with_dht(dht),
+        ..handshake(true, false)
+    };
+    let first = |config: &ConnectionConfig, dht: bool| {
+        let mut c = Connection::new(config.clone(), geo(), Duration::ZERO);
+        c.on_handshake(&theirs(dht), &full(), Duration::ZERO);
+        drain(&mut c)
+    };
+    assert_eq!(
+        first(&with_dht, true),
+        vec![Message::HaveAll, Message::Port(7000)]
+    );
+    assert_eq!(first(&with_dht, false), vec![Message::HaveAll]);
+    assert_eq!(
+        first(&ConnectionConfig::default(), true),
+        vec![Message::HaveAll]
+    );
+}
+
+#[test]
 fn messages_before_the_handshake_are_violations() {
     let mut c = Connection::new(ConnectionConfig::default(), geo(), Duration::ZERO);
     assert_eq!(

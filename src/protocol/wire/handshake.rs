@@ -21,6 +21,8 @@ impl Reserved {
     const FAST: (usize, u8) = (7, 0x04);
     /// Extension protocol (BEP 10): byte 5, bit 0x10.
     const EXTENSION: (usize, u8) = (5, 0x10);
+    /// A DHT node (BEP 5): byte 7, bit 0x01.
+    const DHT: (usize, u8) = (7, 0x01);
 
     /// The reserved bytes seedbox sends: Fast extension and extension protocol.
     pub fn seedbox() -> Self {
@@ -50,6 +52,17 @@ impl Reserved {
     /// Whether the extension protocol (BEP 10) bit is set.
     pub fn supports_extension_protocol(&self) -> bool {
         self.get(Self::EXTENSION)
+    }
+
+    /// Whether the DHT (BEP 5) bit is set: the peer runs a DHT node and takes a `port`
+    /// message.
+    pub fn supports_dht(&self) -> bool {
+        self.get(Self::DHT)
+    }
+
+    /// Sets or clears the DHT bit.
+    pub fn with_dht(self, on: bool) -> Self {
+        self.with(Self::DHT, on)
     }
 
     /// Sets or clears the Fast extension bit.
@@ -175,6 +188,11 @@ mod tests {
             .with_fast(true)
             .with_fast(false);
         assert_eq!(r.0[7], 0x01);
+        assert!(r.supports_dht());
+        let r = Reserved::seedbox().with_dht(true);
+        assert_eq!(r.0[7], 0x05);
+        assert!(r.supports_dht() && r.supports_fast());
+        assert!(!r.with_dht(false).supports_dht());
     }
 
     #[test]
