@@ -101,6 +101,18 @@ fn magnet_of(hash_hex: &str) -> String {
     format!("magnet:?xt=urn:btih:{hash_hex}")
 }
 
+/// `name` (`len` bytes) and its private torrent `name.torrent` in `dir`; its info-hash (hex).
+fn private_release(dir: &Path, name: &str, len: usize, salt: u64) -> String {
+    std::fs::write(dir.join(name), seed_support::data(len, salt)).unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_seedbox"))
+        .args(["create", "-q", "-l", "16K", "--private", name])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    support::info_hash_hex(&dir.join(format!("{name}.torrent")))
+}
+
 /// `name` (`len` bytes) and its trackerless torrent `name.torrent` in `dir`.
 fn release(dir: &Path, name: &str, len: usize, salt: u64) -> String {
     create_release(dir, name, len, salt);
@@ -213,18 +225,7 @@ fn private_torrents_never_reach_the_dht() {
     require_libtorrent();
     let dir = tempfile::tempdir().unwrap();
     let public = release(dir.path(), "public.bin", 100_000, 1);
-    std::fs::write(
-        dir.path().join("secret.bin"),
-        seed_support::data(100_000, 2),
-    )
-    .unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", "--private", "secret.bin"])
-        .current_dir(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let secret = support::info_hash_hex(&dir.path().join("secret.bin.torrent"));
+    let secret = private_release(dir.path(), "secret.bin", 100_000, 2);
     let mut router = LtDht::start(&["node"]);
     let _seed = Seed::start(
         &[
@@ -261,18 +262,8 @@ fn private_torrents_never_reach_the_dht() {
 fn peers_learn_the_seeds_dht_node_from_its_port_message_public_torrents_only() {
     require_libtorrent();
     let dir = tempfile::tempdir().unwrap();
-    release(dir.path(), "open.bin", 100_000, 3);
-    std::fs::write(
-        dir.path().join("closed.bin"),
-        seed_support::data(100_000, 4),
-    )
-    .unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_seedbox"))
-        .args(["create", "-q", "-l", "16K", "--private", "closed.bin"])
-        .current_dir(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let open = release(dir.path(), "open.bin", 100_000, 3);
+    let closed = private_release(dir.path(), "closed.bin", 100_000, 4);
     // No reachable bootstrap node: the libtorrent peers can only learn the seed's node from
     // the BEP 5 `port` message after the handshake (their own tables start empty).
     let mut seed = Seed::start(
@@ -305,22 +296,12 @@ fn peers_learn_the_seeds_dht_node_from_its_port_message_public_torrents_only() {
     // On the wire: the DHT bit and a `port` message carrying the node's port for the public
     // torrent, neither for the private one.
     let dht_port = dht_of(&seed).port();
-    let hash = |name: &str| {
-        let hex = support::info_hash_hex(&dir.path().join(name));
-        let mut h = [0u8; 20];
-        for (i, b) in h.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-        }
-        h
-    };
+    let hash = |hex: &str| -> [u8; 20] { hex::decode(hex).unwrap().try_into().unwrap() };
     assert_eq!(
-        port_message_of(seed.addr, hash("open.bin.torrent")),
+        port_message_of(seed.addr, hash(&open)),
         (true, Some(dht_port))
     );
-    assert_eq!(
-        port_message_of(seed.addr, hash("closed.bin.torrent")),
-        (false, None)
-    );
+    assert_eq!(port_message_of(seed.addr, hash(&closed)), (false, None));
     seed.assert_alive();
 }
 
