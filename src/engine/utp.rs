@@ -153,7 +153,11 @@ impl UtpDriver {
                     self.wake(key);
                     self.transmit.notify_one();
                 }
-                Received::Accepted(key) => {
+                Received::Accepted { key, evicted } => {
+                    if let Some(old) = evicted {
+                        // Reset to make room: its reads fail, its task ends and releases it.
+                        self.wake(old);
+                    }
                     let mut incoming = self.incoming.borrow_mut();
                     if incoming.len() >= MAX_ACCEPT_QUEUE {
                         drop(incoming);

@@ -144,6 +144,8 @@ pub struct Connection {
     last_received: u64,
     window_was_small: bool,
     heard_data: bool,
+    /// Opened by the peer's SYN (not by us).
+    incoming: bool,
     /// A SYN is to be answered by a STATE before anything else (peers want a STATE).
     answer_syn: bool,
     /// Our first sequence number (what a STATE answering a SYN carries).
@@ -191,6 +193,7 @@ impl Connection {
             last_received: now,
             window_was_small: false,
             heard_data: false,
+            incoming: false,
             answer_syn: false,
             first_seq: seq_nr,
         }
@@ -228,6 +231,7 @@ impl Connection {
         c.peer_wnd = syn.wnd_size as usize;
         c.reply_delay = (now as u32).wrapping_sub(syn.timestamp_us);
         c.answer_syn = true;
+        c.incoming = true;
         c
     }
 
@@ -251,10 +255,10 @@ impl Connection {
         matches!(self.state, State::Closed(_))
     }
 
-    /// Whether nothing but the SYN came from the peer yet (an accepted connection that may be
-    /// one of a flood of forged SYNs).
+    /// Whether this accepted connection heard nothing but the SYN from the peer yet: it may
+    /// be one of a flood of forged SYNs (whose source addresses never see our answer).
     pub fn is_half_open(&self) -> bool {
-        self.state == State::Connected && !self.heard_data
+        self.incoming && self.state == State::Connected && !self.heard_data
     }
 
     /// A one-line summary of the sender's state, for logs.

@@ -3,9 +3,12 @@
 //! connection has to send.
 //!
 //! Bounded under hostile input: at most `max_connections` connections, of which at most
-//! `max_half_open` accepted ones that never sent data (a SYN flood fills only those slots,
-//! and each is dropped by the peer layer's handshake timeout); junk and packets for unknown
-//! connections are dropped (answered by at most `max_pending_resets` queued RESETs). A
+//! `max_half_open` accepted ones that never sent data. A SYN at that cap resets the oldest
+//! half-open connection to make room, so a SYN flood only churns those slots: a real peer's
+//! SYN is still answered, and its connection leaves the half-open set with its first data
+//! packet, a round trip later (a flood that outpaces that, `max_half_open` SYNs per round
+//! trip, can still starve it). Junk and packets for unknown connections are dropped
+//! (answered by at most `max_pending_resets` queued RESETs). A
 //! datagram that is not uTP is reported as [`Received::NotUtp`] for whoever shares the
 //! socket (the DHT's bencoded messages start with `d`, never a uTP header byte).
 
@@ -24,7 +27,8 @@ pub struct SocketConfig {
     pub conn: UtpConfig,
     /// Connections at most (incoming and outgoing).
     pub max_connections: usize,
-    /// Accepted connections that sent nothing but their SYN, at most.
+    /// Accepted connections that sent nothing but their SYN, at most (at least 1): a SYN
+    /// beyond resets the oldest of them.
     pub max_half_open: usize,
     /// RESETs queued for unknown connections, at most (the rest are not answered).
     pub max_pending_resets: usize,
@@ -46,8 +50,15 @@ impl Default for SocketConfig {
 pub enum Received {
     /// A packet for the connection with this key: wake whoever waits on it.
     Connection(usize),
-    /// A SYN opened a new incoming connection with this key.
-    Accepted(usize),
+    /// A SYN opened a new incoming connection, `key`. At the half-open cap it reset the
+    /// oldest half-open connection, `evicted` when the application still holds that one:
+    /// wake whoever waits on it (its reads now fail), and release it.
+    Accepted {
+        /// The new connection.
+        key: usize,
+        /// The half-open connection reset to make room, if the application holds it.
+        evicted: Option<usize>,
+    },
     /// Not a uTP packet: hand it to the socket's other user (the DHT).
     NotUtp,
     /// A uTP packet that was dropped (malformed, unknown connection, over a limit).
@@ -68,6 +79,8 @@ struct Entry {
     conn: Connection,
     /// The application has let go: removed once closed.
     released: bool,
+    /// When it was opened, in order of opening (the oldest half-open one is reset first).
+    opened: u64,
 }
 
 /// The uTP connections of one UDP socket.
@@ -79,6 +92,8 @@ pub struct UtpSocket {
     resets: VecDeque<(SocketAddr, Header)>,
     rng: u64,
     cursor: usize,
+    /// Connections opened so far (each entry's `opened`).
+    opened: u64,
 }
 
 impl UtpSocket {
@@ -91,6 +106,7 @@ impl UtpSocket {
             resets: VecDeque::new(),
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             cursor: 0,
+            opened: 0,
         }
     }
 
@@ -130,31 +146,7 @@ impl UtpSocket {
             return Received::Dropped;
         };
         if h.kind == PacketType::Syn {
-            let recv_id = h.connection_id.wrapping_add(1);
-            if let Some(&key) = self.ids.get(&(from, recv_id)) {
-                self.conns[key].conn.on_packet(&h, payload, now);
-                return Received::Connection(key);
-            }
-            if self.conns.len() >= self.cfg.max_connections {
-                return Received::Dropped;
-            }
-            let half_open = self
-                .conns
-                .iter()
-                .filter(|(_, e)| e.conn.is_half_open())
-                .count();
-            if half_open >= self.cfg.max_half_open {
-                return Received::Dropped;
-            }
-            let seq = self.random();
-            let conn = Connection::accept(self.cfg.conn.clone(), &h, seq, now);
-            let key = self.conns.insert(Entry {
-                addr: from,
-                conn,
-                released: false,
-            });
-            self.ids.insert((from, recv_id), key);
-            return Received::Accepted(key);
+            return self.on_syn(from, &h, payload, now);
         }
         let key = match self.ids.get(&(from, h.connection_id)) {
             Some(&key) => Some(key),
@@ -191,6 +183,76 @@ impl UtpSocket {
         }
     }
 
+    /// A SYN: repeated for a connection held, or a new incoming connection within the caps.
+    fn on_syn(&mut self, from: SocketAddr, h: &Header, payload: &[u8], now: u64) -> Received {
+        let recv_id = h.connection_id.wrapping_add(1);
+        if let Some(&key) = self.ids.get(&(from, recv_id)) {
+            self.conns[key].conn.on_packet(h, payload, now);
+            return Received::Connection(key);
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            return Received::Dropped;
+        }
+        let evicted = self.make_half_open_room(now);
+        let seq = self.random();
+        let conn = Connection::accept(self.cfg.conn.clone(), h, seq, now);
+        let key = self.insert(from, conn);
+        Received::Accepted { key, evicted }
+    }
+
+    /// Below `max_half_open` half-open connections, nothing. At the cap, resets the oldest
+    /// (a flood's forged SYN, or a peer too slow to send its first data packet) and returns
+    /// its key if the application still holds it (else it is gone already).
+    fn make_half_open_room(&mut self, now: u64) -> Option<usize> {
+        let mut count = 0;
+        let mut oldest: Option<(u64, usize)> = None;
+        for (key, e) in self.conns.iter() {
+            if e.conn.is_half_open() {
+                count += 1;
+                if oldest.map_or(true, |(opened, _)| e.opened < opened) {
+                    oldest = Some((e.opened, key));
+                }
+            }
+        }
+        if count < self.cfg.max_half_open.max(1) {
+            return None;
+        }
+        let (_, key) = oldest?;
+        self.abort(key, now);
+        let held = !self.conns[key].released;
+        self.reap(key);
+        held.then_some(key)
+    }
+
+    fn insert(&mut self, addr: SocketAddr, conn: Connection) -> usize {
+        let recv_id = conn.recv_id();
+        self.opened += 1;
+        let key = self.conns.insert(Entry {
+            addr,
+            conn,
+            released: false,
+            opened: self.opened,
+        });
+        self.ids.insert((addr, recv_id), key);
+        key
+    }
+
+    /// Ends `key` at once: a RESET to the peer (while the queue has room), and closed.
+    fn abort(&mut self, key: usize, now: u64) {
+        let e = &mut self.conns[key];
+        if e.conn.is_closed() {
+            return;
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN);
+        e.conn.reset_packet(now, &mut out);
+        if let Ok((h, _)) = Header::decode(&out) {
+            if self.resets.len() < self.cfg.max_pending_resets {
+                self.resets.push_back((e.addr, h));
+            }
+        }
+        e.conn.abort();
+    }
+
     /// Opens a connection to `to`; its SYN goes out with the next [`UtpSocket::poll_transmit`].
     pub fn connect(&mut self, to: SocketAddr, now: u64) -> Result<usize, ConnectError> {
         if self.conns.len() >= self.cfg.max_connections {
@@ -204,31 +266,20 @@ impl UtpSocket {
         };
         let seq = self.random();
         let conn = Connection::connect(self.cfg.conn.clone(), recv_id, seq, now);
-        let key = self.conns.insert(Entry {
-            addr: to,
-            conn,
-            released: false,
-        });
-        self.ids.insert((to, recv_id), key);
-        Ok(key)
+        Ok(self.insert(to, conn))
     }
 
     /// The application is done with `key`: a live connection sends FIN after its queued
-    /// bytes (or a RESET when `abort`), and is removed once closed.
+    /// bytes (or a RESET when `abort`), and is removed once closed. A half-open one (the
+    /// peer sent nothing after its SYN) is reset too: a forged SYN's address never acks a
+    /// FIN, whose retries would hold the slot for minutes.
     pub fn release(&mut self, key: usize, abort: bool, now: u64) {
         let Some(e) = self.conns.get_mut(key) else {
             return;
         };
         e.released = true;
-        if abort && !e.conn.is_closed() {
-            let mut out = Vec::with_capacity(HEADER_LEN);
-            e.conn.reset_packet(now, &mut out);
-            if let Ok((h, _)) = Header::decode(&out) {
-                if self.resets.len() < self.cfg.max_pending_resets {
-                    self.resets.push_back((e.addr, h));
-                }
-            }
-            e.conn.abort();
+        if abort || e.conn.is_half_open() {
+            self.abort(key, now);
         } else {
             e.conn.close();
         }

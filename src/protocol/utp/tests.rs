@@ -174,7 +174,7 @@ fn transfer(link: &mut Link, a_to_b: &[u8], b_to_a: &[u8]) -> (Vec<u8>, Vec<u8>,
         while link.queue.peek().is_some_and(|p| p.at <= now) {
             let p = link.queue.pop().unwrap();
             if p.to_b {
-                if let Received::Accepted(k) = sb.on_datagram(addr(A), &p.bytes, now) {
+                if let Received::Accepted { key: k, .. } = sb.on_datagram(addr(A), &p.bytes, now) {
                     kb = Some(k);
                 }
             } else {
@@ -258,7 +258,7 @@ fn junk_and_dht_datagrams_open_nothing() {
 fn forged_connection_ids_reach_no_connection_and_resets_are_bounded() {
     let cfg = SocketConfig::default();
     let mut s = UtpSocket::new(cfg.clone(), 3);
-    let Received::Accepted(k) = s.on_datagram(addr(A), &syn_from(100), 0) else {
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn_from(100), 0) else {
         panic!("SYN not accepted");
     };
     let mut out = Vec::new();
@@ -289,27 +289,148 @@ fn forged_connection_ids_reach_no_connection_and_resets_are_bounded() {
     assert!(resets <= cfg.max_pending_resets, "{resets} resets");
 }
 
+/// A DATA packet from the peer that opened connection `id` with `syn_from(id)`.
+fn data_from(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let (mut h, _) = Header::decode(&syn_from(id)).unwrap();
+    h.kind = PacketType::Data;
+    h.connection_id = id.wrapping_add(1);
+    h.seq_nr = seq;
+    let mut out = Vec::new();
+    h.encode(&mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A distinct source address per `n`.
+fn flood_addr(n: u32) -> SocketAddr {
+    SocketAddr::from(([10, 1, (n >> 8) as u8, n as u8], 1 + (n % 60_000) as u16))
+}
+
+/// `count` SYNs from distinct addresses, handled as the engine does: an evicted connection's
+/// task ends and releases it. Returns the evicted keys in order and the RESETs sent.
+fn syn_flood(s: &mut UtpSocket, first: u32, count: u32, now: u64) -> (Vec<usize>, usize) {
+    let (mut evicted, mut resets, mut out) = (Vec::new(), 0, Vec::new());
+    for n in first..first + count {
+        let Received::Accepted { evicted: old, .. } =
+            s.on_datagram(flood_addr(n), &syn_from(n as u16), now)
+        else {
+            panic!("SYN {n} not accepted");
+        };
+        if let Some(old) = old {
+            assert!(s.connection(old).unwrap().is_closed());
+            s.release(old, false, now);
+            evicted.push(old);
+        }
+        while s.poll_transmit(now, &mut out).is_some() {
+            resets += usize::from(Header::decode(&out).unwrap().0.kind == PacketType::Reset);
+        }
+    }
+    (evicted, resets)
+}
+
 #[test]
-fn a_syn_flood_fills_only_the_half_open_slots() {
+fn a_syn_flood_churns_only_the_half_open_slots_and_a_real_peer_still_gets_in() {
     let cfg = SocketConfig {
         max_half_open: 50,
         ..SocketConfig::default()
     };
     let mut s = UtpSocket::new(cfg, 4);
-    let mut accepted = 0;
-    for port in 1..=20_000u16 {
-        let from = SocketAddr::from(([10, 1, (port >> 8) as u8, port as u8], port));
-        if let Received::Accepted(_) = s.on_datagram(from, &syn_from(port), 0) {
-            accepted += 1;
+    let (evicted, resets) = syn_flood(&mut s, 0, 50, 0);
+    assert!(evicted.is_empty());
+    assert_eq!(resets, 0);
+    let (evicted, resets) = syn_flood(&mut s, 50, 20_000, 0);
+    // Each SYN past the cap reset the oldest half-open connection: the first 50 went first.
+    assert_eq!(evicted.len(), 20_000);
+    assert_eq!(&evicted[..50], &(0..50).collect::<Vec<_>>());
+    assert_eq!(resets, 20_000);
+    assert_eq!(s.len(), 50);
+
+    // A real peer: its SYN is answered, its first data packet takes it out of the half-open
+    // set, and a second flood leaves it alone.
+    let Received::Accepted {
+        key: k,
+        evicted: Some(old),
+    } = s.on_datagram(addr(A), &syn_from(7), 1)
+    else {
+        panic!("the real peer's SYN was not accepted in place of a half-open one");
+    };
+    s.release(old, false, 1);
+    let mut out = Vec::new();
+    while let Some(to) = s.poll_transmit(1, &mut out) {
+        if to == addr(A) {
+            assert_eq!(Header::decode(&out).unwrap().0.kind, PacketType::State);
         }
     }
-    assert_eq!(accepted, 50);
-    assert_eq!(s.len(), 50);
-    // Released (the peer layer's handshake timeout), they free their slots.
-    for k in 0..50 {
-        s.release(k, true, 1);
-    }
+    assert_eq!(
+        s.on_datagram(addr(A), &data_from(7, 2, b"hello"), 2),
+        Received::Connection(k)
+    );
+    let (evicted, _) = syn_flood(&mut s, 30_000, 20_000, 3);
+    assert!(!evicted.contains(&k));
+    let c = s.connection(k).unwrap();
+    assert_eq!(c.state(), State::Connected);
+    assert_eq!(c.readable(), 5);
+    assert_eq!(s.len(), 51);
+}
+
+#[test]
+fn a_released_half_open_connection_frees_its_slot_at_once() {
+    let cfg = SocketConfig {
+        max_half_open: 1,
+        ..SocketConfig::default()
+    };
+    let mut s = UtpSocket::new(cfg, 5);
+    // The handshake timeout let go of a connection that sent only its SYN: reset, not a FIN
+    // retried for minutes to an address that may never answer.
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn_from(10), 0) else {
+        panic!()
+    };
+    s.release(k, false, 1);
     assert!(s.is_empty());
+    let mut out = Vec::new();
+    let mut kinds = Vec::new();
+    while s.poll_transmit(1, &mut out).is_some() {
+        kinds.push(Header::decode(&out).unwrap().0.kind);
+    }
+    assert_eq!(kinds, [PacketType::Reset]);
+
+    // A connection that sent data ends with a FIN, and is held until that is acked.
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn_from(20), 2) else {
+        panic!()
+    };
+    s.on_datagram(addr(A), &data_from(20, 2, b"x"), 2);
+    s.release(k, false, 3);
+    assert_eq!(s.len(), 1);
+    let mut kinds = Vec::new();
+    while s.poll_transmit(3, &mut out).is_some() {
+        kinds.push(Header::decode(&out).unwrap().0.kind);
+    }
+    assert_eq!(kinds, [PacketType::State, PacketType::Fin]);
+}
+
+#[test]
+fn an_outgoing_connection_is_never_half_open() {
+    let cfg = SocketConfig {
+        max_half_open: 1,
+        ..SocketConfig::default()
+    };
+    let mut s = UtpSocket::new(cfg, 6);
+    let k = s.connect(addr(B), 0).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(s.poll_transmit(0, &mut out), Some(addr(B)));
+    let (mut syn, _) = Header::decode(&out).unwrap();
+    // The peer's answer: a STATE (on our receive id, which the SYN carried), no data yet.
+    syn.kind = PacketType::State;
+    syn.ack_nr = syn.seq_nr;
+    syn.seq_nr = 500;
+    out.clear();
+    syn.encode(&mut out);
+    assert_eq!(s.on_datagram(addr(B), &out, 1), Received::Connection(k));
+    assert_eq!(s.connection(k).unwrap().state(), State::Connected);
+    assert!(!s.connection(k).unwrap().is_half_open());
+    let (evicted, _) = syn_flood(&mut s, 0, 100, 2);
+    assert!(!evicted.contains(&k));
+    assert_eq!(s.connection(k).unwrap().state(), State::Connected);
 }
 
 #[test]
@@ -319,7 +440,7 @@ fn a_zero_window_stops_sending_until_it_opens_and_the_buffer_is_bounded() {
     let mut s = UtpSocket::new(cfg, 6);
     let mut syn = syn_from(40);
     syn[12..16].copy_from_slice(&0u32.to_be_bytes()); // wnd_size 0
-    let Received::Accepted(k) = s.on_datagram(addr(A), &syn, 0) else {
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn, 0) else {
         panic!()
     };
     let c = s.connection(k).unwrap();
@@ -344,7 +465,7 @@ fn a_peer_that_floods_past_our_window_is_not_buffered() {
     let cfg = SocketConfig::default();
     let window = cfg.conn.recv_window;
     let mut s = UtpSocket::new(cfg, 8);
-    let Received::Accepted(k) = s.on_datagram(addr(A), &syn_from(60), 0) else {
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn_from(60), 0) else {
         panic!()
     };
     // Data packets past a hole, far more than the window, never read.
@@ -390,7 +511,7 @@ fn an_unanswered_syn_times_out_and_a_reset_closes() {
     s.release(k, false, now);
     assert!(s.is_empty());
 
-    let Received::Accepted(k) = s.on_datagram(addr(A), &syn_from(80), 0) else {
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn_from(80), 0) else {
         panic!()
     };
     let mut reset = syn_from(81);
@@ -402,7 +523,7 @@ fn an_unanswered_syn_times_out_and_a_reset_closes() {
     );
 
     // libutp's RST carries the id of the packet it could not place: our send id (80).
-    let Received::Accepted(k) = s.on_datagram(addr(A), &syn_from(90), 0) else {
+    let Received::Accepted { key: k, .. } = s.on_datagram(addr(A), &syn_from(90), 0) else {
         panic!()
     };
     let mut reset = syn_from(90);
