@@ -12,7 +12,9 @@
 //! default, `seedbox seed`) then gets the transport that moves bulk data fastest on a fast
 //! path (bench-results/utp.md), which is what a downloading user waits for. A peer that
 //! speaks only uTP costs a refused TCP connect or the head start, or one closed TCP
-//! connection and a retry 1 s later, not the ~4 s per connection libtorrent loses.
+//! connection and a retry 1 s later, not the ~4 s per connection libtorrent loses. A closed
+//! port fails both at once: the TCP connect is refused, and the ICMP port unreachable that
+//! answers the uTP SYN ends that attempt too ([`super::icmp`]).
 
 use std::future::Future;
 use std::io;

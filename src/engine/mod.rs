@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 mod dial;
 pub mod download;
+mod icmp;
 pub mod limits;
 pub mod listen;
 pub mod magnet;

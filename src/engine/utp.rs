@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,9 @@ impl UtpDriver {
         let local = udp
             .local_addr()
             .unwrap_or_else(|_| (std::net::Ipv4Addr::LOCALHOST, 0).into());
+        if let Err(e) = super::icmp::enable(&udp) {
+            tracing::debug!("uTP socket: ICMP errors not received: {e}");
+        }
         let d = Rc::new(UtpDriver {
             local,
             socket: RefCell::new(UtpSocket::new(cfg, seed)),
@@ -134,6 +138,8 @@ impl UtpDriver {
                         break;
                     }
                     tracing::debug!("uTP receive: {e}");
+                    // An ICMP error (IP_RECVERR) is reported here: read the error queue.
+                    self.on_icmp_errors();
                     continue;
                 }
             };
@@ -178,6 +184,22 @@ impl UtpDriver {
             }
         }
         self.receiving.set(false);
+    }
+
+    /// Ends the connects that an ICMP port unreachable answered (see [`super::icmp`]).
+    fn on_icmp_errors(&self) {
+        let mut refused = Vec::new();
+        super::icmp::drain_refused(self.udp.as_raw_fd(), |addr| refused.push(addr));
+        let mut woken = Vec::new();
+        {
+            let mut socket = self.socket.borrow_mut();
+            for addr in refused {
+                socket.on_unreachable(addr, &mut woken);
+            }
+        }
+        for key in woken {
+            self.wake(key);
+        }
     }
 
     async fn send_loop(self: Rc<Self>) {
@@ -358,6 +380,10 @@ fn closed_error(reason: CloseReason) -> io::Error {
         CloseReason::Finished => io::Error::new(io::ErrorKind::UnexpectedEof, "uTP closed"),
         CloseReason::Reset => io::Error::new(io::ErrorKind::ConnectionReset, "uTP reset"),
         CloseReason::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "uTP timed out"),
+        CloseReason::Unreachable => io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "uTP refused (ICMP port unreachable)",
+        ),
     }
 }
 
@@ -464,5 +490,27 @@ impl Drop for UtpStream {
         drop(socket);
         self.driver.wakers.borrow_mut().remove(&self.key);
         self.driver.transmit.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_utp_connect_to_a_closed_udp_port_is_refused_by_the_icmp_error() {
+        // A port nothing listens on: bound, then closed. Loopback answers with ICMP port
+        // unreachable; without reading it, the connect would time out after its SYN retries.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tokio_uring::start(async {
+            let driver = UtpDriver::start(udp, SocketConfig::default(), 1);
+            let result = driver.connect(closed, Duration::from_secs(30)).await;
+            driver.stop().await;
+            let err = result.expect_err("nothing listens there");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        });
     }
 }

@@ -72,6 +72,8 @@ pub enum CloseReason {
     Reset,
     /// Nothing was acknowledged through `max_timeouts` timeouts (or the SYN retries).
     TimedOut,
+    /// Our SYN was refused: an ICMP port unreachable came back (nothing listens there).
+    Unreachable,
 }
 
 /// A packet sent and not yet acknowledged.
@@ -763,6 +765,15 @@ impl Connection {
     pub fn reset_packet(&self, now: u64, out: &mut Vec<u8>) {
         out.clear();
         self.header(PacketType::Reset, self.seq_nr, now).encode(out);
+    }
+
+    /// An ICMP port unreachable came back from the peer's address: ends a connection whose
+    /// SYN is unanswered (nothing listens there), as TCP's connect fails on a refusal. A live
+    /// connection ignores it (such errors are easy to forge, and a path may recover).
+    pub fn on_unreachable(&mut self) {
+        if self.state == State::SynSent {
+            self.state = State::Closed(CloseReason::Unreachable);
+        }
     }
 
     /// Marks the connection closed (after the application aborted it with a RESET).

@@ -253,6 +253,21 @@ impl UtpSocket {
         e.conn.abort();
     }
 
+    /// An ICMP port unreachable came back from `addr` (the socket's error queue): ends the
+    /// connections to it whose SYN is unanswered ([`Connection::on_unreachable`]) and pushes
+    /// their keys to `woken`.
+    pub fn on_unreachable(&mut self, addr: SocketAddr, woken: &mut Vec<usize>) {
+        for (key, e) in self.conns.iter_mut() {
+            // Address and port only: an IPv6 error may carry another flow label or scope.
+            let same = e.addr.ip().to_canonical() == addr.ip().to_canonical()
+                && e.addr.port() == addr.port();
+            if same && e.conn.state() == super::connection::State::SynSent {
+                e.conn.on_unreachable();
+                woken.push(key);
+            }
+        }
+    }
+
     /// Opens a connection to `to`; its SYN goes out with the next [`UtpSocket::poll_transmit`].
     pub fn connect(&mut self, to: SocketAddr, now: u64) -> Result<usize, ConnectError> {
         if self.conns.len() >= self.cfg.max_connections {

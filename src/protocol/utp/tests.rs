@@ -583,3 +583,22 @@ fn ledbat_shrinks_the_window_above_the_target_delay() {
     assert!(shrunk >= 50 * 1380, "{} after {peak}", c.cwnd());
     let _ = last_ack;
 }
+
+#[test]
+fn a_port_unreachable_ends_only_unanswered_connects_to_that_address() {
+    let mut s = UtpSocket::new(SocketConfig::default(), 10);
+    let to_b = s.connect(addr(B), 0).unwrap();
+    let to_a = s.connect(addr(A), 0).unwrap();
+    let Received::Accepted { key: from_b, .. } = s.on_datagram(addr(B), &syn_from(30), 0) else {
+        panic!()
+    };
+    let mut woken = Vec::new();
+    s.on_unreachable(addr(B), &mut woken);
+    assert_eq!(woken, [to_b]);
+    assert_eq!(
+        s.connection(to_b).unwrap().state(),
+        State::Closed(CloseReason::Unreachable)
+    );
+    assert_eq!(s.connection(to_a).unwrap().state(), State::SynSent);
+    assert_eq!(s.connection(from_b).unwrap().state(), State::Connected);
+}
