@@ -16,8 +16,8 @@
 //!    `n` that at the old rate per unchoked peer send what was sent (it overshot); otherwise
 //!    those that take under [`AUTO_USEFUL_PERCENT`] of what the others take (they request
 //!    little or nothing). That many slots are given back (never below the count before the
-//!    growth), and the slots then do not grow for [`AUTO_RETRY_ROUNDS`] decisions. If it shrank them and the rate sent fell
-//!    under [`AUTO_SATURATED_PERCENT`] of what it was (the peers were taking all they could,
+//!    growth), and the slots then do not grow for [`AUTO_RETRY_ROUNDS`] decisions. If it
+//!    shrank them and the rate sent fell under [`AUTO_SHRINK_KEPT_PERCENT`] of what it was (the peers were taking all they could,
 //!    not sharing a full uplink), the slots go back and are not shrunk for
 //!    [`AUTO_SHRINK_RETRY_ROUNDS`] decisions.
 //! 2. **Shrink toward `q + 1`** (libtorrent's count) when the slowest slots miss their
@@ -26,9 +26,15 @@
 //!    a reason to serve fewer peers.
 //! 3. **Hold** when the uplink is known and full (at least [`AUTO_SATURATED_PERCENT`] used), or
 //!    while growing again is not due.
-//! 4. **Grow** while growing helps: with a known uplink not full, by half; with an unknown
-//!    one, when every slot qualifies (`q >= c`): by half while the slowest of them gets twice
-//!    its threshold, else by one.
+//! 4. **Grow** while growing helps: with a known uplink not full, toward the count that fills
+//!    it at the rate each unchoked peer took since the previous decision (capacity / (sent /
+//!    peers unchoked)), by one slot at least and at most [`AUTO_MAX_GROWTH`] times over, so a
+//!    known uplink is reached within a few decisions (growing by half, it took 40 s from 4
+//!    to the 20 peers of 2.5 MB/s that fill 50 MB/s). After a growth was given back, and
+//!    until one is kept whole, by half instead: the rate of the peers served does not tell
+//!    whether more would take data. With an unknown one, when every slot
+//!    qualifies (`q >= c`): by half while the slowest of them gets twice its threshold, else
+//!    by one.
 //!
 //! The result is never fewer than [`AUTO_MIN_SLOTS`] (the classic 4, plus the optimistic
 //! unchoke the choker adds) and never more than the peers that want data (or 4).
@@ -46,8 +52,15 @@ pub const AUTO_RATE_THRESHOLD: u64 = 1024;
 /// shared by `k` peers the `k`-th qualifies while `U / k >= 1 KiB/s + 2 KiB/s * (k - 1)`,
 /// which settles near `sqrt(U / 2 KiB/s)` slots.
 pub const AUTO_RATE_STEP: u64 = 2048;
-/// With a known uplink: from this share of it sent the uplink counts as full.
-pub const AUTO_SATURATED_PERCENT: u64 = 90;
+/// With a known uplink: from this share of it sent the uplink counts as full (a rate-limited
+/// uplink that is full measures 99-100%; at 90% the slots stopped where the uplink was just
+/// 90% used).
+pub const AUTO_SATURATED_PERCENT: u64 = 95;
+/// A shrink is undone when the rate sent fell under this share of what it was before.
+pub const AUTO_SHRINK_KEPT_PERCENT: u64 = 90;
+/// With a known uplink not full, one decision grows the slots at most this many times over
+/// (toward the count the measured rate per unchoked peer implies).
+pub const AUTO_MAX_GROWTH: u32 = 2;
 /// After a growth that did not fill the uplink, a newly unchoked peer helped when it takes at
 /// least this share of the mean rate of the peers unchoked before (its 20 s meter counts the
 /// seconds before its unchoke as nothing, so a fair share reads about half at first).
@@ -77,6 +90,9 @@ pub struct AutoRound<'a> {
     /// How many peers held the regular slots since the previous decision (the optimistic
     /// unchoke, a random pick, is not judged).
     pub unchoked: usize,
+    /// How many peers were unchoked beyond the regular slots (the optimistic unchoke, 0 or
+    /// 1): what they took is part of what was sent.
+    pub optimistic: usize,
     /// The uplink's capacity in bytes per second, when known.
     pub uplink: Option<u64>,
 }
@@ -90,8 +106,10 @@ struct Change {
     from: u32,
     /// Bytes per second sent before it.
     sent: u64,
-    /// Peers unchoked before it.
+    /// Peers unchoked before it, in regular slots.
     unchoked: usize,
+    /// Peers unchoked before it beyond the regular slots (they took part of `sent`).
+    optimistic: usize,
 }
 
 /// The state of `--unchoke-slots auto` between decisions (see the module's documentation).
@@ -105,6 +123,10 @@ pub struct AutoSlots {
     grow_hold: u32,
     /// Decisions left before shrinking again.
     shrink_hold: u32,
+    /// A growth was given back since the last one kept whole: the peers' rate does not tell
+    /// how many more would take data, so growing is by half again (a probe), not toward the
+    /// uplink.
+    probing: bool,
 }
 
 impl Default for AutoSlots {
@@ -122,6 +144,7 @@ impl AutoSlots {
             change: None,
             grow_hold: 0,
             shrink_hold: 0,
+            probing: false,
         }
     }
 
@@ -166,14 +189,18 @@ impl AutoSlots {
         match self.change.take() {
             Some(g) if g.grew => {
                 let full = full == Some(true);
-                let kept = kept_after_growth(g, next, sent, r.unchoked, r.rates_desc, full);
+                let now_unchoked = (r.unchoked, r.optimistic);
+                let kept = kept_after_growth(g, next, sent, now_unchoked, r.rates_desc, full);
                 if kept < next {
                     next = kept;
                     undone = true;
                     self.grow_hold = AUTO_RETRY_ROUNDS;
                 }
+                self.probing = undone;
             }
-            Some(s) if sent.saturating_mul(100) < s.sent.saturating_mul(AUTO_SATURATED_PERCENT) => {
+            Some(s)
+                if sent.saturating_mul(100) < s.sent.saturating_mul(AUTO_SHRINK_KEPT_PERCENT) =>
+            {
                 next = s.from;
                 undone = true;
                 self.shrink_hold = AUTO_SHRINK_RETRY_ROUNDS;
@@ -189,8 +216,12 @@ impl AutoSlots {
             next - (next - (q + 1)).div_ceil(2)
         } else if full == Some(true) || grow_hold > 0 {
             next
-        } else if full == Some(false) {
-            next + (next / 2).max(1)
+        } else if let (Some(false), Some(uplink)) = (full, r.uplink) {
+            if self.probing {
+                next + (next / 2).max(1)
+            } else {
+                toward_uplink(next, sent, r.unchoked, r.optimistic, uplink)
+            }
         } else if q >= next {
             next + if headroom { (next / 2).max(1) } else { 1 }
         } else {
@@ -206,11 +237,40 @@ impl AutoSlots {
                 from: next,
                 sent,
                 unchoked: r.unchoked,
+                optimistic: r.optimistic,
             });
         }
+        tracing::debug!(
+            sent,
+            q,
+            unchoked = r.unchoked,
+            wanting = r.wanting,
+            from = self.slots,
+            to = decided,
+            undone,
+            "auto unchoke slots decided"
+        );
         self.slots = decided;
         decided
     }
+}
+
+/// The regular slots that would fill a known `uplink` that is not full: `sent` bytes per
+/// second went to `unchoked` regular and `optimistic` other peers, so at that rate per peer
+/// the uplink takes `uplink / (sent / (unchoked + optimistic))` peers, the optimistic ones
+/// among them. At least one slot more than `slots`, at most [`AUTO_MAX_GROWTH`] times
+/// `slots` (a rate measured while peers ramp up reads low and would overshoot; nothing sent
+/// yet: the most).
+fn toward_uplink(slots: u32, sent: u64, unchoked: usize, optimistic: usize, uplink: u64) -> u32 {
+    let least = slots.saturating_add(1);
+    let most = slots.saturating_mul(AUTO_MAX_GROWTH).max(least);
+    let serving = (unchoked + optimistic) as u128;
+    if sent == 0 || serving == 0 {
+        return most;
+    }
+    let peers = (u128::from(uplink) * serving).div_ceil(u128::from(sent));
+    let target = peers.saturating_sub(optimistic as u128);
+    u32::try_from(target).unwrap_or(u32::MAX).clamp(least, most)
 }
 
 /// How many of `rates_desc` (fastest first) meet their threshold: the `i`-th (from 0) needs
@@ -232,10 +292,10 @@ pub fn qualifying(rates_desc: &[u64]) -> (u32, bool) {
 }
 
 /// The slots worth keeping of a growth `g` to `slots`, now that `sent` bytes per second went
-/// to `unchoked` peers whose rates are `rates_desc` (fastest first). Unchoked peers that did
-/// not help are given back, down to `g.from` at most:
+/// to `unchoked` regular and `optimistic` other peers, whose rates are `rates_desc` (fastest
+/// first). Regular peers that did not help are given back, down to `g.from` at most:
 /// - on a full uplink, those beyond the `n` peers that, at the rate per peer before the
-///   growth, send what was sent (the growth overshot);
+///   growth (the optimistic ones counted), send what was sent (the growth overshot);
 /// - otherwise, those taking less than [`AUTO_USEFUL_PERCENT`] of the mean rate of the
 ///   `g.unchoked` fastest (peers that request little or nothing).
 ///
@@ -244,7 +304,7 @@ fn kept_after_growth(
     g: Change,
     slots: u32,
     sent: u64,
-    unchoked: usize,
+    (unchoked, optimistic): (usize, usize),
     rates_desc: &[u64],
     full: bool,
 ) -> u32 {
@@ -255,8 +315,11 @@ fn kept_after_growth(
         if g.sent == 0 {
             return slots;
         }
-        let needed = (u128::from(sent) * g.unchoked as u128).div_ceil(u128::from(g.sent));
-        usize::try_from(needed).unwrap_or(usize::MAX)
+        let before = (g.unchoked + g.optimistic) as u128;
+        let needed = (u128::from(sent) * before).div_ceil(u128::from(g.sent));
+        usize::try_from(needed)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(optimistic)
     } else {
         let top = &rates_desc[..g.unchoked.min(rates_desc.len())];
         let mean = top.iter().map(|&r| u128::from(r)).sum::<u128>() / top.len().max(1) as u128;
@@ -337,6 +400,7 @@ mod tests {
             rates_desc: rates,
             wanting,
             unchoked,
+            optimistic: usize::from(wanting > unchoked),
             uplink,
         }
     }
@@ -351,28 +415,33 @@ mod tests {
             assert!(!a.due(secs(t)));
             assert_eq!(a.decide(&r(t, 0)), 4);
         }
-        // Ten seconds on, with the uplink idle: grow by half.
+        // Ten seconds on, with the uplink idle: grow, by the most one decision may.
         assert!(a.due(secs(10)));
-        assert_eq!(a.decide(&r(10, 0)), 6);
-        assert_eq!(a.decide(&r(15, 0)), 6);
+        assert_eq!(a.decide(&r(10, 0)), 4 * AUTO_MAX_GROWTH);
+        assert_eq!(a.decide(&r(15, 0)), 4 * AUTO_MAX_GROWTH);
     }
 
     #[test]
-    fn grows_by_half_while_a_known_uplink_is_unsaturated_and_growing_helps() {
-        // 10 MB/s uplink, every unchoked peer takes 100 kB/s.
+    fn grows_toward_a_known_uplink_while_it_is_unsaturated_and_growing_helps() {
+        // 10 MB/s uplink, every unchoked peer takes 100 kB/s: 100 fill it.
         let mut rig = Rig::new(Some(10 * M));
         let mut slots = vec![rig.auto.slots()];
-        for _ in 0..8 {
+        for _ in 0..6 {
             let sent = (rig.auto.slots() as u64 + 1) * 100_000;
             slots.push(rig.step(sent.min(10 * M), &[200_000; 200], 300));
         }
-        // 4 -> 6 -> 9 -> 13 -> 19 -> 28 -> 42 -> 63 -> 94: each growth raised the rate
-        // in proportion, and 94 + 1 peers fill 95% of the uplink.
-        assert_eq!(slots, vec![4, 6, 9, 13, 19, 28, 42, 63, 94]);
+        // Doubling while the count that fills the uplink is further (4 + 1 peers send
+        // 0.5 MB/s: 100 peers would fill it), then straight to it: 99 + the optimistic one.
+        assert_eq!(slots, vec![4, 8, 16, 32, 64, 99, 99]);
         // Full: hold.
         for _ in 0..5 {
-            assert_eq!(rig.step(9_500_000, &[200_000; 200], 300), 94);
+            assert_eq!(rig.step(9_500_000, &[200_000; 200], 300), 99);
         }
+        // Close to full, by what the rate per peer says, not by half: 60 + 1 peers sending
+        // 8.54 MB/s (140 kB/s each), 72 fill 10 MB/s.
+        let mut rig = Rig::new(Some(10 * M));
+        rig.auto.slots = 60;
+        assert_eq!(rig.step(8_540_000, &[140_000; 200], 300), 71);
     }
 
     #[test]
@@ -391,22 +460,40 @@ mod tests {
             let s = rig.auto.slots();
             history.push(rig.step(sent(s), &rates(s), 300));
         }
-        // Grows to 42 (4, 6, 9, 13, 19, 28, 42), of which 40 send: 2 are given back.
-        assert_eq!(&history[..7], &[6, 9, 13, 19, 28, 42, 40], "{history:?}");
+        // Doubles to 64 (the uplink is far), of which 40 send: 24 are given back.
+        assert_eq!(&history[..5], &[8, 16, 32, 64, 40], "{history:?}");
         // Then it never ratchets: at most one probe of half again every fourth decision,
         // given back at the next.
-        assert!(history.iter().all(|&s| s <= 60), "{history:?}");
-        let settled = history[7..].iter().filter(|&&s| s == 40).count();
-        assert!(settled >= 9, "{history:?}");
+        assert!(history[5..].iter().all(|&s| s <= 60), "{history:?}");
+        let settled = history[5..].iter().filter(|&&s| s == 40).count();
+        assert!(settled >= 11, "{history:?}");
         // A growth that sent nothing more at all goes back to where it started.
         let mut a = Rig::new(Some(100 * M));
-        assert_eq!(a.step(500_000, &[100_000; 4], 300), 6);
+        assert_eq!(a.step(500_000, &[100_000; 4], 300), 8);
         assert_eq!(a.step(500_000, &[100_000; 4], 300), 4);
-        // And does not grow again for AUTO_RETRY_ROUNDS decisions.
+        // And does not grow again for AUTO_RETRY_ROUNDS decisions, then only by half (a
+        // probe: the rate per peer said 8 and was wrong).
         for _ in 0..AUTO_RETRY_ROUNDS {
             assert_eq!(a.step(500_000, &[100_000; 4], 300), 4);
         }
         assert_eq!(a.step(500_000, &[100_000; 4], 300), 6);
+        // A probe kept whole (its peers took data) grows toward the uplink again.
+        assert_eq!(a.step(700_000, &[100_000; 7], 300), 12);
+    }
+
+    #[test]
+    fn fills_a_400_mbit_uplink_of_2_5_mb_s_peers_by_the_third_decision() {
+        // benches/uplink-fill.sh: 32 leechers capped at 2.5 MB/s, 50 MB/s uplink; 20 fill it.
+        let mut rig = Rig::new(Some(50 * M));
+        let mut slots = Vec::new();
+        for _ in 0..6 {
+            let sent = ((rig.auto.slots() as u64 + 1) * 2_500_000).min(50 * M);
+            slots.push(rig.step(sent, &[2_500_000; 32], 32));
+        }
+        // Doubling twice (5 then 9 peers say 20 fill it), then 19 + the optimistic one; the
+        // growth that filled it is kept whole, the optimistic peer's share counted (judged
+        // as 3 MB/s per regular peer, 17 would have seemed enough).
+        assert_eq!(slots, vec![8, 16, 19, 19, 19, 19]);
     }
 
     #[test]
@@ -418,11 +505,25 @@ mod tests {
         // 20 unchoked fill it: every slot of the growth helped; full, held.
         assert_eq!(rig.step(50 * M, &[2_500_000; 32], 32), 19);
         assert_eq!(rig.step(50 * M, &[2_500_000; 32], 32), 19);
-        // Had the 20 been measured at 88% (still ramping up), they grow to 28; 29 share the
-        // 50 MB/s, which at 2.2 MB/s a peer 23 would send: 6 slots given back, then held.
+        // Had the 20 been measured at 88% (still ramping up), they grow to the 23 peers
+        // that at 2.2 MB/s fill 50 MB/s, then hold.
         let mut rig = Rig::new(Some(50 * M));
         rig.auto.slots = 19;
-        assert_eq!(rig.step(44 * M, &[2_200_000; 32], 32), 28);
+        assert_eq!(rig.step(44 * M, &[2_200_000; 32], 32), 22);
+        for _ in 0..5 {
+            assert_eq!(rig.step(50 * M, &[2_270_000; 32], 32), 22);
+        }
+        // A growth from there that overshot (by half, say): 29 share the 50 MB/s, which at
+        // the 44 MB/s of 19 before 22 would send: 6 slots given back, then held.
+        let mut rig = Rig::new(Some(50 * M));
+        rig.auto.slots = 28;
+        rig.auto.change = Some(Change {
+            grew: true,
+            from: 19,
+            sent: 44 * M,
+            unchoked: 19,
+            optimistic: 1,
+        });
         assert_eq!(rig.step(50 * M, &[1_724_000; 32], 32), 22);
         for _ in 0..5 {
             assert_eq!(rig.step(50 * M, &[2_270_000; 32], 32), 22);
@@ -486,11 +587,11 @@ mod tests {
     #[test]
     fn a_known_uplink_that_is_not_full_is_not_shrunk_for_thin_shares() {
         // 1 Gbit/s uplink, 300 peers of 48 kB/s (384 kbit/s): q is about 24, yet 100 slots
-        // are only 4.8 MB/s of 125: keep growing while it helps.
+        // are only 4.8 MB/s of 125: keep growing while it helps, up to every peer.
         let mut rig = Rig::new(Some(125 * M));
         rig.auto.slots = 100;
-        assert_eq!(rig.step(101 * 48_000, &[48_000; 200], 300), 150);
-        assert_eq!(rig.step(151 * 48_000, &[48_000; 250], 300), 225);
+        assert_eq!(rig.step(101 * 48_000, &[48_000; 200], 300), 200);
+        assert_eq!(rig.step(201 * 48_000, &[48_000; 300], 300), 300);
     }
 
     #[test]
@@ -530,8 +631,8 @@ mod tests {
             ..round(secs(t), None, &[M; 7], 100, 5, Some(10 * M))
         };
         a.decide(&r(0, 0));
-        assert_eq!(a.decide(&r(10, M)), 6);
-        assert_eq!(a.decide(&r(20, 9 * M)), 6);
+        assert_eq!(a.decide(&r(10, M)), 8);
+        assert_eq!(a.decide(&r(20, 9_500_000)), 8);
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl<K: Copy + Ord> Choker<K> {
             rates_desc: &self.rates,
             wanting: self.candidates.len(),
             unchoked: self.unchoked.len() - usize::from(self.optimistic.is_some()),
+            optimistic: usize::from(self.optimistic.is_some()),
             uplink: self.uplink,
         });
     }
@@ -965,8 +966,10 @@ mod tests {
         let run = auto_feedback(&[cap; 300], uplink, true, 30, 400);
         let full = |s: &Second| s.sent * 10 >= uplink * 9;
         let first_full = run.iter().position(full).expect("fills the uplink");
-        // While the uplink is unsaturated the slots grow, at every 10 s decision...
-        assert!(first_full <= 100, "full at {first_full} s");
+        // While the uplink is unsaturated the slots grow, at every 10 s decision, toward the
+        // count that fills it (4 + 1 peers sending 0.5 MB/s say 100): doubling, it is full
+        // within a minute (growing by half, the rule before took 90 s)...
+        assert!(first_full <= 60, "full at {first_full} s");
         let decisions: Vec<u32> = run[..=first_full]
             .iter()
             .step_by(10)
@@ -979,13 +982,12 @@ mod tests {
         // still ramping up when it was judged): what did not add to the rate is given back at
         // the next decision, leaving not many more unchoked than fill the uplink (a rule that
         // never gives a slot back keeps 142, one deciding at every round unchokes all 300).
-        // The uplink stays full but for one 10 s probe of fewer slots (the thresholds ask for
-        // 49; 75 send less, so it is undone).
+        // The uplink stays full but for a 10 s probe of fewer slots every five minutes (the
+        // thresholds ask for 49; 75 send less, so it is undone).
         let settled = &run[first_full + 20..];
         assert!(settled.iter().all(|s| s.unchoked <= 115), "{settled:?}");
         let short = run[first_full..].iter().filter(|s| !full(s)).count();
-        assert!(short <= 10, "{short} s not full: {:?}", &run[first_full..]);
-        assert!(settled[30..].iter().all(full), "{settled:?}");
+        assert!(short <= 20, "{short} s not full: {:?}", &run[first_full..]);
         // Four fixed slots (plus the optimistic one) would have sent 5 * 100 kB/s.
     }
 
