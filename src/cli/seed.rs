@@ -408,6 +408,98 @@ impl Live {
 /// Runs `seedbox seed`; `given`: the ids of the flags given on the command line (they win
 /// over `--config`'s file).
 pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
+    let (args, reload) = settings(cli, given)?;
+    // Before any thread starts: every thread inherits the blocked signals.
+    let signals = Signals::block_with_hangup()?;
+    raise_descriptor_limit();
+    let threads = args
+        .threads
+        .unwrap_or_else(storage::available_threads)
+        .max(1);
+    let tracker = start_tracker_if_needed(&args, threads)?;
+    if let Some(t) = &tracker {
+        print_tracker(t);
+    }
+    let sockets = bind_sockets(&args, threads)?;
+    let listen = sockets.listen;
+    let notifier = start_notifier(&args);
+    let peer_id = PeerId::generate(&mut rand::thread_rng());
+    let (control, inboxes) = EngineControl::new(threads);
+    let state = args
+        .state
+        .as_deref()
+        .map(StateDir::open)
+        .transpose()?
+        .map(Arc::new);
+    let web_seed = bind_web_seed(&args)?;
+    let web_seed_url = web_seed.as_ref().map(|(_, _, url)| url.as_str());
+    let service = new_service(
+        &args,
+        &control,
+        (threads, peer_id, listen),
+        state,
+        tracker,
+        web_seed_url,
+    );
+    let (dht_port, krpc) = start_dht(&args, &service, listen, sockets.utp.first())?;
+    let own = SocketAddr::new(announce_host(listen.ip()), listen.port());
+    let refused = add_targets(&service, &args.targets, Some(own));
+    if control.is_empty() && args.watch.is_none() {
+        service.shutdown();
+        anyhow::bail!("nothing to seed: every torrent failed its check");
+    }
+    let watcher = start_watcher(&args, &service)?;
+    let admin = start_admin(&args, &service)?;
+    let web_seed = start_web_seed(web_seed, &service)?;
+    let mut live = Live {
+        args: args.clone(),
+        watcher,
+        reload,
+        notifier,
+        status: String::new(),
+    };
+    outln!("listening {listen}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let shutdown = Shutdown::new();
+    let config = EngineConfig {
+        dht_port,
+        ..engine_config(&args, threads, peer_id)
+    };
+    let engine = spawn_engine(config, &control, inboxes, sockets, krpc, &shutdown)?;
+    let started = Instant::now();
+    // Serving: the listeners accept (connections wait in their backlog until a core takes
+    // them) and every target is checked.
+    live.notify("READY=1");
+    live.update_status(&service);
+    let stopped = serve_until_signal(&service, &signals, &engine, &mut live);
+    // A torrent removed after it stopped (its entry taken out of the watch folder, which the
+    // file check may notice first, or removed over the API) is no failure.
+    let stopped = stopped.iter().filter(|h| service.get(h).is_some()).count();
+    live.notify("STOPPING=1");
+    shutdown.trigger();
+    engine
+        .join()
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?
+        .context("engine failed")?;
+    if let Some(w) = live.watcher.take() {
+        w.stop();
+    }
+    log_totals(&service, started);
+    stop_servers(admin, web_seed);
+    service.shutdown();
+    Ok(if refused > 0 || stopped > 0 {
+        ExitCode::from(super::EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The settings to run with: the command line's, or with `--config` its file's under the
+/// flags given (and what a SIGHUP needs to read them again). Refuses a run with nothing to
+/// seed.
+fn settings(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<(SeedArgs, Option<Reload>)> {
     let reload = cli.config.clone().map(|path| Reload {
         path,
         cli: cli.clone(),
@@ -432,32 +524,20 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
             "nothing to seed: give a TARGET or --watch DIR (or `watch` in --config's file)"
         );
     }
-    // Before any thread starts: every thread inherits the blocked signals.
-    let signals = Signals::block_with_hangup()?;
+    Ok((args, reload))
+}
+
+/// Lifts the open-descriptor limit to its hard maximum (each peer is a socket).
+fn raise_descriptor_limit() {
     match engine::raise_nofile_limit() {
         Ok(n) => tracing::debug!("descriptor limit {n}"),
         Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(storage::available_threads)
-        .max(1);
-    let tracker = start_tracker_if_needed(&args, threads)?;
-    if let Some(t) = &tracker {
-        print_tracker(t);
-    }
-    let listeners = engine::bind_reuseport(args.listen, threads)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let listen = listeners[0].local_addr()?;
-    // uTP on the same port's UDP, one socket per core (Transmission and qBittorrent try uTP
-    // first); private to this process like the TCP listeners.
-    let utp_sockets = if !args.no_utp {
-        engine::listen::bind_reuseport_udp(listen, threads, 4 << 20).with_context(|| {
-            format!("cannot listen for uTP on udp {listen} (--no-utp: TCP only)")
-        })?
-    } else {
-        Vec::new()
-    };
+}
+
+/// Where systemd hears of our state (none when not started by systemd); told of the targets
+/// being checked.
+fn start_notifier(args: &SeedArgs) -> Option<Notifier> {
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         tracing::warn!("not notifying systemd: {e}");
         None
@@ -465,18 +545,53 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     if let (Some(n), false) = (&notifier, args.targets.is_empty()) {
         let _ = n.notify(&format!("STATUS=checking {} targets", args.targets.len()));
     }
-    let peer_id = PeerId::generate(&mut rand::thread_rng());
-    let (control, inboxes) = EngineControl::new(threads);
-    let state = match &args.state {
-        Some(dir) => Some(Arc::new(StateDir::open(dir)?)),
-        None => None,
+    notifier
+}
+
+/// The engine's sockets: one TCP listener per core, and with uTP one UDP socket per core on
+/// the same port.
+struct Sockets {
+    listeners: Vec<std::net::TcpListener>,
+    /// Where the listeners are bound (the port chosen when `--listen` gave 0).
+    listen: SocketAddr,
+    utp: Vec<std::net::UdpSocket>,
+}
+
+fn bind_sockets(args: &SeedArgs, threads: usize) -> anyhow::Result<Sockets> {
+    let listeners = engine::bind_reuseport(args.listen, threads)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = listeners[0].local_addr()?;
+    // uTP on the same port's UDP, one socket per core (Transmission and qBittorrent try uTP
+    // first); private to this process like the TCP listeners.
+    let utp = if !args.no_utp {
+        engine::listen::bind_reuseport_udp(listen, threads, 4 << 20).with_context(|| {
+            format!("cannot listen for uTP on udp {listen} (--no-utp: TCP only)")
+        })?
+    } else {
+        Vec::new()
     };
-    let web_seed = bind_web_seed(&args)?;
-    let web_seeds = match (&web_seed, args.web_seed_url.is_empty()) {
-        (Some((_, _, url)), true) => vec![url.clone()],
+    Ok(Sockets {
+        listeners,
+        listen,
+        utp,
+    })
+}
+
+/// The service that holds the torrents. Its web seeds: `--web-seed-url`'s, else our own web
+/// seed's URL when `--web-seed` serves one.
+fn new_service(
+    args: &SeedArgs,
+    control: &Arc<EngineControl>,
+    (threads, peer_id, listen): (usize, PeerId, SocketAddr),
+    state: Option<Arc<StateDir>>,
+    tracker: Option<EmbeddedTracker>,
+    web_seed_url: Option<&str>,
+) -> Arc<Service> {
+    let web_seeds = match (web_seed_url, args.web_seed_url.is_empty()) {
+        (Some(url), true) => vec![url.to_string()],
         _ => args.web_seed_url.clone(),
     };
-    let service = Arc::new(Service::new(
+    Arc::new(Service::new(
         control.clone(),
         ServiceConfig {
             data: args.data.clone(),
@@ -489,103 +604,90 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         },
         (!args.no_tracker).then(|| Announcers::new(peer_id, listen.port())),
         tracker,
-    ));
-    // The DHT on the listen port's UDP: handed its datagrams by uTP's sockets there.
+    ))
+}
+
+/// The DHT node's port, and where uTP's sockets hand the DHT's datagrams (none without
+/// uTP).
+type DhtStarted = (Option<u16>, Option<engine::utp::DatagramHandoff>);
+
+/// Starts the DHT on the listen port's UDP (handed its datagrams by uTP's sockets there)
+/// unless `--no-dht`.
+fn start_dht(
+    args: &SeedArgs,
+    service: &Arc<Service>,
+    listen: SocketAddr,
+    utp: Option<&std::net::UdpSocket>,
+) -> anyhow::Result<DhtStarted> {
     let dht = args.dht.start(
         listen,
         args.state.as_ref().map(|d| d.join(DHT_NODES_FILE)),
-        utp_sockets.first(),
+        utp,
     )?;
-    let mut krpc = None;
-    let mut dht_port = None;
-    if let Some((d, handoff)) = dht {
-        outln!("dht       udp {}", d.local_addr());
-        dht_port = Some(d.local_addr().port());
-        service.attach_dht(d, listen.port());
-        krpc = handoff.map(KrpcHandoff::into_sink);
-    }
-    let own = SocketAddr::new(announce_host(listen.ip()), listen.port());
-    let refused = add_targets(&service, &args.targets, Some(own));
-    if control.is_empty() && args.watch.is_none() {
-        service.shutdown();
-        anyhow::bail!("nothing to seed: every torrent failed its check");
-    }
-    let watcher = match &args.watch {
-        Some(dir) => Some(Watcher::start(
-            service.clone(),
-            WatchConfig {
-                dir: dir.clone(),
-                poll: args.watch_poll,
-            },
-        )?),
-        None => None,
+    let Some((d, handoff)) = dht else {
+        return Ok((None, None));
     };
-    let admin = start_admin(&args, &service)?;
-    let web_seed = match web_seed {
-        Some((listener, config, url)) => {
-            let server = WebSeedServer::start(listener, config, service.clone())
-                .context("cannot start the web seed")?;
-            outln!("webseed   {url}");
-            Some(server)
-        }
-        None => None,
-    };
-    let mut live = Live {
-        args: args.clone(),
-        watcher,
-        reload,
-        notifier,
-        status: String::new(),
-    };
-    outln!("listening {listen}");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    outln!("dht       udp {}", d.local_addr());
+    let port = d.local_addr().port();
+    service.attach_dht(d, listen.port());
+    Ok((Some(port), handoff.map(KrpcHandoff::into_sink)))
+}
 
-    let shutdown = Shutdown::new();
-    let engine = {
-        let (config, control, shutdown) = (
-            EngineConfig {
-                dht_port,
-                ..engine_config(&args, threads, peer_id)
-            },
-            control.clone(),
-            shutdown.clone(),
-        );
-        std::thread::Builder::new()
-            .name("seedbox-engine".into())
-            .spawn(move || {
-                engine::worker::run_with_utp(
-                    config,
-                    &control,
-                    inboxes,
-                    listeners,
-                    engine::worker::UtpSockets {
-                        sockets: utp_sockets,
-                        others: krpc,
-                    },
-                    &shutdown,
-                )
-            })?
+/// Starts watching `--watch`'s folder, when given.
+fn start_watcher(args: &SeedArgs, service: &Arc<Service>) -> anyhow::Result<Option<Watcher>> {
+    let Some(dir) = &args.watch else {
+        return Ok(None);
     };
-    let started = Instant::now();
-    // Serving: the listeners accept (connections wait in their backlog until a core takes
-    // them) and every target is checked.
-    live.notify("READY=1");
-    live.update_status(&service);
-    let stopped = serve_until_signal(&service, &signals, &engine, &mut live);
-    // A torrent removed after it stopped (its entry taken out of the watch folder, which the
-    // file check may notice first, or removed over the API) is no failure.
-    let stopped = stopped.iter().filter(|h| service.get(h).is_some()).count();
-    live.notify("STOPPING=1");
-    shutdown.trigger();
-    let result = engine
-        .join()
-        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
-    result.context("engine failed")?;
-    if let Some(w) = live.watcher.take() {
-        w.stop();
-    }
-    log_totals(&service, started);
+    let config = WatchConfig {
+        dir: dir.clone(),
+        poll: args.watch_poll,
+    };
+    Ok(Some(Watcher::start(service.clone(), config)?))
+}
+
+/// Starts serving the web seed bound by [`bind_web_seed`]; prints its URL.
+fn start_web_seed(
+    bound: Option<(std::net::TcpListener, WebSeedConfig, String)>,
+    service: &Arc<Service>,
+) -> anyhow::Result<Option<WebSeedServer>> {
+    let Some((listener, config, url)) = bound else {
+        return Ok(None);
+    };
+    let server = WebSeedServer::start(listener, config, service.clone())
+        .context("cannot start the web seed")?;
+    outln!("webseed   {url}");
+    Ok(Some(server))
+}
+
+/// Starts the thread-per-core engine on its own thread.
+fn spawn_engine(
+    config: EngineConfig,
+    control: &Arc<EngineControl>,
+    inboxes: Vec<engine::CoreInbox>,
+    sockets: Sockets,
+    krpc: Option<engine::utp::DatagramHandoff>,
+    shutdown: &Shutdown,
+) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
+    let (control, shutdown) = (control.clone(), shutdown.clone());
+    std::thread::Builder::new()
+        .name("seedbox-engine".into())
+        .spawn(move || {
+            engine::worker::run_with_utp(
+                config,
+                &control,
+                inboxes,
+                sockets.listeners,
+                engine::worker::UtpSockets {
+                    sockets: sockets.utp,
+                    others: krpc,
+                },
+                &shutdown,
+            )
+        })
+}
+
+/// Stops the admin server and the web seed (logging what the web seed served).
+fn stop_servers(admin: Option<AdminServer>, web_seed: Option<WebSeedServer>) {
     if let Some(a) = admin {
         a.stop();
     }
@@ -599,12 +701,6 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
         );
         w.stop();
     }
-    service.shutdown();
-    Ok(if refused > 0 || stopped > 0 {
-        ExitCode::from(super::EXIT_FAILURE)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Starts the embedded tracker when seed creates a torrent (a file or folder target, or the
