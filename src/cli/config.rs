@@ -156,6 +156,27 @@ impl Merge<'_> {
             }
         }
     }
+
+    /// [`Merge::set_plain`] for a flag that is optional on the command line.
+    fn set_some<T: Clone>(&self, id: &str, value: &Option<T>, into: &mut Option<T>) {
+        if let Some(v) = value {
+            if !(self.given)(id) {
+                *into = Some(v.clone());
+            }
+        }
+    }
+
+    /// A repeatable flag, from one string or a list of them.
+    fn set_list(&self, id: &str, value: &Option<Urls>, into: &mut Vec<String>) {
+        if let Some(v) = value {
+            if !(self.given)(id) {
+                *into = match v {
+                    Urls::One(one) => vec![one.clone()],
+                    Urls::Many(many) => many.clone(),
+                };
+            }
+        }
+    }
 }
 
 fn from_str<T: FromStr>(s: &str) -> Result<T, String>
@@ -167,14 +188,19 @@ where
 
 impl SeedFile {
     /// Sets every flag the file has into `args`, except those `given(id)` says the command
-    /// line gave (they win). A value that does not parse is an error naming its key.
+    /// line gave (they win). A value that does not parse is an error naming its key (the
+    /// first one, in the order below).
     pub fn apply(&self, args: &mut SeedArgs, given: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
         let m = Merge { given };
-        if let Some(w) = &self.watch {
-            if !given("watch") {
-                args.watch = Some(w.clone());
-            }
-        }
+        self.apply_serving(&m, args)?;
+        self.apply_connections(&m, args)?;
+        self.apply_services(&m, args)
+    }
+
+    /// What is served and how: the watch folder, the data, the listen address, threads,
+    /// slots, peers, the tracker, super-seeding and the check at start.
+    fn apply_serving(&self, m: &Merge, args: &mut SeedArgs) -> anyhow::Result<()> {
+        m.set_some("watch", &self.watch, &mut args.watch);
         m.set_opt(
             "watch_poll",
             &self.watch_poll,
@@ -203,13 +229,15 @@ impl SeedFile {
             from_str,
             &mut args.tracker_listen,
         )?;
-        if let Some(h) = &self.tracker_host {
-            if !given("tracker_host") {
-                args.tracker_host = Some(h.clone());
-            }
-        }
+        m.set_some("tracker_host", &self.tracker_host, &mut args.tracker_host);
         m.set_plain("super_seed", &self.super_seed, &mut args.super_seed);
         m.set_plain("skip_check", &self.skip_check, &mut args.skip_check);
+        Ok(())
+    }
+
+    /// The peer connections: upload limit, timeouts, queues, socket buffers, cores, uTP,
+    /// huge pages and encryption.
+    fn apply_connections(&self, m: &Merge, args: &mut SeedArgs) -> anyhow::Result<()> {
         m.set_opt(
             "max_upload_rate",
             &self.max_upload_rate,
@@ -266,32 +294,26 @@ impl SeedFile {
             &self.encryption,
             from_str,
             &mut args.encryption,
-        )?;
+        )
+    }
+
+    /// The services beside the peers: the admin API, the state folder, the web seed, the
+    /// stats line and the DHT.
+    fn apply_services(&self, m: &Merge, args: &mut SeedArgs) -> anyhow::Result<()> {
         m.set_opt("admin", &self.admin, parse_admin_addr, &mut args.admin)?;
-        if let Some(f) = &self.admin_token_file {
-            if !given("admin_token_file") {
-                args.admin_token_file = Some(f.clone());
-            }
-        }
-        if let Some(s) = &self.state {
-            if !given("state") {
-                args.state = Some(s.clone());
-            }
-        }
+        m.set_some(
+            "admin_token_file",
+            &self.admin_token_file,
+            &mut args.admin_token_file,
+        );
+        m.set_some("state", &self.state, &mut args.state);
         m.set_opt(
             "web_seed",
             &self.web_seed,
             parse_admin_addr,
             &mut args.web_seed,
         )?;
-        if let Some(u) = &self.web_seed_url {
-            if !given("web_seed_url") {
-                args.web_seed_url = match u {
-                    Urls::One(one) => vec![one.clone()],
-                    Urls::Many(many) => many.clone(),
-                };
-            }
-        }
+        m.set_list("web_seed_url", &self.web_seed_url, &mut args.web_seed_url);
         m.set_opt(
             "web_seed_rate",
             &self.web_seed_rate,
@@ -306,14 +328,11 @@ impl SeedFile {
         )?;
         m.set_plain("no_dht", &self.no_dht, &mut args.dht.no_dht);
         m.set_opt("dht_port", &self.dht_port, from_str, &mut args.dht.dht_port)?;
-        if let Some(nodes) = &self.dht_bootstrap {
-            if !given("dht_bootstrap") {
-                args.dht.dht_bootstrap = match nodes {
-                    Urls::One(one) => vec![one.clone()],
-                    Urls::Many(many) => many.clone(),
-                };
-            }
-        }
+        m.set_list(
+            "dht_bootstrap",
+            &self.dht_bootstrap,
+            &mut args.dht.dht_bootstrap,
+        );
         Ok(())
     }
 }

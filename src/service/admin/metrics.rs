@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::backend::{MetricsSnapshot, TorrentState, TorrentStatus};
+use super::backend::{CoreMetrics, MetricsSnapshot, TorrentState, TorrentStatus};
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -25,84 +25,100 @@ type PerTorrent = (
     fn(&TorrentStatus) -> u64,
 );
 
+/// A per-core family: name, type, help, and the value it reads.
+type PerCore = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CoreMetrics) -> u64,
+);
+
 /// Renders the snapshot.
 pub fn render(m: &MetricsSnapshot) -> String {
     let mut out = String::with_capacity(4096 + 1024 * m.torrents.len());
-    let t = &m.totals;
     let w = &mut out;
+    engine_totals(w, m);
+    torrents_by_state(w, m);
+    per_torrent(w, m);
+    per_core(w, m);
+    latency_histogram(w, m.latency_us.as_ref());
+    out
+}
 
-    family(
-        w,
-        "seedbox_uploaded_bytes_total",
-        "counter",
-        "Payload bytes uploaded to peers.",
-    );
-    sample(w, "seedbox_uploaded_bytes_total", &[], t.uploaded);
-    family(
-        w,
-        "seedbox_sent_bytes_total",
-        "counter",
-        "Bytes written to peers, all messages.",
-    );
-    sample(w, "seedbox_sent_bytes_total", &[], t.bytes_sent);
-    family(
-        w,
-        "seedbox_blocks_sent_total",
-        "counter",
-        "Blocks sent to peers.",
-    );
-    sample(w, "seedbox_blocks_sent_total", &[], t.blocks_sent);
-    family(w, "seedbox_peers", "gauge", "Peer connections open.");
-    sample(w, "seedbox_peers", &[], t.connections);
-    family(
-        w,
-        "seedbox_unchoked_peers",
-        "gauge",
-        "Peers unchoked, over all torrents.",
-    );
+/// The engine-wide families: one sample each.
+fn engine_totals(w: &mut String, m: &MetricsSnapshot) {
+    let t = &m.totals;
     let unchoked: u64 = m.torrents.iter().map(|t| t.unchoked_peers).sum();
-    sample(w, "seedbox_unchoked_peers", &[], unchoked);
-    family(
-        w,
-        "seedbox_connections_accepted_total",
-        "counter",
-        "Peer connections accepted.",
-    );
-    sample(w, "seedbox_connections_accepted_total", &[], t.accepted);
-    family(
-        w,
-        "seedbox_peers_dropped_total",
-        "counter",
-        "Peers dropped for misbehaviour.",
-    );
-    sample(w, "seedbox_peers_dropped_total", &[], t.dropped);
-    family(
-        w,
-        "seedbox_requests_rejected_total",
-        "counter",
-        "Block requests rejected.",
-    );
-    sample(w, "seedbox_requests_rejected_total", &[], t.rejected);
-    family(
-        w,
-        "seedbox_announces_total",
-        "counter",
-        "Tracker announces sent.",
-    );
-    sample(w, "seedbox_announces_total", &[], t.announces);
-    family(
-        w,
-        "seedbox_announce_failures_total",
-        "counter",
-        "Tracker announces that failed.",
-    );
-    sample(
-        w,
-        "seedbox_announce_failures_total",
-        &[],
-        t.announce_failures,
-    );
+    let totals = [
+        (
+            "seedbox_uploaded_bytes_total",
+            "counter",
+            "Payload bytes uploaded to peers.",
+            t.uploaded,
+        ),
+        (
+            "seedbox_sent_bytes_total",
+            "counter",
+            "Bytes written to peers, all messages.",
+            t.bytes_sent,
+        ),
+        (
+            "seedbox_blocks_sent_total",
+            "counter",
+            "Blocks sent to peers.",
+            t.blocks_sent,
+        ),
+        (
+            "seedbox_peers",
+            "gauge",
+            "Peer connections open.",
+            t.connections,
+        ),
+        (
+            "seedbox_unchoked_peers",
+            "gauge",
+            "Peers unchoked, over all torrents.",
+            unchoked,
+        ),
+        (
+            "seedbox_connections_accepted_total",
+            "counter",
+            "Peer connections accepted.",
+            t.accepted,
+        ),
+        (
+            "seedbox_peers_dropped_total",
+            "counter",
+            "Peers dropped for misbehaviour.",
+            t.dropped,
+        ),
+        (
+            "seedbox_requests_rejected_total",
+            "counter",
+            "Block requests rejected.",
+            t.rejected,
+        ),
+        (
+            "seedbox_announces_total",
+            "counter",
+            "Tracker announces sent.",
+            t.announces,
+        ),
+        (
+            "seedbox_announce_failures_total",
+            "counter",
+            "Tracker announces that failed.",
+            t.announce_failures,
+        ),
+    ];
+    for (name, kind, help, value) in totals {
+        family(w, name, kind, help);
+        sample(w, name, &[], value);
+    }
+}
 
+/// How many torrents are in each state (every state, zero included).
+fn torrents_by_state(w: &mut String, m: &MetricsSnapshot) {
     family(
         w,
         "seedbox_torrents",
@@ -117,7 +133,11 @@ pub fn render(m: &MetricsSnapshot) -> String {
             .count();
         sample(w, "seedbox_torrents", &[("state", state)], n as u64);
     }
+}
 
+/// The per-torrent families, labelled with each torrent's info hash and name, then the
+/// state each torrent is in.
+fn per_torrent(w: &mut String, m: &MetricsSnapshot) {
     let per_torrent: [PerTorrent; 7] = [
         (
             "seedbox_torrent_uploaded_bytes_total",
@@ -185,53 +205,36 @@ pub fn render(m: &MetricsSnapshot) -> String {
         ];
         sample(w, "seedbox_torrent_state", &labels, 1);
     }
+}
 
-    family(
-        w,
-        "seedbox_core_sent_bytes_total",
-        "counter",
-        "Bytes written to peers, per core.",
-    );
-    for (i, c) in m.cores.iter().enumerate() {
-        sample(
-            w,
+/// The per-core families, labelled with the core's index.
+fn per_core(w: &mut String, m: &MetricsSnapshot) {
+    let per_core: [PerCore; 3] = [
+        (
             "seedbox_core_sent_bytes_total",
-            &[("core", &i.to_string())],
-            c.bytes_sent,
-        );
-    }
-    family(
-        w,
-        "seedbox_core_peers",
-        "gauge",
-        "Peer connections open, per core.",
-    );
-    for (i, c) in m.cores.iter().enumerate() {
-        sample(
-            w,
+            "counter",
+            "Bytes written to peers, per core.",
+            |c| c.bytes_sent,
+        ),
+        (
             "seedbox_core_peers",
-            &[("core", &i.to_string())],
-            c.connections,
-        );
-    }
-    family(
-        w,
-        "seedbox_core_connections_accepted_total",
-        "counter",
-        "Peer connections accepted, per core.",
-    );
-    for (i, c) in m.cores.iter().enumerate() {
-        let core = i.to_string();
-        sample(
-            w,
+            "gauge",
+            "Peer connections open, per core.",
+            |c| c.connections,
+        ),
+        (
             "seedbox_core_connections_accepted_total",
-            &[("core", &core)],
-            c.accepted,
-        );
+            "counter",
+            "Peer connections accepted, per core.",
+            |c| c.accepted,
+        ),
+    ];
+    for (name, kind, help, value) in per_core {
+        family(w, name, kind, help);
+        for (i, c) in m.cores.iter().enumerate() {
+            sample(w, name, &[("core", &i.to_string())], value(c));
+        }
     }
-
-    latency_histogram(w, m.latency_us.as_ref());
-    out
 }
 
 /// The request-to-block latency as a Prometheus histogram in seconds.
