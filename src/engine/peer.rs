@@ -157,31 +157,12 @@ async fn serve_inner(
     ctx: &CoreContext,
 ) -> Result<(), PeerError> {
     let mut buf = BytesMut::with_capacity(READ_FIRST);
-    let torrent_of = |req2: &[u8; 20]| ctx.torrent_by_skey_hash(req2).map(|h| h.0);
-    let (named, mut encrypt, reader, handshake) =
-        tokio::time::timeout(ctx.config.handshake_timeout, async {
-            let negotiated = mse::accept(
-                stream,
-                &mut buf,
-                READ_FIRST,
-                ctx.config.encryption,
-                &torrent_of,
-            )
-            .await
-            .map_err(|e| match e {
-                MseFailure::Read(e) => PeerError::from(e),
-                other => PeerError::Mse(other),
-            })?;
-            let (encrypt, decrypt) = match negotiated.cipher {
-                Some(c) => (Some(c.encrypt), Some(c.decrypt)),
-                None => (None, None),
-            };
-            let reader = PeerReader::new(stream, decrypt);
-            let handshake = read_handshake(&reader, &mut buf, READ_FIRST).await?;
-            Ok::<_, PeerError>((negotiated.info_hash, encrypt, reader, handshake))
-        })
-        .await
-        .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))??;
+    let Accepted {
+        named,
+        mut encrypt,
+        reader,
+        handshake,
+    } = accept_handshake(stream, &mut buf, ctx).await?;
     if named.is_some_and(|h| h != handshake.info_hash.0) {
         return Err(PeerError::UnknownTorrent(handshake.info_hash));
     }
@@ -193,49 +174,8 @@ async fn serve_inner(
         return Err(PeerError::TorrentStopped);
     }
     let now = ctx.now();
-    let config = ConnectionConfig {
-        reserved: Reserved::seedbox(),
-        max_inbound_requests: ctx.config.request_queue,
-        max_outbound_requests: 0,
-        handshake_timeout: ctx.config.handshake_timeout,
-        idle_timeout: ctx.config.idle_timeout,
-        keepalive_interval: ctx.config.keepalive_interval,
-        // A seed completes no piece: it never sends `have`.
-        send_redundant_haves: false,
-        listen_port: Some(ctx.listen_port),
-        peer_ip: Some(addr.ip()),
-        metadata: Some(torrent.metadata.clone()),
-        pex: torrent.pex.is_some(),
-        dht_port: ctx.config.dht_port.filter(|_| !torrent.torrent.private),
-    };
-    let ours = Handshake {
-        reserved: config.handshake_reserved(),
-        ..Handshake::new(torrent.info_hash(), ctx.config.peer_id)
-    };
-    let mut conn = Connection::new(config, torrent.geometry, now);
-    // A super-seed shows no piece at first (have none with Fast), then a few with `have`.
-    let nothing;
-    let shown = if torrent.super_seed.is_some() {
-        nothing = crate::swarm::Bitfield::new(torrent.geometry.piece_count());
-        &nothing
-    } else {
-        &torrent.have
-    };
-    conn.on_handshake(&handshake, shown, now);
-    let mut control = BytesMut::with_capacity(256);
-    if let PeerTransport::Utp(utp) = stream {
-        // In a uTP packet of its own: Transmission reads nothing after the handshake in the
-        // same packet until another one comes (and we send nothing more until it is
-        // interested).
-        let mut bytes = ours.encode().to_vec();
-        if let Some(rc4) = &mut encrypt {
-            rc4.apply(&mut bytes);
-        }
-        utp.write_all(&bytes).await?;
-        utp.end_packet();
-    } else {
-        control.extend_from_slice(&ours.encode());
-    }
+    let (conn, ours) = new_connection(ctx, torrent, addr, &handshake, now);
+    let control = send_handshake(stream, &ours, &mut encrypt).await?;
     let shared = Rc::new(RefCell::new(PeerShared {
         conn,
         control,
@@ -289,6 +229,121 @@ async fn serve_inner(
     };
     shared.borrow_mut().closed = true;
     result
+}
+
+/// What the handshake phase leaves: the info-hash MSE named (none for a plain connection),
+/// the cipher of what we send, the reader (decrypting when encrypted) and the peer's
+/// handshake.
+struct Accepted<'a> {
+    named: Option<[u8; 20]>,
+    encrypt: Option<Rc4>,
+    reader: PeerReader<'a, PeerTransport>,
+    handshake: Handshake,
+}
+
+/// MSE (or a plain start) and the peer's BitTorrent handshake, within the handshake timeout.
+async fn accept_handshake<'a>(
+    stream: &'a PeerTransport,
+    buf: &mut BytesMut,
+    ctx: &CoreContext,
+) -> Result<Accepted<'a>, PeerError> {
+    let torrent_of = |req2: &[u8; 20]| ctx.torrent_by_skey_hash(req2).map(|h| h.0);
+    tokio::time::timeout(ctx.config.handshake_timeout, async {
+        let negotiated = mse::accept(stream, buf, READ_FIRST, ctx.config.encryption, &torrent_of)
+            .await
+            .map_err(|e| match e {
+                MseFailure::Read(e) => PeerError::from(e),
+                other => PeerError::Mse(other),
+            })?;
+        let (encrypt, decrypt) = match negotiated.cipher {
+            Some(c) => (Some(c.encrypt), Some(c.decrypt)),
+            None => (None, None),
+        };
+        let reader = PeerReader::new(stream, decrypt);
+        let handshake = read_handshake(&reader, buf, READ_FIRST).await?;
+        Ok::<_, PeerError>(Accepted {
+            named: negotiated.info_hash,
+            encrypt,
+            reader,
+            handshake,
+        })
+    })
+    .await
+    .map_err(|_| PeerError::HandshakeTimeout(ctx.config.handshake_timeout))?
+}
+
+/// The connection to `addr`, which sent `handshake`, seeding `torrent`, with the pieces it
+/// is shown queued; and our handshake.
+fn new_connection(
+    ctx: &CoreContext,
+    torrent: &SeedTorrent,
+    addr: SocketAddr,
+    handshake: &Handshake,
+    now: Duration,
+) -> (Connection, Handshake) {
+    let config = connection_config(ctx, torrent, addr);
+    let ours = Handshake {
+        reserved: config.handshake_reserved(),
+        ..Handshake::new(torrent.info_hash(), ctx.config.peer_id)
+    };
+    let mut conn = Connection::new(config, torrent.geometry, now);
+    // A super-seed shows no piece at first (have none with Fast), then a few with `have`.
+    let nothing;
+    let shown = if torrent.super_seed.is_some() {
+        nothing = crate::swarm::Bitfield::new(torrent.geometry.piece_count());
+        &nothing
+    } else {
+        &torrent.have
+    };
+    conn.on_handshake(handshake, shown, now);
+    (conn, ours)
+}
+
+/// The protocol settings of a connection to `addr` that we seed `torrent` to.
+fn connection_config(
+    ctx: &CoreContext,
+    torrent: &SeedTorrent,
+    addr: SocketAddr,
+) -> ConnectionConfig {
+    ConnectionConfig {
+        reserved: Reserved::seedbox(),
+        max_inbound_requests: ctx.config.request_queue,
+        max_outbound_requests: 0,
+        handshake_timeout: ctx.config.handshake_timeout,
+        idle_timeout: ctx.config.idle_timeout,
+        keepalive_interval: ctx.config.keepalive_interval,
+        // A seed completes no piece: it never sends `have`.
+        send_redundant_haves: false,
+        listen_port: Some(ctx.listen_port),
+        peer_ip: Some(addr.ip()),
+        metadata: Some(torrent.metadata.clone()),
+        pex: torrent.pex.is_some(),
+        dht_port: ctx.config.dht_port.filter(|_| !torrent.torrent.private),
+    }
+}
+
+/// Sends our handshake: over uTP at once, in a packet of its own; over TCP it starts the
+/// returned control buffer, which the writer sends with what follows.
+async fn send_handshake(
+    stream: &PeerTransport,
+    ours: &Handshake,
+    encrypt: &mut Option<Rc4>,
+) -> Result<BytesMut, PeerError> {
+    let mut control = BytesMut::with_capacity(256);
+    if let PeerTransport::Utp(utp) = stream {
+        // In a uTP packet of its own: Transmission reads nothing after the handshake in the
+        // same packet until another one comes (and we send nothing more until it is
+        // interested).
+        let mut bytes = ours.encode().to_vec();
+        if let Some(rc4) = encrypt {
+            rc4.apply(&mut bytes);
+        }
+        utp.write_all(&bytes).await?;
+        utp.end_packet();
+    } else {
+        control.extend_from_slice(&ours.encode());
+    }
+    Ok(control)
 }
 
 /// A connection's membership of its torrent's super-seeding, left when dropped.
