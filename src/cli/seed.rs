@@ -463,10 +463,7 @@ pub fn run(cli: SeedArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     let _ = std::io::stdout().flush();
 
     let shutdown = Shutdown::new();
-    let config = EngineConfig {
-        dht_port,
-        ..engine_config(&args, threads, peer_id)
-    };
+    let config = engine_config(&args, threads, peer_id, dht_port);
     let engine = spawn_engine(config, &control, inboxes, sockets, krpc, &shutdown)?;
     let started = Instant::now();
     // Serving: the listeners accept (connections wait in their backlog until a core takes
@@ -824,10 +821,16 @@ fn add_targets(service: &Service, targets: &[PathBuf], own: Option<SocketAddr>) 
     refused
 }
 
-/// The engine's settings from the flags.
-fn engine_config(args: &SeedArgs, threads: usize, peer_id: PeerId) -> EngineConfig {
+/// The engine's settings from the flags; `dht_port`: our DHT node's, offered to peers.
+fn engine_config(
+    args: &SeedArgs,
+    threads: usize,
+    peer_id: PeerId,
+    dht_port: Option<u16>,
+) -> EngineConfig {
     EngineConfig {
         threads,
+        dht_port,
         unchoke_slots: args.unchoke_slots,
         max_peers: args.max_peers,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
