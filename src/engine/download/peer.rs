@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::session::{PeerIo, Session};
+use super::session::{replaces_duplicate, PeerIo, Session};
 use crate::engine::mse::{self, Negotiated, PeerReader};
 use crate::engine::peer_io::{read_handshake, read_more, PeerStream};
 use crate::engine::send;
@@ -35,6 +35,9 @@ pub enum Side {
     Incoming,
 }
 
+/// Why a connection to a peer we are already connected to (same peer id) ends.
+const DUPLICATE: &str = "already connected to this peer";
+
 /// Runs one peer to the end over TCP or uTP; errors end only this peer.
 pub(crate) async fn run_peer(
     session: Rc<RefCell<Session>>,
@@ -56,6 +59,11 @@ pub(crate) async fn run_peer(
     stream.shutdown();
     match result {
         Ok(key) => session.borrow_mut().remove_peer(key),
+        Err(e) if e == DUPLICATE => {
+            // The other connection to this peer carries on: nothing to retry.
+            tracing::debug!(%addr, transport = stream.name(), "peer: {e}");
+            session.borrow_mut().connected.remove(&addr);
+        }
         Err(e) => {
             tracing::debug!(%addr, transport = stream.name(), "peer: {e}");
             let mut s = session.borrow_mut();
@@ -124,6 +132,16 @@ async fn run_inner(
     if side == Side::Incoming {
         write_all(&stream, encrypt.as_mut(), ours.encode().to_vec()).await?;
     }
+    // Checked after our handshake went out, so that the other side sees a connection that
+    // ended after the handshake, not a transport that refuses it.
+    let duplicate = session.borrow().connected_with(theirs.peer_id);
+    if let Some((old, old_outgoing)) = duplicate {
+        let outgoing = side == Side::Outgoing;
+        if !replaces_duplicate(our_id, theirs.peer_id, outgoing, old_outgoing) {
+            return Err(DUPLICATE.into());
+        }
+        session.borrow_mut().close_peer(old);
+    }
     let wake = Rc::new(Notify::new());
     let key = session.borrow_mut().add_peer(
         PeerIo {
@@ -132,6 +150,7 @@ async fn run_inner(
             stream: stream.clone(),
             outgoing: side == Side::Outgoing,
             pex_addr: None,
+            peer_id: theirs.peer_id,
         },
         &theirs,
     );

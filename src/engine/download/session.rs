@@ -33,6 +33,23 @@ pub struct PeerIo {
     pub outgoing: bool,
     /// Where it listens, once known, as it stands in our PEX swarm.
     pub pex_addr: Option<SocketAddr>,
+    /// The peer id of its handshake: one connection per peer id is kept.
+    pub peer_id: PeerId,
+}
+
+/// Whether a new connection to a peer we are already connected to replaces the old one (else
+/// the new one is dropped). Two peers that dial each other at the same moment each see the
+/// other's connection second; both keep the one dialled by the lower peer id, so they drop
+/// the same connection rather than one each. Two connections in the same direction (a peer
+/// reached at two addresses) keep the first.
+pub fn replaces_duplicate(
+    ours: PeerId,
+    theirs: PeerId,
+    new_outgoing: bool,
+    old_outgoing: bool,
+) -> bool {
+    let keep_outgoing = ours.0 < theirs.0;
+    new_outgoing == keep_outgoing && old_outgoing != keep_outgoing
 }
 
 /// Most addresses waiting to be dialled that PEX may add to (learned peers beyond it are
@@ -173,6 +190,22 @@ impl Session {
         self.io.insert(key, io);
         self.apply_effects();
         key
+    }
+
+    /// The connected peer with this peer id, and whether we dialled it.
+    pub fn connected_with(&self, id: PeerId) -> Option<(PeerKey, bool)> {
+        self.io
+            .iter()
+            .find(|(_, io)| io.peer_id == id)
+            .map(|(&key, io)| (key, io.outgoing))
+    }
+
+    /// Ends peer `key`'s connection (its tasks end and remove it).
+    pub fn close_peer(&mut self, key: PeerKey) {
+        if let Some(io) = self.io.get(&key) {
+            io.stream.shutdown();
+            io.wake.notify_one();
+        }
     }
 
     /// Forgets a peer whose tasks ended.
@@ -455,5 +488,29 @@ impl Session {
     /// Whether peer `key` still has queued requests it could be sent (for the upload limit).
     pub fn has_queued(&self, key: PeerKey) -> bool {
         self.driver.has_queued(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ends_of_a_simultaneous_open_keep_the_same_connection() {
+        let (low, high) = (PeerId([1; 20]), PeerId([2; 20]));
+        // The lower id dialled connection X, the higher one Y; each end sees either first.
+        // Low's view: X is outgoing, Y incoming. High's view: X incoming, Y outgoing.
+        // Low sees Y second: dropped. High sees X second: it replaces Y.
+        assert!(!replaces_duplicate(low, high, false, true));
+        assert!(replaces_duplicate(high, low, false, true));
+        // Low sees X second: it replaces Y. High sees Y second: dropped.
+        assert!(replaces_duplicate(low, high, true, false));
+        assert!(!replaces_duplicate(high, low, true, false));
+        // Two connections the same way: the first stays.
+        for (a, b) in [(low, high), (high, low)] {
+            for dir in [true, false] {
+                assert!(!replaces_duplicate(a, b, dir, dir));
+            }
+        }
     }
 }
