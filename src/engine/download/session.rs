@@ -208,6 +208,22 @@ impl Session {
         }
     }
 
+    /// Logs each peer's request pipeline (outstanding requests, request-to-block time), at
+    /// trace level: what the simulator's pipelines are compared with.
+    fn trace_pipelines(&self) {
+        for &key in self.io.keys() {
+            if let Some(p) = self.driver.peer(key) {
+                tracing::trace!(
+                    key,
+                    addr = %p.addr,
+                    outstanding = p.conn.outstanding().len(),
+                    rtt_ms = p.rtt.as_millis() as u64,
+                    "pipeline"
+                );
+            }
+        }
+    }
+
     /// Forgets a peer whose tasks ended.
     pub fn remove_peer(&mut self, key: PeerKey) {
         if let Some(io) = self.io.remove(&key) {
@@ -425,6 +441,9 @@ impl Session {
         self.retries = later;
         self.add_candidates(due.into_iter().map(|(_, a)| a));
         self.driver.on_tick(now);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_pipelines();
+        }
         if let Some(swarm) = self.pex.as_mut() {
             for (&key, io) in &self.io {
                 // A seed's bitfield usually follows its extension handshake.
