@@ -253,74 +253,16 @@ async fn drive(
             source,
         })?
         .port();
-    // uTP on the listen port's UDP: the same driver as one core of `seed`.
-    let others = port.others;
-    let utp = port.udp.map(|sock| {
-        let driver = UtpDriver::start(sock, SocketConfig::default(), rand::random::<u64>());
-        if let Some(others) = others {
-            driver.set_datagram_sink(Box::new(move |from, datagram| others(from, datagram)));
-        }
-        driver
-    });
-    session.borrow_mut().utp = utp.clone();
-    let utp_acceptor = utp.clone().map(|driver| {
-        tokio_uring::spawn(accept_utp(
-            driver,
-            session.clone(),
-            config.max_peers,
-            config.encryption,
-        ))
-    });
+    let (utp, utp_acceptor) = start_utp(port.udp, port.others, &config, &session);
     {
         let mut s = session.borrow_mut();
         s.driver.set_listen_port(listen_port);
         s.set_listen(SocketAddr::new(config.listen.ip(), listen_port));
     }
     let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-    // Incoming peers.
-    {
-        let session = session.clone();
-        let max_peers = config.max_peers;
-        let encryption = config.encryption;
-        tokio_uring::spawn(async move {
-            loop {
-                let (stream, addr) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    // The listener was shut down at exit.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-                    Err(_) => continue,
-                };
-                admit_incoming(
-                    &session,
-                    PeerTransport::Tcp(stream),
-                    addr,
-                    max_peers,
-                    encryption,
-                );
-            }
-        });
-    }
+    spawn_tcp_acceptor(listener, &config, &session);
     let total = config.torrent.total_length;
-    let tracker = (!config.trackers.is_empty()).then(|| {
-        let s = session.borrow();
-        // The first announce must carry the real `left` (what the recheck left to fetch): a
-        // tracker that sends no seeds to seeds would otherwise take us for a seed and answer
-        // without the peers we need.
-        let have_bytes = s.verified_bytes();
-        let stats = AnnounceStats::default();
-        stats
-            .left
-            .store(total - have_bytes, std::sync::atomic::Ordering::Relaxed);
-        TrackerClient::spawn(
-            config.trackers.clone(),
-            Identity {
-                info_hash: s.torrent.info_hash,
-                peer_id: s.peer_id,
-                port: listen_port,
-            },
-            Arc::new(stats),
-        )
-    });
+    let tracker = start_tracker(&config, &session, listen_port);
     let dht_feed = config.dht.as_ref().map(|d| {
         let hash = config.torrent.info_hash;
         d.announce(hash, listen_port);
@@ -361,6 +303,91 @@ async fn drive(
         t.shutdown();
     }
     result
+}
+
+/// Starts uTP on the listen port's UDP (the same driver as one core of `seed`), handing what
+/// is not uTP to `others`, and the task that admits its incoming peers.
+fn start_utp(
+    udp: Option<std::net::UdpSocket>,
+    others: Option<crate::engine::utp::DatagramHandoff>,
+    config: &DownloadConfig,
+    session: &Rc<RefCell<session::Session>>,
+) -> (Option<Rc<UtpDriver>>, Option<tokio::task::JoinHandle<()>>) {
+    let utp = udp.map(|sock| {
+        let driver = UtpDriver::start(sock, SocketConfig::default(), rand::random::<u64>());
+        if let Some(others) = others {
+            driver.set_datagram_sink(Box::new(move |from, datagram| others(from, datagram)));
+        }
+        driver
+    });
+    session.borrow_mut().utp = utp.clone();
+    let acceptor = utp.clone().map(|driver| {
+        tokio_uring::spawn(accept_utp(
+            driver,
+            session.clone(),
+            config.max_peers,
+            config.encryption,
+        ))
+    });
+    (utp, acceptor)
+}
+
+/// Admits incoming TCP peers until the listener is shut down.
+fn spawn_tcp_acceptor(
+    listener: tokio_uring::net::TcpListener,
+    config: &DownloadConfig,
+    session: &Rc<RefCell<session::Session>>,
+) {
+    let session = session.clone();
+    let max_peers = config.max_peers;
+    let encryption = config.encryption;
+    tokio_uring::spawn(async move {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                // The listener was shut down at exit.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+                Err(_) => continue,
+            };
+            admit_incoming(
+                &session,
+                PeerTransport::Tcp(stream),
+                addr,
+                max_peers,
+                encryption,
+            );
+        }
+    });
+}
+
+/// Starts announcing to the torrent's trackers, when it has any.
+fn start_tracker(
+    config: &DownloadConfig,
+    session: &Rc<RefCell<session::Session>>,
+    listen_port: u16,
+) -> Option<TrackerClient> {
+    if config.trackers.is_empty() {
+        return None;
+    }
+    let s = session.borrow();
+    // The first announce must carry the real `left` (what the recheck left to fetch): a
+    // tracker that sends no seeds to seeds would otherwise take us for a seed and answer
+    // without the peers we need.
+    let have_bytes = s.verified_bytes();
+    let stats = AnnounceStats::default();
+    stats.left.store(
+        config.torrent.total_length - have_bytes,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Some(TrackerClient::spawn(
+        config.trackers.clone(),
+        Identity {
+            info_hash: s.torrent.info_hash,
+            peer_id: s.peer_id,
+            port: listen_port,
+        },
+        Arc::new(stats),
+    ))
 }
 
 /// How long a dialled peer has to connect (TCP or uTP).
