@@ -104,6 +104,7 @@ impl<E> EventQueue<E> {
     /// # Panics
     ///
     /// If 2^28 events would be waiting at once.
+    #[inline(always)]
     pub fn push(&mut self, at: Nanos, event: E) {
         let at = at.max(self.now);
         if self.seq + 1 == SEQ_END {
@@ -130,6 +131,7 @@ impl<E> EventQueue<E> {
     }
 
     /// Takes the earliest event and advances the clock to it.
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
         let last = self.heap.pop()?;
         let top = match self.heap.first() {
