@@ -189,27 +189,10 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         Some(_) => None,
         None => Some(load_torrent(&args.torrent)?),
     };
-    // The peer port first (TCP, and uTP on its UDP). The DHT speaks on the listen port's
-    // UDP: with uTP, through the socket uTP reads (the download's driver hands it the KRPC
-    // datagrams), else on a socket of its own there; --dht-port gives it another port.
-    // Private torrents never touch the DHT (BEP 27); a magnet's privacy is known only once
-    // its metadata arrived.
+    // The peer port first (TCP, and uTP on its UDP), then the DHT on it.
     let mut port = download::bind_peer_port(args.listen, !args.no_utp)?;
     let listen = port.tcp.local_addr()?;
-    let dht = if loaded.as_ref().is_some_and(|t| t.private) {
-        None
-    } else {
-        args.dht
-            .start(
-                listen,
-                Some(args.output.join(DHT_NODES_FILE)),
-                port.udp.as_ref(),
-            )?
-            .map(|(node, handoff)| {
-                port.others = handoff.map(KrpcHandoff::into_sink);
-                node
-            })
-    };
+    let dht = start_dht(&args, loaded.as_ref(), listen, &mut port)?;
     let (torrent, met) = match (link, loaded) {
         (_, Some(t)) => (t, Vec::new()),
         (Some(link), None) => {
@@ -227,6 +210,58 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         (None, None) => unreachable!("a torrent that is no magnet link is loaded"),
     };
     let torrent = Arc::new(torrent);
+    let config = download_config(&args, torrent.clone(), met, listen, dht.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    install_stop_handler(stop.clone());
+    let progress = ProgressView::new(&args, &torrent);
+    let report = download::run(config, port, |p| progress.show(p), stop.clone())?;
+    progress.bar.finish_and_clear();
+    if let Some(d) = &dht {
+        d.shutdown();
+    }
+    print_report(&args, &torrent, &report)?;
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else if stop.load(Ordering::Relaxed) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::from(super::EXIT_FAILURE)
+    })
+}
+
+/// Starts the DHT node on the listen port's UDP: with uTP, through the socket uTP reads (the
+/// download's driver, or an [`EarlyReader`] before it, hands it the KRPC datagrams; `port`
+/// gets the hand-over), else on a socket of its own there; `--dht-port` gives it another
+/// port. None with `--no-dht` or for a private torrent (BEP 27; a magnet's privacy is known
+/// only once its metadata arrived).
+fn start_dht(
+    args: &GetArgs,
+    loaded: Option<&Torrent>,
+    listen: SocketAddr,
+    port: &mut download::PeerPort,
+) -> anyhow::Result<Option<Arc<DhtNode>>> {
+    if loaded.is_some_and(|t| t.private) {
+        return Ok(None);
+    }
+    let nodes_file = Some(args.output.join(DHT_NODES_FILE));
+    Ok(args
+        .dht
+        .start(listen, nodes_file, port.udp.as_ref())?
+        .map(|(node, handoff)| {
+            port.others = handoff.map(KrpcHandoff::into_sink);
+            node
+        }))
+}
+
+/// The download's settings from the flags: the peers given first, then those the metadata
+/// fetch met.
+fn download_config(
+    args: &GetArgs,
+    torrent: Arc<Torrent>,
+    met: Vec<SocketAddr>,
+    listen: SocketAddr,
+    dht: Option<Arc<DhtNode>>,
+) -> DownloadConfig {
     let mut peers = args.peers.clone();
     peers.extend(met.into_iter().filter(|p| !args.peers.contains(p)));
     let linger = match (args.linger, args.ratio, args.seed_forever) {
@@ -235,8 +270,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         (Some(d), _, _) => Linger::For(d),
         (None, None, false) => Linger::For(Duration::ZERO),
     };
-    let config = DownloadConfig {
-        torrent: torrent.clone(),
+    DownloadConfig {
         save_dir: args.output.clone(),
         peers,
         max_peers: args.max_peers.max(1),
@@ -254,88 +288,98 @@ pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         } else {
             download::tracker_tiers(&torrent)
         },
-        dht: dht.clone().filter(|_| !torrent.private),
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    install_stop_handler(stop.clone());
-    let target = if args.quiet || args.json {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    };
-    let bar = ProgressBar::with_draw_target(Some(torrent.total_length), target);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {msg} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    // Without a terminal there is no bar: a line every PROGRESS_LINE_EVERY instead, so a
-    // log or a pipe still shows the download moving.
-    let progress_lines = !args.quiet && !args.json && !std::io::stderr().is_terminal();
-    let last_line = std::cell::Cell::new(None::<Instant>);
-    let report = download::run(
-        config,
-        port,
-        |p| {
-            let status = format!(
-                "down {}/s up {}/s, {} peers{}",
-                indicatif::HumanBytes(p.down_rate),
-                indicatif::HumanBytes(p.up_rate),
-                p.peers,
-                if p.complete { ", seeding" } else { "" }
-            );
-            if progress_lines
-                && last_line
-                    .get()
-                    .map_or(true, |t| t.elapsed() >= PROGRESS_LINE_EVERY)
-            {
-                last_line.set(Some(Instant::now()));
-                eprintln!(
-                    "{}: {}% {} of {}, {status}",
-                    torrent.name,
-                    (p.have_bytes * 100)
-                        .checked_div(torrent.total_length)
-                        .unwrap_or(100),
-                    indicatif::HumanBytes(p.have_bytes),
-                    indicatif::HumanBytes(torrent.total_length),
-                );
-            }
-            bar.set_position(p.have_bytes);
-            bar.set_message(status);
-        },
-        stop.clone(),
-    )?;
-    bar.finish_and_clear();
-    if let Some(d) = &dht {
-        d.shutdown();
+        dht: dht.filter(|_| !torrent.private),
+        torrent,
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let t = &report.totals;
-        outln!(
-            "{} {}: {} bytes down, {} up ({} while downloading), {} wasted, {} hash failures, {} banned, {} pieces resumed, {:.1} s",
-            if report.complete { "complete" } else { "INCOMPLETE" },
-            torrent.name,
-            t.downloaded,
-            t.uploaded,
-            t.uploaded_while_leeching,
-            t.wasted,
-            t.hash_failures,
-            t.banned,
-            t.resumed_pieces,
-            report.seconds
+}
+
+/// How a running download shows its progress: a bar on a terminal; without one, a line every
+/// [`PROGRESS_LINE_EVERY`], so a log or a pipe still shows the download moving; nothing with
+/// `-q` or `--json`.
+struct ProgressView<'a> {
+    bar: ProgressBar,
+    torrent: &'a Torrent,
+    lines: bool,
+    last_line: std::cell::Cell<Option<Instant>>,
+}
+
+impl<'a> ProgressView<'a> {
+    fn new(args: &GetArgs, torrent: &'a Torrent) -> Self {
+        let target = if args.quiet || args.json {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let bar = ProgressBar::with_draw_target(Some(torrent.total_length), target);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {msg} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
+        ProgressView {
+            bar,
+            torrent,
+            lines: !args.quiet && !args.json && !std::io::stderr().is_terminal(),
+            last_line: std::cell::Cell::new(None),
+        }
     }
-    Ok(if report.complete {
-        ExitCode::SUCCESS
-    } else if stop.load(Ordering::Relaxed) {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        ExitCode::from(super::EXIT_FAILURE)
-    })
+
+    fn show(&self, p: &download::Progress) {
+        let status = format!(
+            "down {}/s up {}/s, {} peers{}",
+            indicatif::HumanBytes(p.down_rate),
+            indicatif::HumanBytes(p.up_rate),
+            p.peers,
+            if p.complete { ", seeding" } else { "" }
+        );
+        if self.lines
+            && self
+                .last_line
+                .get()
+                .map_or(true, |t| t.elapsed() >= PROGRESS_LINE_EVERY)
+        {
+            self.last_line.set(Some(Instant::now()));
+            let total = self.torrent.total_length;
+            eprintln!(
+                "{}: {}% {} of {}, {status}",
+                self.torrent.name,
+                (p.have_bytes * 100).checked_div(total).unwrap_or(100),
+                indicatif::HumanBytes(p.have_bytes),
+                indicatif::HumanBytes(total),
+            );
+        }
+        self.bar.set_position(p.have_bytes);
+        self.bar.set_message(status);
+    }
+}
+
+/// The download's closing line (or, with `--json`, its whole report).
+fn print_report(
+    args: &GetArgs,
+    torrent: &Torrent,
+    report: &download::DownloadReport,
+) -> anyhow::Result<()> {
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    let t = &report.totals;
+    outln!(
+        "{} {}: {} bytes down, {} up ({} while downloading), {} wasted, {} hash failures, {} banned, {} pieces resumed, {:.1} s",
+        if report.complete { "complete" } else { "INCOMPLETE" },
+        torrent.name,
+        t.downloaded,
+        t.uploaded,
+        t.uploaded_while_leeching,
+        t.wasted,
+        t.hash_failures,
+        t.banned,
+        t.resumed_pieces,
+        report.seconds
+    );
+    Ok(())
 }
 
 /// SIGINT/SIGTERM set `stop`; a second signal exits at once. The handlers are in place when
