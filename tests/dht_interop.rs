@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use seed_support::{assert_same_file, create_release, require_libtorrent, Seed};
+use seed_support::{assert_same_file, create_release, require_libtorrent, RawPeer, Seed};
 
 /// A libtorrent DHT session (lt_dht.py), killed on drop.
 struct LtDht {
@@ -99,6 +99,11 @@ impl Drop for LtDht {
 
 fn magnet_of(hash_hex: &str) -> String {
     format!("magnet:?xt=urn:btih:{hash_hex}")
+}
+
+/// What a libtorrent node (lt_dht.py) prints when `seed` announces to it.
+fn announce_line(seed: &Seed) -> String {
+    format!("incoming dht announce: 127.0.0.1:{}", seed.addr.port())
 }
 
 /// `name` (`len` bytes) and its private torrent `name.torrent` in `dir`; its info-hash (hex).
@@ -241,10 +246,7 @@ fn private_torrents_never_reach_the_dht() {
         dir.path(),
     );
     assert!(
-        router.wait_for_text(
-            &format!("incoming dht announce: 127.0.0.1:{}", _seed.addr.port()),
-            Duration::from_secs(60)
-        ),
+        router.wait_for_text(&announce_line(&_seed), Duration::from_secs(60)),
         "the public torrent was not announced: {:?}",
         router.seen
     );
@@ -309,41 +311,20 @@ fn peers_learn_the_seeds_dht_node_from_its_port_message_public_torrents_only() {
 /// messages for 2 s: whether its handshake set the DHT bit, and the port of its `port`
 /// message, if one came.
 fn port_message_of(addr: SocketAddr, info_hash: [u8; 20]) -> (bool, Option<u16>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut h = vec![19u8];
-    h.extend_from_slice(b"BitTorrent protocol");
-    h.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x05]);
-    h.extend_from_slice(&info_hash);
-    h.extend_from_slice(b"-XX0000-rawdhtpeer00");
-    s.write_all(&h).unwrap();
+    let mut peer = RawPeer::connect(addr, None);
+    peer.send_handshake_reserved(info_hash, [0, 0, 0, 0, 0, 0, 0, 0x05]);
     let mut theirs = [0u8; 68];
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.read_exact(&mut theirs).unwrap();
+    std::io::Read::read_exact(&mut peer.stream, &mut theirs).expect("the seed's handshake");
     let dht_bit = theirs[27] & 0x01 != 0;
-    s.set_read_timeout(Some(Duration::from_millis(200)))
+    // Its first messages come at once; the read that waits 2 s for more ends the list.
+    peer.stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
     let mut port = None;
-    let mut rest = &got[..];
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        let Some(body) = rest.get(4..4 + len) else {
-            break;
-        };
-        if len == 3 && body[0] == 9 {
-            port = Some(u16::from_be_bytes([body[1], body[2]]));
+    while let Ok(message) = peer.read_message() {
+        if let Some((9, payload)) = message {
+            port = Some(u16::from_be_bytes([payload[0], payload[1]]));
         }
-        rest = &rest[4 + len..];
     }
     (dht_bit, port)
 }
@@ -769,7 +750,7 @@ fn a_paused_torrent_leaves_the_dht_and_is_announced_again_once_resumed() {
         ],
         dir.path(),
     );
-    let announce = format!("incoming dht announce: 127.0.0.1:{}", seed.addr.port());
+    let announce = announce_line(&seed);
     assert!(
         router.wait_for_text(&announce, Duration::from_secs(60)),
         "not announced: {:?}",

@@ -313,13 +313,18 @@ impl RawPeer {
 
     /// Sends our handshake (Fast advertised when `fast`).
     pub fn send_handshake(&mut self, info_hash: [u8; 20], fast: bool) {
-        let mut h = Vec::with_capacity(68);
-        h.push(19);
-        h.extend_from_slice(b"BitTorrent protocol");
         let mut reserved = [0u8; 8];
         if fast {
             reserved[7] |= 0x04;
         }
+        self.send_handshake_reserved(info_hash, reserved);
+    }
+
+    /// Sends our handshake with these reserved bytes.
+    pub fn send_handshake_reserved(&mut self, info_hash: [u8; 20], reserved: [u8; 8]) {
+        let mut h = Vec::with_capacity(68);
+        h.push(19);
+        h.extend_from_slice(b"BitTorrent protocol");
         h.extend_from_slice(&reserved);
         h.extend_from_slice(&info_hash);
         h.extend_from_slice(b"-XX0000-rawtestpeer0");
