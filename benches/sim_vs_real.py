@@ -11,6 +11,8 @@ Usage: /usr/bin/python3 benches/sim_vs_real.py --seedbox target/release/seedbox 
 """
 import argparse, json, math, os, socket, subprocess, sys, tempfile, time
 
+from bench_support import wait_line
+
 
 def free_port():
     s = socket.socket()
@@ -18,17 +20,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def wait_for_line(proc, prefix, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise SystemExit(f"{prefix!r} never printed")
 
 
 def percentile(values, q):
@@ -102,7 +93,7 @@ def main():
              "--unchoke-slots", str(a.unchoke_slots)],
             stdout=subprocess.PIPE, stderr=log("seed.log"), text=True, env=env)
         procs.append(seed)
-        wait_for_line(seed, "listening")
+        wait_line(seed, "listening")
         time.sleep(1)
         leechers = []
         t0 = time.time()

@@ -18,6 +18,8 @@ usage: utp_bench.py SEEDBOX FILE TORRENT WORKDIR RUNS RAW_OUT
 """
 import os, resource, subprocess, sys, time
 
+from bench_support import wait_line
+
 SEEDBOX, FILE, TORRENT, WORK, RUNS, RAW = sys.argv[1:7]
 RUNS = int(RUNS)
 PY = '/usr/bin/python3'
@@ -31,17 +33,6 @@ def cpu_of(pid):
     with open('/proc/%d/stat' % pid) as f:
         fields = f.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def wait_line(proc, prefix, limit=120):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise SystemExit('no %r line from %s' % (prefix, proc.args))
 
 
 def same(a, b):
