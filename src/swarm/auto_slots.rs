@@ -207,9 +207,6 @@ impl AutoSlots {
             }
             _ => {}
         }
-        let full = r
-            .uplink
-            .map(|u| sent.saturating_mul(100) >= u.saturating_mul(AUTO_SATURATED_PERCENT));
         let decided = if undone {
             next
         } else if q + 1 < next && full != Some(false) && shrink_hold == 0 {
