@@ -2,6 +2,9 @@
 # seedbox get against a libtorrent leecher, both downloading the same torrent from one
 # libtorrent 2.0 seed (high_performance_seed, uTP off) on loopback, alternating runs.
 # Usage: benches/leech.sh          (SIZE_GIB=1 RUNS=3 by default)
+#        SEEDBOX=path/to/seedbox SEEDBOX_BEFORE=path/to/older/seedbox benches/leech.sh
+#        (SEEDBOX: the binary to measure instead of building this checkout; SEEDBOX_BEFORE: a
+#        second seedbox binary, e.g. an older commit's, run in the same rotation as "before")
 # Writes bench-results/leech.md (table, commands, date, nproc, kernel, raw timings).
 # Each run is timed as a whole process, start to exit, fresh save folder: seedbox get --linger 0
 # exits once every piece is verified and flushed (fdatasync); the libtorrent leecher exits when
@@ -14,8 +17,8 @@ DATA=${BENCH_DATA:-bench-data}
 OUT=${OUT:-bench-results/leech.md}
 PY=/usr/bin/python3
 $PY -c 'import libtorrent' 2>/dev/null || { echo "needs python3-libtorrent: apt-get install -y python3-libtorrent" >&2; exit 1; }
-cargo build --release --quiet
-SB=$PWD/target/release/seedbox
+if [ -n "${SEEDBOX:-}" ]; then SB=$(realpath "$SEEDBOX"); else cargo build --release --quiet; SB=$PWD/target/release/seedbox; fi
+BEFORE=${SEEDBOX_BEFORE:+$(realpath "$SEEDBOX_BEFORE")}
 LT=$PWD/tests/support/lt_peer.py
 mkdir -p "$DATA/leech-src"
 FILE="$DATA/leech-src/leech-${SIZE_GIB}g.bin"
@@ -23,7 +26,7 @@ if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $((SIZE_GIB << 30)) ]; then
   echo "generating $FILE" >&2
   head -c $((SIZE_GIB << 30)) /dev/urandom > "$FILE"
 fi
-TMP=$(mktemp -d "$PWD/$DATA/leech.XXXX")
+TMP=$(mktemp -d "$(realpath "$DATA")/leech.XXXX")
 SEED_PID=""
 cleanup() { [ -n "$SEED_PID" ] && kill "$SEED_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -38,8 +41,9 @@ RAW="$TMP/raw.txt"; : > "$RAW"
 
 secs() { local s e; s=$(date +%s.%N); "$@" > "$TMP/last.log" 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
 run_seedbox() {
+  local bin=${1:-$SB}
   rm -rf "$TMP/sb"; sync
-  secs "$SB" get "$TMP/t.torrent" -o "$TMP/sb" --peer "127.0.0.1:$PORT" --no-tracker --linger 0 --quiet
+  secs "$bin" get "$TMP/t.torrent" -o "$TMP/sb" --peer "127.0.0.1:$PORT" --no-tracker --linger 0 --quiet
   cmp -s "$FILE" "$TMP/sb/$(basename "$FILE")" || { echo "seedbox result differs" >&2; exit 1; }
 }
 run_libtorrent() {
@@ -47,11 +51,12 @@ run_libtorrent() {
   secs $PY "$LT" --torrent "$TMP/t.torrent" --save "$TMP/lt" --mode leech --connect "127.0.0.1:$PORT"
   cmp -s "$FILE" "$TMP/lt/$(basename "$FILE")" || { echo "libtorrent result differs" >&2; exit 1; }
 }
+run_before() { [ -z "$BEFORE" ] || echo "before $(run_seedbox "$BEFORE")" >> "$RAW"; }
 for r in $(seq 1 "$RUNS"); do
   if [ $((r % 2)) -eq 1 ]; then
-    echo "seedbox $(run_seedbox)" >> "$RAW"; echo "libtorrent $(run_libtorrent)" >> "$RAW"
+    echo "seedbox $(run_seedbox)" >> "$RAW"; run_before; echo "libtorrent $(run_libtorrent)" >> "$RAW"
   else
-    echo "libtorrent $(run_libtorrent)" >> "$RAW"; echo "seedbox $(run_seedbox)" >> "$RAW"
+    echo "libtorrent $(run_libtorrent)" >> "$RAW"; run_before; echo "seedbox $(run_seedbox)" >> "$RAW"
   fi
 done
 median() { grep "^$1 " "$RAW" | awk '{print $2}' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -73,6 +78,9 @@ BYTES=$((SIZE_GIB << 30))
   echo "| leecher | median s | MB/s | speed relative to libtorrent |"
   echo "|---|---|---|---|"
   echo "| seedbox get | $SB_S | $(echo "scale=1; $BYTES / $SB_S / 1000000" | bc) | $(echo "scale=2; $LT_S / $SB_S" | bc) |"
+  if [ -n "$BEFORE" ]; then B_S=$(median before)
+    echo "| seedbox get, before (\`$SEEDBOX_BEFORE\`) | $B_S | $(echo "scale=1; $BYTES / $B_S / 1000000" | bc) | $(echo "scale=2; $LT_S / $B_S" | bc) |"
+  fi
   echo "| libtorrent | $LT_S | $(echo "scale=1; $BYTES / $LT_S / 1000000" | bc) | 1.00 |"
   echo
   echo "Raw timings (seconds, in run order):"

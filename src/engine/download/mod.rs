@@ -531,10 +531,33 @@ async fn run_loop(
     total: u64,
 ) -> Result<DownloadReport, DownloadError> {
     let mut next_tick = tokio::time::Instant::now() + TICK;
+    let completed = session.borrow().completed.clone();
     loop {
         dial_candidates(config, session);
-        if wait_for_peers(config, session, next_tick, listen_port, tracker, dht).await {
-            continue;
+        match wait_for_peers(
+            config,
+            session,
+            next_tick,
+            &completed,
+            listen_port,
+            tracker,
+            dht,
+        )
+        .await
+        {
+            Wake::PeersArrived => continue,
+            Wake::Completed => {
+                // Between ticks: only whether the download ends now (`--linger 0`).
+                let mut s = session.borrow_mut();
+                let now = s.now();
+                if let Some(report) =
+                    check_end(config, &mut s, now, stop, (listen_port, tracker), total)?
+                {
+                    return Ok(report);
+                }
+                continue;
+            }
+            Wake::Tick => {}
         }
         next_tick = tokio::time::Instant::now() + TICK;
         let mut s = session.borrow_mut();
@@ -583,22 +606,35 @@ fn dial_candidates(config: &DownloadConfig, session: &Rc<RefCell<session::Sessio
     }
 }
 
-/// Waits for the tick at `next_tick`, or for the tracker's or the DHT's answer: true when peers
-/// arrived first (they are dialled at once: a newcomer would otherwise wait up to a whole tick
-/// for the peers of its first announce; the `--peer` addresses are dialled at once anyway).
+/// What ended [`wait_for_peers`].
+enum Wake {
+    /// The tick is due.
+    Tick,
+    /// The tracker or the DHT gave peers (already added as candidates).
+    PeersArrived,
+    /// The last piece was verified.
+    Completed,
+}
+
+/// Waits for the tick at `next_tick`, for the tracker's or the DHT's answer, or for the
+/// download to complete. Peers that arrive are dialled at once: a newcomer would otherwise
+/// wait up to a whole tick for the peers of its first announce (the `--peer` addresses are
+/// dialled at once anyway).
 async fn wait_for_peers(
     config: &DownloadConfig,
     session: &Rc<RefCell<session::Session>>,
     next_tick: tokio::time::Instant,
+    completed: &tokio::sync::Notify,
     listen_port: u16,
     tracker: Option<&TrackerClient>,
     dht: Option<&crate::dht::PeerFeed>,
-) -> bool {
+) -> Wake {
     tokio::select! {
-        _ = tokio::time::sleep_until(next_tick) => false,
+        _ = tokio::time::sleep_until(next_tick) => Wake::Tick,
+        _ = completed.notified() => Wake::Completed,
         _ = async { tracker.expect("guarded").peers_arrived().await }, if tracker.is_some() => {
             session.borrow_mut().add_candidates(tracker.expect("guarded").new_peers());
-            true
+            Wake::PeersArrived
         }
         _ = async { dht.expect("guarded").arrived().await }, if dht.is_some() => {
             let listen = config.listen.ip();
@@ -607,7 +643,7 @@ async fn wait_for_peers(
                 !(p.port() == listen_port && (p.ip().is_loopback() || p.ip() == listen))
             });
             session.borrow_mut().add_candidates(others);
-            true
+            Wake::PeersArrived
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct Session {
     pub started: Instant,
     /// A fatal error (a failed write): the download stops with it.
     pub fatal: Option<String>,
+    /// Notified when the last piece is verified (and flushed), so the run loop ends a
+    /// download that does not linger at once rather than at its next tick.
+    pub completed: Rc<Notify>,
     /// The upload limit's token bucket (a burst of 4 blocks, as the seed engine's cores), so
     /// the limit holds from the first second and over any window.
     upload_bucket: Option<TokenBucket>,
@@ -137,6 +140,7 @@ impl Session {
             failures: HashMap::new(),
             started: Instant::now(),
             fatal: None,
+            completed: Rc::default(),
             upload_bucket: max_upload_rate
                 .map(|rate| TokenBucket::new(rate, 4 * u64::from(BLOCK_SIZE), Duration::ZERO)),
             up_total: RateMeter::new(Duration::ZERO),
@@ -423,6 +427,7 @@ impl Session {
             "download complete and verified in {:.1} s",
             self.now().as_secs_f64()
         );
+        self.completed.notify_one();
     }
 
     /// Bytes of the pieces verified so far.
