@@ -477,6 +477,115 @@ async fn reveal_loop(
     }
 }
 
+/// What a batch of the peer's messages asks of the connection's other tasks, and what the
+/// handling of one message needs besides the connection.
+struct Reactions<'a, 'm> {
+    torrent: &'a SeedTorrent,
+    super_seed: Option<&'a SuperMember<'m>>,
+    pex: Option<&'a PexMember<'m>>,
+    /// The arrival log never holds more than this (twice the request queue).
+    max_arrivals: usize,
+    /// A request was queued, or a message: the writer has work.
+    wake_writer: bool,
+    /// The peer's interest changed to this (the core's choker is told once per batch).
+    interest: Option<bool>,
+}
+
+impl Reactions<'_, '_> {
+    /// Reacts to what one message changed: a request to log and serve, interest for the
+    /// choker, availability for super-seeding and PEX.
+    fn on_event(&mut self, s: &mut PeerShared, event: Event, now: Duration, arrived: Instant) {
+        match event {
+            Event::RequestQueued(block) => {
+                if block.offset == 0 {
+                    self.torrent.advise_will_need(block.piece, now);
+                }
+                if s.arrivals.len() >= self.max_arrivals {
+                    s.arrivals.pop_front();
+                }
+                s.arrivals.push_back((block, arrived));
+                self.wake_writer = true;
+            }
+            Event::RequestCancelled(block) => {
+                if let Some(i) = s.arrivals.iter().position(|(b, _)| *b == block) {
+                    s.arrivals.remove(i);
+                }
+            }
+            Event::Interested => self.interest = Some(true),
+            Event::NotInterested => {
+                self.interest = Some(false);
+                if let Some(m) = self.super_seed {
+                    m.shared.on_not_interested(m.key);
+                }
+            }
+            Event::Have(piece) => {
+                if let Some(m) = self.super_seed {
+                    m.shared.on_have(m.key, piece);
+                }
+            }
+            Event::Availability => {
+                if let Some(m) = self.super_seed {
+                    m.shared.on_bitfield(m.key, s.conn.their_have());
+                }
+                if let Some(m) = self.pex {
+                    m.availability(s.conn.their_have().is_full());
+                }
+            }
+            Event::ExtendedHandshake(h) => {
+                tracing::debug!(client = ?h.client, reqq = ?h.reqq, "extension handshake");
+                if let Some(m) = self.pex {
+                    m.joined(h.port, s.conn.their_have().is_full());
+                }
+            }
+            Event::Pex(p) => {
+                // A seed dials no one: what the peer knows is of no use to it.
+                tracing::trace!(
+                    added = p.message.added.len(),
+                    ignored = p.ignored,
+                    "ut_pex message"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decodes and handles every whole message in `buf`.
+fn handle_messages(
+    decoder: &MessageDecoder,
+    buf: &mut BytesMut,
+    s: &mut PeerShared,
+    reactions: &mut Reactions<'_, '_>,
+    now: Duration,
+) -> Result<(), PeerError> {
+    if s.closed {
+        return Err(PeerError::ClosedByEngine);
+    }
+    let arrived = Instant::now();
+    loop {
+        let m = match decoder.decode(buf) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) if !e.is_fatal() => continue,
+            Err(e) => return Err(PeerError::Wire(e)),
+        };
+        match s.conn.on_message(m, &reactions.torrent.have, now) {
+            Ok(Some(event)) => reactions.on_event(s, event, now, arrived),
+            Ok(None) => {}
+            // aria2 follows `have none` with a bitfield; a seed never needs the peer's
+            // pieces, so a repeated availability message is ignored, not fatal.
+            Err(Violation::AvailabilityRepeated(what)) => {
+                tracing::debug!("ignored a repeated {what} message");
+            }
+            Err(v) => return Err(PeerError::Violation(v)),
+        }
+    }
+    reactions.wake_writer |= s.conn.pending_messages() > 0;
+    Ok(())
+}
+
+/// Reads the peer's messages until the connection ends, telling the writer and the core's
+/// choker what they changed.
 #[allow(clippy::too_many_arguments)]
 async fn read_loop(
     stream: &PeerReader<'_, PeerTransport>,
@@ -491,99 +600,30 @@ async fn read_loop(
 ) -> Result<(), PeerError> {
     let torrent = &*core_torrent.seed;
     let decoder = MessageDecoder::for_piece_count(torrent.geometry.piece_count());
-    // The arrival log never holds more than twice the request queue.
-    let max_arrivals = 2 * ctx.config.request_queue as usize;
     let mut chunk = READ_FIRST;
     loop {
-        let now = ctx.now();
-        let mut wake_writer = false;
-        let mut interest = None;
-        {
-            let mut guard = shared.borrow_mut();
-            let s = &mut *guard;
-            if s.closed {
-                return Err(PeerError::ClosedByEngine);
-            }
-            let arrived = Instant::now();
-            loop {
-                let m = match decoder.decode(&mut buf) {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break,
-                    Err(e) if !e.is_fatal() => continue,
-                    Err(e) => return Err(PeerError::Wire(e)),
-                };
-                let event = match s.conn.on_message(m, &torrent.have, now) {
-                    Ok(e) => e,
-                    // aria2 follows `have none` with a bitfield; a seed never needs the peer's
-                    // pieces, so a repeated availability message is ignored, not fatal.
-                    Err(Violation::AvailabilityRepeated(what)) => {
-                        tracing::debug!("ignored a repeated {what} message");
-                        None
-                    }
-                    Err(v) => return Err(PeerError::Violation(v)),
-                };
-                match event {
-                    Some(Event::RequestQueued(block)) => {
-                        if block.offset == 0 {
-                            torrent.advise_will_need(block.piece, now);
-                        }
-                        if s.arrivals.len() >= max_arrivals {
-                            s.arrivals.pop_front();
-                        }
-                        s.arrivals.push_back((block, arrived));
-                        wake_writer = true;
-                    }
-                    Some(Event::RequestCancelled(block)) => {
-                        if let Some(i) = s.arrivals.iter().position(|(b, _)| *b == block) {
-                            s.arrivals.remove(i);
-                        }
-                    }
-                    Some(Event::Interested) => interest = Some(true),
-                    Some(Event::NotInterested) => {
-                        interest = Some(false);
-                        if let Some(m) = super_seed {
-                            m.shared.on_not_interested(m.key);
-                        }
-                    }
-                    Some(Event::Have(piece)) => {
-                        if let Some(m) = super_seed {
-                            m.shared.on_have(m.key, piece);
-                        }
-                    }
-                    Some(Event::Availability) => {
-                        if let Some(m) = super_seed {
-                            m.shared.on_bitfield(m.key, s.conn.their_have());
-                        }
-                        if let Some(m) = pex {
-                            m.availability(s.conn.their_have().is_full());
-                        }
-                    }
-                    Some(Event::ExtendedHandshake(h)) => {
-                        tracing::debug!(client = ?h.client, reqq = ?h.reqq, "extension handshake");
-                        if let Some(m) = pex {
-                            m.joined(h.port, s.conn.their_have().is_full());
-                        }
-                    }
-                    Some(Event::Pex(p)) => {
-                        // A seed dials no one: what the peer knows is of no use to it.
-                        tracing::trace!(
-                            added = p.message.added.len(),
-                            ignored = p.ignored,
-                            "ut_pex message"
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            wake_writer |= s.conn.pending_messages() > 0;
-        }
-        if let Some(interested) = interest {
+        let mut reactions = Reactions {
+            torrent,
+            super_seed,
+            pex,
+            max_arrivals: 2 * ctx.config.request_queue as usize,
+            wake_writer: false,
+            interest: None,
+        };
+        handle_messages(
+            &decoder,
+            &mut buf,
+            &mut shared.borrow_mut(),
+            &mut reactions,
+            ctx.now(),
+        )?;
+        if let Some(interested) = reactions.interest {
             core_torrent
                 .choke
                 .borrow_mut()
                 .interest_changed(key, interested);
         }
-        if wake_writer {
+        if reactions.wake_writer {
             wake.notify_one();
         }
         let before = buf.len();
@@ -717,12 +757,7 @@ fn fill_batch(
         return Err(PeerError::TorrentStopped);
     }
     let now = ctx.now();
-    while let Some(m) = s.conn.poll_message(now) {
-        if matches!(m, Message::RejectRequest(_)) {
-            CoreStats::add(&counters.rejected, 1);
-        }
-        m.encode(&mut s.control);
-    }
+    encode_control(s, now, counters);
     batch.blocks.clear();
     batch.parts.clear();
     batch.arrivals.clear();
@@ -739,22 +774,7 @@ fn fill_batch(
         let Some(block) = s.conn.pop_request(now) else {
             break;
         };
-        let servable = match torrent.piece_state(block.piece) {
-            PieceState::Good => true,
-            PieceState::Unknown => {
-                let state = torrent.verify_piece(block.piece);
-                if state == PieceState::Bad {
-                    tracing::error!(
-                        "{}: piece {} fails its hash; it will not be served",
-                        torrent.torrent.name,
-                        block.piece
-                    );
-                }
-                state == PieceState::Good
-            }
-            PieceState::Bad => false,
-        };
-        if !servable {
+        if !is_servable(torrent, block.piece) {
             CoreStats::add(&counters.bad_pieces, 1);
             refuse(s, block, counters);
             continue;
@@ -793,6 +813,36 @@ fn fill_batch(
         batch.segments.push(tail.freeze());
     }
     Ok(throttled)
+}
+
+/// Encodes the connection's queued messages into its control buffer (rejects counted).
+fn encode_control(s: &mut PeerShared, now: Duration, counters: &CoreStats) {
+    while let Some(m) = s.conn.poll_message(now) {
+        if matches!(m, Message::RejectRequest(_)) {
+            CoreStats::add(&counters.rejected, 1);
+        }
+        m.encode(&mut s.control);
+    }
+}
+
+/// Whether `piece` may be served: verified good, or hashed now if not yet known (a piece that
+/// fails is logged once and never served).
+fn is_servable(torrent: &SeedTorrent, piece: u32) -> bool {
+    match torrent.piece_state(piece) {
+        PieceState::Good => true,
+        PieceState::Unknown => {
+            let state = torrent.verify_piece(piece);
+            if state == PieceState::Bad {
+                tracing::error!(
+                    "{}: piece {} fails its hash; it will not be served",
+                    torrent.torrent.name,
+                    piece
+                );
+            }
+            state == PieceState::Good
+        }
+        PieceState::Bad => false,
+    }
 }
 
 /// Refuses a request we cannot serve (a bad piece, unreadable data): a `reject request` with

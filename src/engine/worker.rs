@@ -93,7 +93,63 @@ pub(super) struct CoreContext {
     next_key: Cell<PeerKey>,
 }
 
+/// What every core's context shares with the others (each core holds its own clones).
+struct CoreShared {
+    config: Arc<EngineConfig>,
+    stats: Arc<EngineStats>,
+    open: Arc<AtomicUsize>,
+    epoch: Instant,
+    limits: Arc<Limits>,
+    choke_events: std::sync::mpsc::Sender<ChokeEvent>,
+}
+
 impl CoreContext {
+    /// Core `core`'s context, on its own thread: its latency histogram, its share of the
+    /// upload limit and its zero-copy ring (when the config asks for zero-copy sends and the
+    /// kernel has them).
+    fn new(core: usize, listen_port: u16, shared: CoreShared) -> CoreContext {
+        let CoreShared {
+            config,
+            stats,
+            open,
+            epoch,
+            limits,
+            choke_events,
+        } = shared;
+        let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        let (generation, values) = limits.get();
+        let uplink = split_rate(values.max_upload_rate, config.threads);
+        let bucket = uplink.map(|rate| new_bucket(rate, Duration::ZERO));
+        let zero_copy = match config.send_zc_threshold {
+            Some(_) => match ZeroCopyRing::new() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("no zero-copy sends on core {core}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        CoreContext {
+            core,
+            config,
+            stats,
+            listen_port,
+            open,
+            latency: RefCell::new(latency),
+            epoch,
+            torrents: RefCell::new(HashMap::new()),
+            bucket: RefCell::new(bucket),
+            limits,
+            limits_seen: Cell::new(generation),
+            core_rate: Cell::new(uplink),
+            zero_copy,
+            sockets: Default::default(),
+            choke_events,
+            next_key: Cell::new(0),
+        }
+    }
+
     pub fn counters(&self) -> &CoreStats {
         self.stats.core(self.core)
     }
@@ -281,9 +337,14 @@ pub fn run_with_utp(
     for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
         let listen_port = listener.local_addr()?.port();
         let utp = utp_sockets.next().map(|s| (s, others.clone()));
-        let (config, stats, open) = (config.clone(), stats.clone(), open.clone());
-        let limits = control.limits().clone();
-        let choke_events = choke_events.clone();
+        let shared = CoreShared {
+            config: config.clone(),
+            stats: stats.clone(),
+            open: open.clone(),
+            epoch,
+            limits: control.limits().clone(),
+            choke_events: choke_events.clone(),
+        };
         let stop = shutdown.subscribe();
         let cpu = super::tune::cpu_for_core(&cpus, core);
         let handle = std::thread::Builder::new()
@@ -295,38 +356,7 @@ pub fn run_with_utp(
                         Err(e) => tracing::warn!("cannot pin core {core} to CPU {cpu}: {e}"),
                     }
                 }
-                let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-                let (generation, values) = limits.get();
-                let uplink = split_rate(values.max_upload_rate, config.threads);
-                let bucket = uplink.map(|rate| new_bucket(rate, Duration::ZERO));
-                let zero_copy = match config.send_zc_threshold {
-                    Some(_) => match ZeroCopyRing::new() {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            tracing::warn!("no zero-copy sends on core {core}: {e}");
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                let ctx = CoreContext {
-                    core,
-                    config,
-                    stats,
-                    listen_port,
-                    open,
-                    latency: RefCell::new(latency),
-                    epoch,
-                    torrents: RefCell::new(HashMap::new()),
-                    bucket: RefCell::new(bucket),
-                    limits,
-                    limits_seen: Cell::new(generation),
-                    core_rate: Cell::new(uplink),
-                    zero_copy,
-                    sockets: Default::default(),
-                    choke_events,
-                    next_key: Cell::new(0),
-                };
+                let ctx = CoreContext::new(core, listen_port, shared);
                 tokio_uring::start(core_main(listener, utp, inbox, std::rc::Rc::new(ctx), stop))
             })?;
         threads.push(handle);
@@ -383,36 +413,7 @@ async fn core_main(
             }
         })
     });
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    CoreStats::add(&ctx.counters().accepted, 1);
-                    let limit = ctx.config.max_peers;
-                    if ctx.open.fetch_add(1, Ordering::Relaxed) >= limit {
-                        ctx.open.fetch_sub(1, Ordering::Relaxed);
-                        tracing::debug!(%addr, "refused: {limit} peers already connected");
-                        drop(stream);
-                        continue;
-                    }
-                    let ctx = ctx.clone();
-                    tokio_uring::spawn(async move {
-                        peer::serve(stream, addr, &ctx).await;
-                        ctx.open.fetch_sub(1, Ordering::Relaxed);
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop.changed() => {}
-        }
-    }
+    accept_tcp(&listener, &ctx, &mut stop).await;
     publisher.abort();
     housekeeper.abort();
     commands.abort();
@@ -446,6 +447,45 @@ async fn core_main(
         );
     }
     publish_now(&ctx);
+}
+
+/// Serves the TCP connections `listener` accepts until `stop` says so, within the engine's
+/// peer limit.
+async fn accept_tcp(
+    listener: &tokio_uring::net::TcpListener,
+    ctx: &std::rc::Rc<CoreContext>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    CoreStats::add(&ctx.counters().accepted, 1);
+                    let limit = ctx.config.max_peers;
+                    if ctx.open.fetch_add(1, Ordering::Relaxed) >= limit {
+                        ctx.open.fetch_sub(1, Ordering::Relaxed);
+                        tracing::debug!(%addr, "refused: {limit} peers already connected");
+                        drop(stream);
+                        continue;
+                    }
+                    let ctx = ctx.clone();
+                    tokio_uring::spawn(async move {
+                        peer::serve(stream, addr, &ctx).await;
+                        ctx.open.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// Serves the uTP connections `driver` accepts, like the TCP accept loop.

@@ -15,9 +15,10 @@ use crate::engine::mse::{self, Negotiated, PeerReader};
 use crate::engine::peer_io::{read_handshake, read_more, PeerStream};
 use crate::engine::send;
 use crate::engine::transport::PeerTransport;
+use crate::metainfo::InfoHash;
 use crate::protocol::mse::{skey_hash, EncryptionPolicy, Rc4};
 use crate::protocol::wire::piece_header;
-use crate::protocol::{Handshake, MessageDecoder};
+use crate::protocol::{Handshake, MessageDecoder, PeerId};
 use crate::swarm::{BlockRef, PeerKey};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -35,8 +36,35 @@ pub enum Side {
     Incoming,
 }
 
-/// Why a connection to a peer we are already connected to (same peer id) ends.
-const DUPLICATE: &str = "already connected to this peer";
+/// Why a peer's connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// We are already connected to this peer (same peer id) and keep the other connection.
+    Duplicate,
+    /// It failed: the handshake, the transport or the protocol, in words.
+    Failed(String),
+}
+
+impl From<String> for Ended {
+    fn from(why: String) -> Ended {
+        Ended::Failed(why)
+    }
+}
+
+impl From<&str> for Ended {
+    fn from(why: &str) -> Ended {
+        Ended::Failed(why.to_owned())
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Duplicate => f.write_str("already connected to this peer"),
+            Ended::Failed(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Runs one peer to the end over TCP or uTP; errors end only this peer.
 pub(crate) async fn run_peer(
@@ -59,7 +87,7 @@ pub(crate) async fn run_peer(
     stream.shutdown();
     match result {
         Ok(key) => session.borrow_mut().remove_peer(key),
-        Err(e) if e == DUPLICATE => {
+        Err(e @ Ended::Duplicate) => {
             // The other connection to this peer carries on: nothing to retry.
             tracing::debug!(%addr, transport = stream.name(), "peer: {e}");
             session.borrow_mut().connected.remove(&addr);
@@ -75,13 +103,33 @@ pub(crate) async fn run_peer(
     }
 }
 
+/// Refuses a handshake for another torrent (the encrypted one's or the plain one's) or from
+/// ourselves.
+fn check_handshake(
+    theirs: &Handshake,
+    encrypted_for: Option<[u8; 20]>,
+    info_hash: InfoHash,
+    our_id: PeerId,
+) -> Result<(), String> {
+    if encrypted_for.is_some_and(|h| h != info_hash.0) {
+        return Err("encrypted handshake for another torrent".into());
+    }
+    if theirs.info_hash != info_hash {
+        return Err(format!("wrong info-hash {}", theirs.info_hash));
+    }
+    if theirs.peer_id == our_id {
+        return Err("connected to ourselves".into());
+    }
+    Ok(())
+}
+
 async fn run_inner(
     session: &Rc<RefCell<Session>>,
     stream: Rc<PeerTransport>,
     addr: SocketAddr,
     side: Side,
     encryption: EncryptionPolicy,
-) -> Result<PeerKey, String> {
+) -> Result<PeerKey, Ended> {
     let (info_hash, our_id, reserved) = {
         let s = session.borrow();
         let reserved = s.driver.config().connection.handshake_reserved();
@@ -120,15 +168,7 @@ async fn run_inner(
     })
     .await
     .map_err(|_| "no handshake in time".to_string())??;
-    if named.is_some_and(|h| h != info_hash.0) {
-        return Err("encrypted handshake for another torrent".into());
-    }
-    if theirs.info_hash != info_hash {
-        return Err(format!("wrong info-hash {}", theirs.info_hash));
-    }
-    if theirs.peer_id == our_id {
-        return Err("connected to ourselves".into());
-    }
+    check_handshake(&theirs, named, info_hash, our_id)?;
     if side == Side::Incoming {
         write_all(&stream, encrypt.as_mut(), ours.encode().to_vec()).await?;
     }
@@ -138,7 +178,7 @@ async fn run_inner(
     if let Some((old, old_outgoing)) = duplicate {
         let outgoing = side == Side::Outgoing;
         if !replaces_duplicate(our_id, theirs.peer_id, outgoing, old_outgoing) {
-            return Err(DUPLICATE.into());
+            return Err(Ended::Duplicate);
         }
         session.borrow_mut().close_peer(old);
     }

@@ -278,6 +278,46 @@ impl Initiator {
         result
     }
 
+    /// With the responder's key Yb: sends HASH('req1', S), the torrent's obfuscated hash and
+    /// the encrypted VC, crypto_provide, len(PadC) = 0, len(IA), IA; then waits for its VC.
+    fn send_request(&mut self, yb: &[u8; KEY_BYTES]) -> Result<InitiatorState, MseError> {
+        let s = self.keys.shared_secret(yb).ok_or(MseError::BadPublicKey)?;
+        let (mut ours, theirs) = streams(&s, &self.info_hash, true);
+        self.output.extend_from_slice(&hash(&[b"req1", &s]));
+        self.output
+            .extend_from_slice(&xor20(&skey_hash(&self.info_hash), &hash(&[b"req3", &s])));
+        let ia = std::mem::take(&mut self.initial_payload);
+        let mut header = Vec::with_capacity(16 + ia.len());
+        header.extend_from_slice(&VC);
+        header.extend_from_slice(&self.provide.to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        header.extend_from_slice(&(ia.len() as u16).to_be_bytes());
+        header.extend_from_slice(&ia);
+        ours.apply(&mut header);
+        self.output.extend_from_slice(&header);
+        let mut vc = VC;
+        theirs.clone().apply(&mut vc);
+        Ok(InitiatorState::AwaitVc { ours, theirs, vc })
+    }
+
+    /// The responder's crypto_select (one method we provided) and len(PadD), bounded.
+    fn parse_select(&self, b: &[u8]) -> Result<(CryptoMethod, usize), MseError> {
+        let select = u32::from_be_bytes(b[..4].try_into().expect("4 bytes"));
+        let len = usize::from(u16::from_be_bytes([b[4], b[5]]));
+        let method = match select {
+            0x01 => CryptoMethod::Plaintext,
+            0x02 => CryptoMethod::Rc4,
+            _ => return Err(MseError::BadSelect(select)),
+        };
+        if self.provide & select == 0 {
+            return Err(MseError::BadSelect(select));
+        }
+        if len > MAX_PAD {
+            return Err(MseError::PadTooLong(len));
+        }
+        Ok((method, len))
+    }
+
     fn advance(&mut self) -> Result<Progress, MseError> {
         loop {
             match std::mem::replace(&mut self.state, InitiatorState::Over) {
@@ -287,26 +327,7 @@ impl Initiator {
                         return Ok(Progress::NeedMore);
                     };
                     let yb: [u8; KEY_BYTES] = yb.try_into().expect("96 bytes");
-                    let s = self.keys.shared_secret(&yb).ok_or(MseError::BadPublicKey)?;
-                    let (mut ours, theirs) = streams(&s, &self.info_hash, true);
-                    self.output.extend_from_slice(&hash(&[b"req1", &s]));
-                    self.output.extend_from_slice(&xor20(
-                        &skey_hash(&self.info_hash),
-                        &hash(&[b"req3", &s]),
-                    ));
-                    // VC, crypto_provide, len(PadC) = 0, len(IA), IA.
-                    let ia = std::mem::take(&mut self.initial_payload);
-                    let mut header = Vec::with_capacity(16 + ia.len());
-                    header.extend_from_slice(&VC);
-                    header.extend_from_slice(&self.provide.to_be_bytes());
-                    header.extend_from_slice(&0u16.to_be_bytes());
-                    header.extend_from_slice(&(ia.len() as u16).to_be_bytes());
-                    header.extend_from_slice(&ia);
-                    ours.apply(&mut header);
-                    self.output.extend_from_slice(&header);
-                    let mut vc = VC;
-                    theirs.clone().apply(&mut vc);
-                    self.state = InitiatorState::AwaitVc { ours, theirs, vc };
+                    self.state = self.send_request(&yb)?;
                 }
                 InitiatorState::AwaitVc {
                     ours,
@@ -325,19 +346,7 @@ impl Initiator {
                         self.state = InitiatorState::AwaitSelect { ours, theirs };
                         return Ok(Progress::NeedMore);
                     };
-                    let select = u32::from_be_bytes(b[..4].try_into().expect("4 bytes"));
-                    let len = usize::from(u16::from_be_bytes([b[4], b[5]]));
-                    let method = match select {
-                        0x01 => CryptoMethod::Plaintext,
-                        0x02 => CryptoMethod::Rc4,
-                        _ => return Err(MseError::BadSelect(select)),
-                    };
-                    if self.provide & select == 0 {
-                        return Err(MseError::BadSelect(select));
-                    }
-                    if len > MAX_PAD {
-                        return Err(MseError::PadTooLong(len));
-                    }
+                    let (method, len) = self.parse_select(&b)?;
                     self.state = InitiatorState::AwaitPadD {
                         ours,
                         theirs,
@@ -479,6 +488,36 @@ impl Responder {
         result
     }
 
+    /// With the initiator's IA: selects the first accepted method it provides, sends the
+    /// encrypted VC, crypto_select and len(PadD) = 0, and ends the handshake.
+    fn select(&mut self, keys: Keyed, provide: u32, ia: Vec<u8>) -> Result<Progress, MseError> {
+        let method = self
+            .accepted
+            .iter()
+            .copied()
+            .find(|m| provide & m.bit() != 0)
+            .ok_or(MseError::NoCommonMethod(provide))?;
+        let Keyed {
+            info_hash,
+            mut ours,
+            theirs,
+        } = keys;
+        let mut header = Vec::with_capacity(14);
+        header.extend_from_slice(&VC);
+        header.extend_from_slice(&method.bit().to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        ours.apply(&mut header);
+        self.output.extend_from_slice(&header);
+        Ok(Progress::Done(Box::new(finish(
+            info_hash,
+            method,
+            ours,
+            theirs,
+            ia,
+            &mut self.input,
+        ))))
+    }
+
     fn advance(
         &mut self,
         torrent_of: &dyn Fn(&[u8; 20]) -> Option<[u8; 20]>,
@@ -512,13 +551,12 @@ impl Responder {
                     let req2 = xor20(&x, &hash(&[b"req3", &s[..]]));
                     let info_hash = torrent_of(&req2).ok_or(MseError::UnknownTorrent)?;
                     let (ours, theirs) = streams(&s, &info_hash, false);
-                    self.state = ResponderState::AwaitProvide {
-                        keys: Box::new(Keyed {
-                            info_hash,
-                            ours,
-                            theirs,
-                        }),
-                    };
+                    let keys = Box::new(Keyed {
+                        info_hash,
+                        ours,
+                        theirs,
+                    });
+                    self.state = ResponderState::AwaitProvide { keys };
                 }
                 ResponderState::AwaitProvide { mut keys } => {
                     let Some(b) = self.input.take_decrypted(14, &mut keys.theirs) else {
@@ -560,32 +598,7 @@ impl Responder {
                         self.state = ResponderState::AwaitIa { keys, provide, len };
                         return Ok(Progress::NeedMore);
                     };
-                    let method = self
-                        .accepted
-                        .iter()
-                        .copied()
-                        .find(|m| provide & m.bit() != 0)
-                        .ok_or(MseError::NoCommonMethod(provide))?;
-                    let Keyed {
-                        info_hash,
-                        mut ours,
-                        theirs,
-                    } = *keys;
-                    // VC, crypto_select, len(PadD) = 0.
-                    let mut header = Vec::with_capacity(14);
-                    header.extend_from_slice(&VC);
-                    header.extend_from_slice(&method.bit().to_be_bytes());
-                    header.extend_from_slice(&0u16.to_be_bytes());
-                    ours.apply(&mut header);
-                    self.output.extend_from_slice(&header);
-                    return Ok(Progress::Done(Box::new(finish(
-                        info_hash,
-                        method,
-                        ours,
-                        theirs,
-                        ia,
-                        &mut self.input,
-                    ))));
+                    return self.select(*keys, provide, ia);
                 }
                 ResponderState::Over => return Err(MseError::Finished),
             }

@@ -342,6 +342,88 @@ fn still_open(stream: &TcpStream) -> bool {
     open && stream.set_nonblocking(false).is_ok()
 }
 
+/// One UDP tracker's socket, for request/response exchanges (BEP 15's retries).
+struct UdpExchange<'a> {
+    url: &'a str,
+    socket: UdpSocket,
+    ipv6: bool,
+    /// The first wait; each retry doubles it.
+    base: Duration,
+    buf: [u8; 2048],
+}
+
+impl UdpExchange<'_> {
+    fn io(&self, source: std::io::Error) -> AnnounceError {
+        AnnounceError::Io {
+            url: self.url.to_owned(),
+            source,
+        }
+    }
+
+    /// Sends `packet` and waits for the answer with transaction id `tid`, sending again
+    /// `retries` times with doubled waits; stray or malformed datagrams are skipped.
+    fn exchange(
+        &mut self,
+        packet: Request,
+        tid: u32,
+        retries: u32,
+    ) -> Result<Response, AnnounceError> {
+        let bytes = packet.encode();
+        for attempt in 0..=retries {
+            self.socket.send(&bytes).map_err(|e| self.io(e))?;
+            let wait = self.base.saturating_mul(1 << attempt.min(8));
+            let deadline = Instant::now() + wait;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                self.socket
+                    .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                    .map_err(|e| self.io(e))?;
+                let n = match self.socket.recv(&mut self.buf) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break
+                    }
+                    Err(e) => return Err(self.io(e)),
+                };
+                match Response::parse(&self.buf[..n], self.ipv6) {
+                    Ok(r) if r.transaction_id() == tid => return Ok(r),
+                    _ => continue, // stray or malformed: keep waiting
+                }
+            }
+        }
+        Err(self.io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer",
+        )))
+    }
+
+    /// Asks for a connection id (BEP 15's connect).
+    fn connect(&mut self, retries: u32, rng: &mut impl rand::Rng) -> Result<u64, AnnounceError> {
+        let tid: u32 = rng.gen();
+        match self.exchange(
+            Request::Connect {
+                transaction_id: tid,
+            },
+            tid,
+            retries,
+        )? {
+            Response::Connect { connection_id, .. } => Ok(connection_id),
+            Response::Error { message, .. } => Err(AnnounceError::Refused {
+                url: self.url.to_owned(),
+                reason: message,
+            }),
+            _ => Err(AnnounceError::BadReply {
+                url: self.url.to_owned(),
+                why: "not a connect reply".into(),
+            }),
+        }
+    }
+}
+
 fn udp_announce(
     url: &str,
     rest: &str,
@@ -363,81 +445,29 @@ fn udp_announce(
     .unwrap();
     let socket = UdpSocket::bind(bind).map_err(io)?;
     socket.connect(addr).map_err(io)?;
-    let ipv6 = addr.is_ipv6();
+    let mut udp = UdpExchange {
+        url,
+        socket,
+        ipv6: addr.is_ipv6(),
+        base: t.udp_base,
+        buf: [0u8; 2048],
+    };
     let mut rng = rand::thread_rng();
-    let mut buf = [0u8; 2048];
-    let mut exchange =
-        |packet: Request, tid: u32, retries: u32| -> Result<Response, AnnounceError> {
-            let bytes = packet.encode();
-            for attempt in 0..=retries {
-                socket.send(&bytes).map_err(io)?;
-                let wait = t.udp_base.saturating_mul(1 << attempt.min(8));
-                let deadline = Instant::now() + wait;
-                while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                    socket
-                        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                        .map_err(io)?;
-                    let n = match socket.recv(&mut buf) {
-                        Ok(n) => n,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            break
-                        }
-                        Err(e) => return Err(io(e)),
-                    };
-                    match Response::parse(&buf[..n], ipv6) {
-                        Ok(r) if r.transaction_id() == tid => return Ok(r),
-                        _ => continue, // stray or malformed: keep waiting
-                    }
-                }
-            }
-            Err(io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer",
-            )))
-        };
     // A connection id received from this tracker within the minute is used again, with one
     // try: refused or unanswered, it is forgotten and a new one asked for.
     if let Some(connection_id) = cached_connection_id(addr) {
         let tid: u32 = rand::Rng::gen(&mut rng);
         let packet = udp_announce_packet(connection_id, tid, req, &mut rng);
-        if let Ok(reply @ Response::Announce { .. }) = exchange(packet, tid, 0) {
+        if let Ok(reply @ Response::Announce { .. }) = udp.exchange(packet, tid, 0) {
             return announce_reply(url, reply);
         }
         forget_connection_id(addr);
     }
-    let tid: u32 = rand::Rng::gen(&mut rng);
-    let connection_id = match exchange(
-        Request::Connect {
-            transaction_id: tid,
-        },
-        tid,
-        t.udp_retries,
-    )? {
-        Response::Connect { connection_id, .. } => {
-            remember_connection_id(addr, connection_id);
-            connection_id
-        }
-        Response::Error { message, .. } => {
-            return Err(AnnounceError::Refused {
-                url: url.to_owned(),
-                reason: message,
-            })
-        }
-        _ => {
-            return Err(AnnounceError::BadReply {
-                url: url.to_owned(),
-                why: "not a connect reply".into(),
-            })
-        }
-    };
+    let connection_id = udp.connect(t.udp_retries, &mut rng)?;
+    remember_connection_id(addr, connection_id);
     let tid: u32 = rand::Rng::gen(&mut rng);
     let packet = udp_announce_packet(connection_id, tid, req, &mut rng);
-    let reply = exchange(packet, tid, t.udp_retries)?;
+    let reply = udp.exchange(packet, tid, t.udp_retries)?;
     if matches!(reply, Response::Error { .. }) {
         forget_connection_id(addr);
     }
