@@ -53,7 +53,13 @@ def main():
                    help="the origin's --unchoke-slots (auto, N or unlimited)")
     p.add_argument("--peer-unchoke-slots", default=None,
                    help="the leechers' --unchoke-slots (default: the same as the origin's)")
+    p.add_argument("--piece-length", default="auto",
+                   help="the release's piece length (`seedbox create --piece-length`); the "
+                   "simulator must be run with the same (the JSON's piece_length)")
     p.add_argument("--interval", type=int, default=10, help="tracker announce interval, s")
+    p.add_argument("--log-filter", default="debug",
+                   help="SEEDBOX_LOG for the processes with --log-dir (e.g. "
+                   "debug,seedbox::engine::download::session=trace: every message)")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--log-dir", help="keep every process's stderr here, at SEEDBOX_LOG=debug "
                    "(peerN.log, seed.log); timestamps are UTC wall clock")
@@ -64,7 +70,7 @@ def main():
     env = dict(os.environ)
     if a.log_dir:
         os.makedirs(a.log_dir, exist_ok=True)
-        env["SEEDBOX_LOG"] = "debug"
+        env["SEEDBOX_LOG"] = a.log_filter
 
     def log(name):
         if not a.log_dir:
@@ -84,8 +90,12 @@ def main():
         procs.append(tracker)
         torrent = os.path.join(work, "release.torrent")
         subprocess.run([sb, "create", data, "-o", torrent, "--announce",
-                        f"http://127.0.0.1:{tport}/announce", "--no-date", "-q"], check=True,
+                        f"http://127.0.0.1:{tport}/announce", "--no-date", "-q",
+                        "--piece-length", a.piece_length], check=True,
                        stdout=subprocess.DEVNULL)
+        shown = subprocess.run([sb, "show", "--json", torrent], check=True,
+                               capture_output=True, text=True).stdout
+        piece_length = json.loads(shown)["piece_length"]
         sport = free_port()
         seed = subprocess.Popen(
             [sb, "seed", torrent, "--data", src, "--listen", f"127.0.0.1:{sport}",
@@ -128,6 +138,8 @@ def main():
         times = [r["download_s"] for r in results if r["download_s"] is not None]
         print(json.dumps({
             "params": vars(a) | {"seedbox": a.seedbox},
+            # What `seedbox sim --piece-length` must be given to model this swarm.
+            "piece_length": piece_length,
             "completed": len(times),
             "p50_s": percentile(times, 0.5),
             "p95_s": percentile(times, 0.95),

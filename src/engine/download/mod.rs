@@ -259,6 +259,7 @@ async fn drive(
         s.driver.set_listen_port(listen_port);
         s.set_listen(SocketAddr::new(config.listen.ip(), listen_port));
     }
+    tracing::debug!(listen_port, "listening");
     let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
     spawn_tcp_acceptor(listener, &config, &session);
     let total = config.torrent.total_length;

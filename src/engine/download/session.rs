@@ -228,6 +228,31 @@ impl Session {
         }
     }
 
+    /// Logs one message to or from peer `key` at trace level (`dir` "in" or "out"), with the
+    /// session time and the peer's listen address when known: a per-message timeline of the
+    /// swarm, as the simulator's trace gives it.
+    fn trace_message(&self, dir: &'static str, key: PeerKey, msg: &Message, now: Duration) {
+        let (piece, offset) = match msg {
+            Message::Have(p) | Message::SuggestPiece(p) | Message::AllowedFast(p) => (*p, 0),
+            Message::Request(b) | Message::Cancel(b) | Message::RejectRequest(b) => {
+                (b.piece, b.offset)
+            }
+            Message::Piece { piece, offset, .. } => (*piece, *offset),
+            _ => (u32::MAX, 0),
+        };
+        let peer = self.io.get(&key).map(|io| io.pex_addr.unwrap_or(io.addr));
+        tracing::trace!(
+            t_ms = now.as_millis() as u64,
+            dir,
+            key,
+            peer = ?peer,
+            msg = msg.name(),
+            piece,
+            offset,
+            "message"
+        );
+    }
+
     /// Forgets a peer whose tasks ended.
     pub fn remove_peer(&mut self, key: PeerKey) {
         if let Some(io) = self.io.remove(&key) {
@@ -273,6 +298,9 @@ impl Session {
     /// Applies one message from peer `key`.
     pub fn on_message(&mut self, key: PeerKey, msg: Message) -> Result<(), PeerError> {
         let now = self.now();
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_message("in", key, &msg, now);
+        }
         let result = self.driver.on_message(key, msg, now);
         self.apply_effects();
         result
@@ -481,7 +509,11 @@ impl Session {
         if !self.driver.peer(key).is_some_and(|p| !p.is_closing()) {
             return false;
         }
+        let trace = tracing::enabled!(tracing::Level::TRACE);
         while let Some(m) = self.driver.poll_message(key, now) {
+            if trace {
+                self.trace_message("out", key, &m, now);
+            }
             m.encode(control);
         }
         while blocks.len() < max {
@@ -504,6 +536,14 @@ impl Session {
             }
             self.driver.on_uploaded(key, len, now);
             self.up_total.record(len, now);
+            if trace {
+                let msg = Message::Piece {
+                    piece: b.piece,
+                    offset: b.offset,
+                    data: Bytes::new(),
+                };
+                self.trace_message("out", key, &msg, now);
+            }
             blocks.push((b, data));
         }
         true
