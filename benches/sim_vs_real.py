@@ -5,6 +5,8 @@ EVERY seconds apart, each with an upload limit, lingering LINGER seconds after c
 Prints one JSON object: the parameters, every leecher's download time (seconds from its start
 to the moment it had verified the whole torrent), their median and p95 (interpolated:
 p50_s, p95_s; and by nearest rank as `seedbox sim` computes them: p50_rank_s, p95_rank_s).
+It also names the release's piece length and the `seedbox sim` command that models the same
+swarm (piece_length, sim_command): the simulator must be given the real release's pieces.
 
 Usage: /usr/bin/python3 benches/sim_vs_real.py --seedbox target/release/seedbox [options]
 (benches/sim-vs-real.sh runs it beside the simulator and writes the comparison.)
@@ -38,6 +40,15 @@ def nearest_rank(values, q):
     if not v:
         return None
     return v[min(max(math.ceil(q * len(v)), 1), len(v)) - 1]
+
+
+def sim_command(a, piece_length):
+    """The `seedbox sim` command that models this swarm (add `--rng-seed N --json`)."""
+    return (f"seedbox sim --size {a.size_mib}MiB --piece-length {piece_length} "
+            f"--seed-up {a.seed_up} --peer-up {a.peer_up} --peer-down 10Gbit "
+            f"--arrivals '{a.peers} every {a.every:g}s' --linger {a.linger}s "
+            f"--unchoke-slots {a.unchoke_slots} "
+            f"--peer-unchoke-slots {a.peer_unchoke_slots or a.unchoke_slots} --rtt 1ms")
 
 
 def main():
@@ -140,6 +151,7 @@ def main():
             "params": vars(a) | {"seedbox": a.seedbox},
             # What `seedbox sim --piece-length` must be given to model this swarm.
             "piece_length": piece_length,
+            "sim_command": sim_command(a, piece_length),
             "completed": len(times),
             "p50_s": percentile(times, 0.5),
             "p95_s": percentile(times, 0.95),
