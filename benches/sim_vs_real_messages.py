@@ -34,6 +34,12 @@ def real_events(run_json, log_dir):
             if m:
                 port[int(m.group(1))] = p["peer"]
                 break
+    # The origin: the first peer's first message comes from it (its only `--peer`).
+    for line in open(os.path.join(log_dir, "peer0.log")):
+        m = LINE.match(line)
+        if m:
+            origin_port = int(m.group(3))
+            break
     ev = []
     for p in d["peers"]:
         i = p["peer"]
@@ -43,7 +49,9 @@ def real_events(run_json, log_dir):
                 continue
             wall, direction, prt, msg, piece, off = m.groups()
             t = datetime.datetime.fromisoformat(wall.replace("Z", "+00:00")).timestamp() - t0
-            other = port.get(int(prt), "O")
+            other = "O" if int(prt) == origin_port else port.get(int(prt))
+            if other is None:
+                continue  # an incoming connection before its listen port is known
             piece = -1 if int(piece) == 4294967295 else int(piece)
             if direction == "in":
                 ev.append((t, other, i, msg, piece, int(off)))
