@@ -99,11 +99,7 @@ async fn fetch(config: FetchConfig) -> Result<Fetched, FetchError> {
     let deadline = tokio::time::Instant::now() + config.timeout;
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut queue: VecDeque<SocketAddr> = VecDeque::new();
-    for p in &config.peers {
-        if seen.insert(*p) {
-            queue.push_back(*p);
-        }
-    }
+    queue.extend(config.peers.iter().copied().filter(|p| seen.insert(*p)));
     let (tracker_tx, mut tracker_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut next_announce = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -126,18 +122,7 @@ async fn fetch(config: FetchConfig) -> Result<Fetched, FetchError> {
         let now = tokio::time::Instant::now();
         if !config.trackers.is_empty() && now >= next_announce {
             next_announce = now + REANNOUNCE_EVERY;
-            for url in config.trackers.clone() {
-                let tx = tracker_tx.clone();
-                let req = announce_request(&config);
-                tokio::task::spawn_blocking(move || {
-                    match announce(&url, &req, Timeouts::default()) {
-                        Ok(resp) => {
-                            let _ = tx.send(resp.peers.iter().map(|p| p.addr).collect::<Vec<_>>());
-                        }
-                        Err(e) => tracing::warn!(%url, "announce failed: {e}"),
-                    }
-                });
-            }
+            announce_to_all(&config, &tracker_tx);
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
@@ -151,18 +136,11 @@ async fn fetch(config: FetchConfig) -> Result<Fetched, FetchError> {
             _ = tokio::time::sleep_until(next_announce), if !config.trackers.is_empty() => {}
             _ = tokio::time::sleep_until(next_retry), if !later.is_empty() => {}
             _ = async { config.dht.as_ref().expect("guarded").arrived().await }, if config.dht.is_some() => {
-                for p in config.dht.as_ref().map(|d| d.take()).unwrap_or_default() {
-                    if seen.insert(p) {
-                        queue.push_back(p);
-                    }
-                }
+                let peers = config.dht.as_ref().map(|d| d.take()).unwrap_or_default();
+                queue.extend(peers.into_iter().filter(|p| seen.insert(*p)));
             }
             Some(peers) = tracker_rx.recv() => {
-                for p in peers {
-                    if seen.insert(p) {
-                        queue.push_back(p);
-                    }
-                }
+                queue.extend(peers.into_iter().filter(|p| seen.insert(*p)));
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let Ok((addr, result)) = done else { continue };
@@ -182,6 +160,20 @@ async fn fetch(config: FetchConfig) -> Result<Fetched, FetchError> {
                 }
             }
         }
+    }
+}
+
+/// Announces to every tracker on blocking threads; each answer's peers are sent to `tx`.
+fn announce_to_all(config: &FetchConfig, tx: &tokio::sync::mpsc::UnboundedSender<Vec<SocketAddr>>) {
+    for url in config.trackers.clone() {
+        let tx = tx.clone();
+        let req = announce_request(config);
+        tokio::task::spawn_blocking(move || match announce(&url, &req, Timeouts::default()) {
+            Ok(resp) => {
+                let _ = tx.send(resp.peers.iter().map(|p| p.addr).collect::<Vec<_>>());
+            }
+            Err(e) => tracing::warn!(%url, "announce failed: {e}"),
+        });
     }
 }
 
@@ -238,11 +230,13 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Pee
     Ok(())
 }
 
-async fn ask_peer(
+/// Dials `addr` and exchanges handshakes: it must answer for `info_hash` and speak the
+/// extension protocol. Returns the stream and what was read beyond the handshake.
+async fn handshake(
     addr: SocketAddr,
     info_hash: InfoHash,
     peer_id: PeerId,
-) -> Result<Vec<u8>, PeerFailure> {
+) -> Result<(TcpStream, BytesMut), PeerFailure> {
     let mut stream = step(async { Ok(TcpStream::connect(addr).await?) }).await?;
     let ours = Handshake {
         reserved: Reserved::default().with_extension_protocol(true),
@@ -270,6 +264,36 @@ async fn ask_peer(
     if !theirs.reserved.supports_extension_protocol() {
         return Err(PeerFailure::NoExtensions);
     }
+    Ok((stream, buf))
+}
+
+/// The peer's next message, within [`PEER_STEP_TIMEOUT`] (unknown ids skipped).
+async fn next_message(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    decoder: &MessageDecoder,
+) -> Result<Message, PeerFailure> {
+    step(async {
+        loop {
+            match decoder.decode(buf) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => read_more(stream, buf).await?,
+                Err(e) if !e.is_fatal() => continue,
+                Err(e) => return Err(PeerFailure::Wire(e.to_string())),
+            }
+        }
+    })
+    .await
+}
+
+/// Fetches the info dictionary from one peer by BEP 9's `ut_metadata`, verified against
+/// `info_hash`.
+async fn ask_peer(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    peer_id: PeerId,
+) -> Result<Vec<u8>, PeerFailure> {
+    let (mut stream, mut buf) = handshake(addr, info_hash, peer_id).await?;
     let mut hs = ExtendedHandshake::seedbox(250, None, Some(addr.ip()));
     hs.extensions.insert(UT_METADATA.into(), OUR_UT_METADATA_ID);
     let mut out = BytesMut::new();
@@ -278,17 +302,7 @@ async fn ask_peer(
     let decoder = MessageDecoder::new(MAX_MESSAGE);
     let mut assembly: Option<(MetadataAssembly, u8)> = None;
     loop {
-        let msg = step(async {
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(m)) => return Ok(m),
-                    Ok(None) => read_more(&mut stream, &mut buf).await?,
-                    Err(e) if !e.is_fatal() => continue,
-                    Err(e) => return Err(PeerFailure::Wire(e.to_string())),
-                }
-            }
-        })
-        .await?;
+        let msg = next_message(&mut stream, &mut buf, &decoder).await?;
         let Message::Extended { id, payload } = msg else {
             continue;
         };

@@ -194,53 +194,12 @@ impl Torrent {
             None => return Err(MetainfoError::InvalidInfo("missing `pieces`".into())),
         };
 
-        let (multi_file, files) = match (raw.length, raw.files) {
-            (Some(_), Some(_)) => {
-                return Err(MetainfoError::Shape(
-                    "both `length` and `files` are present",
-                ))
-            }
-            (None, None) => return Err(MetainfoError::Shape("neither `length` nor `files`")),
-            (Some(length), None) => {
-                let length = checked_length(length, "the file")?;
-                let file = FileEntry {
-                    path: vec![name.clone()],
-                    length,
-                    offset: 0,
-                    padding: false,
-                };
-                (false, vec![file])
-            }
-            (None, Some(raw_files)) => (true, checked_files(raw_files)?),
-        };
+        let (multi_file, files) = checked_layout(raw.length, raw.files, &name)?;
         let total_length = files
             .last()
             .map(|f| f.offset + f.length)
             .unwrap_or_default();
-        if total_length > MAX_CONTENT_LENGTH {
-            return Err(MetainfoError::LengthTooLarge {
-                what: "the torrent".into(),
-                length: total_length,
-                limit: MAX_CONTENT_LENGTH,
-            });
-        }
-
-        if total_length == 0 {
-            return Err(MetainfoError::EmptyContent);
-        }
-        if pieces.len() % 20 != 0 {
-            return Err(MetainfoError::PiecesNotMultipleOf20(pieces.len()));
-        }
-        let expected = total_length.div_ceil(u64::from(piece_length));
-        let found = pieces.len() / 20;
-        if found as u64 != expected {
-            return Err(MetainfoError::PieceCountMismatch {
-                found,
-                expected,
-                total_length,
-                piece_length,
-            });
-        }
+        check_piece_count(&pieces, total_length, piece_length)?;
         let piece_hashes = pieces
             .chunks_exact(20)
             .map(|c| c.try_into().expect("20-byte chunk"))
@@ -432,6 +391,65 @@ fn checked_length(length: i64, what: &str) -> Result<u64, MetainfoError> {
         });
     }
     Ok(length)
+}
+
+/// The files of a single-file (`length`) or multi-file (`files`) torrent, exactly one of them,
+/// with checked lengths; true for multi-file.
+fn checked_layout(
+    length: Option<i64>,
+    files: Option<Vec<RawFile>>,
+    name: &str,
+) -> Result<(bool, Vec<FileEntry>), MetainfoError> {
+    match (length, files) {
+        (Some(_), Some(_)) => Err(MetainfoError::Shape(
+            "both `length` and `files` are present",
+        )),
+        (None, None) => Err(MetainfoError::Shape("neither `length` nor `files`")),
+        (Some(length), None) => {
+            let length = checked_length(length, "the file")?;
+            let file = FileEntry {
+                path: vec![name.to_owned()],
+                length,
+                offset: 0,
+                padding: false,
+            };
+            Ok((false, vec![file]))
+        }
+        (None, Some(raw_files)) => Ok((true, checked_files(raw_files)?)),
+    }
+}
+
+/// The content is not empty nor over [`MAX_CONTENT_LENGTH`], and `pieces` holds one 20-byte
+/// hash per piece of it.
+fn check_piece_count(
+    pieces: &[u8],
+    total_length: u64,
+    piece_length: u32,
+) -> Result<(), MetainfoError> {
+    if total_length > MAX_CONTENT_LENGTH {
+        return Err(MetainfoError::LengthTooLarge {
+            what: "the torrent".into(),
+            length: total_length,
+            limit: MAX_CONTENT_LENGTH,
+        });
+    }
+    if total_length == 0 {
+        return Err(MetainfoError::EmptyContent);
+    }
+    if pieces.len() % 20 != 0 {
+        return Err(MetainfoError::PiecesNotMultipleOf20(pieces.len()));
+    }
+    let expected = total_length.div_ceil(u64::from(piece_length));
+    let found = pieces.len() / 20;
+    if found as u64 != expected {
+        return Err(MetainfoError::PieceCountMismatch {
+            found,
+            expected,
+            total_length,
+            piece_length,
+        });
+    }
+    Ok(())
 }
 
 fn checked_files(raw_files: Vec<RawFile>) -> Result<Vec<FileEntry>, MetainfoError> {
