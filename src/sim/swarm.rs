@@ -89,6 +89,17 @@ enum Batch {
     Many(Vec<Message>),
 }
 
+/// Offsets within a [`Live`] that handling a message reads (see [`Sim::prefetch_deep`]).
+fn live_offsets() -> Vec<usize> {
+    let driver = std::mem::offset_of!(Live, driver);
+    let mut offsets: Vec<usize> = Driver::message_field_offsets()
+        .into_iter()
+        .map(|o| driver + o)
+        .collect();
+    offsets.push(std::mem::offset_of!(Live, link_of));
+    offsets
+}
+
 /// Runs a simulation to the end.
 pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
     run_with_progress(cfg, &mut |_| {})
@@ -145,6 +156,12 @@ struct Sim<'a> {
     timeline: Vec<TimelineRow>,
     dirty: Vec<(LinkIdx, u8)>,
     due: Vec<Due>,
+    /// Per flow: the sending end's [`End::hints`] when its current send started, so that a
+    /// unit's completion can prefetch the sender's driver record (hints only).
+    flow_hints: Vec<[usize; 3]>,
+    /// Offsets within a [`Live`] of what handling a message reads: the driver's fields
+    /// ([`Driver::message_field_offsets`]) and the link of each key.
+    live_offsets: Vec<usize>,
 }
 
 impl<'a> Sim<'a> {
@@ -194,6 +211,8 @@ impl<'a> Sim<'a> {
             timeline: Vec::new(),
             dirty: Vec::new(),
             due: Vec::new(),
+            flow_hints: Vec::new(),
+            live_offsets: live_offsets(),
         };
         sim.add_origin(&mut rng);
         sim.rng = rng;
@@ -367,7 +386,10 @@ impl<'a> Sim<'a> {
             Ev::Deliver { link, .. } => {
                 prefetch(self.links.as_ptr().wrapping_add(link as usize) as usize);
             }
-            Ev::Sent { flow, .. } => prefetch(self.net.flow_address(flow)),
+            Ev::Sent { flow, .. } => {
+                prefetch(self.net.flow_address(flow));
+                prefetch(self.flow_hints.as_ptr().wrapping_add(flow as usize) as usize);
+            }
             _ => {}
         }
     }
@@ -383,8 +405,8 @@ impl<'a> Sim<'a> {
                     prefetch(self.peers.as_ptr().wrapping_add(end.peer as usize) as usize);
                     let [live, slot, record] = end.hints;
                     if live != 0 {
-                        for line in 0..6 {
-                            prefetch(live + 64 * line);
+                        for &offset in &self.live_offsets {
+                            prefetch(live + offset);
                         }
                         prefetch(slot);
                         // The whole record: a message may touch any part of it.
@@ -401,6 +423,19 @@ impl<'a> Sim<'a> {
                 prefetch(self.links.as_ptr().wrapping_add(f.link as usize) as usize);
                 prefetch(self.net.host_address(f.sender));
                 prefetch(self.net.host_address(f.receiver));
+                // The sender's driver serves its next request.
+                prefetch(self.peers.as_ptr().wrapping_add(f.sender as usize) as usize);
+                if let Some(&[live, slot, record]) = self.flow_hints.get(flow as usize) {
+                    if live != 0 {
+                        for &offset in &self.live_offsets {
+                            prefetch(live + offset);
+                        }
+                        prefetch(slot);
+                        for line in 0..PEER_RECORD_LINES {
+                            prefetch(record + 64 * line);
+                        }
+                    }
+                }
             }
             _ => {}
         }
@@ -926,6 +961,12 @@ impl<'a> Sim<'a> {
         );
         link.ends[side].flow = Some(f);
         link.ends[side].sending = Some(b);
+        let hints = link.ends[side].hints;
+        let f = f as usize;
+        if self.flow_hints.len() <= f {
+            self.flow_hints.resize(f + 1, [0; 3]);
+        }
+        self.flow_hints[f] = hints;
     }
 
     fn on_sent(&mut self, f: FlowId) {

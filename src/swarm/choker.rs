@@ -237,6 +237,13 @@ impl<K: Copy + Ord> Choker<K> {
         self.uploaded = Some(uploaded);
     }
 
+    /// Whether a round reads the rates of peers that want no data: only [`Slots::Auto`] does
+    /// (it sums every peer's upload rate). Otherwise a snapshot of such a peer may leave its
+    /// rates at zero, which spares the caller reading them.
+    pub fn reads_idle_rates(&self) -> bool {
+        self.config.slots == Slots::Auto
+    }
+
     /// The regular slots the next round fills: `None` for unlimited (the current count of
     /// [`Slots::Auto`]).
     pub fn regular_slots(&self) -> Option<u32> {
@@ -556,6 +563,53 @@ mod tests {
         assert_eq!(ch.choke, vec![6]);
         // Nothing changes: nothing to send.
         assert!(c.round(now + secs(20), &peers, &mut rng()).is_empty());
+    }
+
+    #[test]
+    fn only_auto_reads_the_rates_of_peers_that_want_nothing() {
+        assert!(Choker::<u32>::new(ChokerConfig {
+            slots: Slots::Auto,
+            optimistic: true
+        })
+        .reads_idle_rates());
+        for slots in [Slots::Limited(3), Slots::Unlimited] {
+            let now = secs(1000);
+            // Peers 0..4 not interested, 4..8 seeds, 8..16 candidates; rates all different.
+            let peers: Vec<_> = (0..16u32)
+                .map(|k| PeerSnapshot {
+                    interested: k >= 4,
+                    is_seed: (4..8).contains(&k),
+                    ..peer(k, u64::from(k * 37 % 17), u64::from(k * 11 % 13), now)
+                })
+                .collect();
+            let zeroed: Vec<_> = peers
+                .iter()
+                .map(|p| match p.wants_data() {
+                    true => *p,
+                    false => PeerSnapshot {
+                        download_rate: 0,
+                        upload_rate: 0,
+                        ..*p
+                    },
+                })
+                .collect();
+            let mut a = Choker::new(ChokerConfig {
+                slots: slots,
+                optimistic: true,
+            });
+            let mut b = Choker::new(ChokerConfig {
+                slots: slots,
+                optimistic: true,
+            });
+            assert!(!a.reads_idle_rates());
+            for round in 0..4 {
+                let t = now + CHOKE_INTERVAL * round;
+                let ca = a.round(t, &peers, &mut ChaCha8Rng::seed_from_u64(round.into()));
+                let cb = b.round(t, &zeroed, &mut ChaCha8Rng::seed_from_u64(round.into()));
+                assert_eq!(ca, cb);
+                assert_eq!(a.unchoked(), b.unchoked());
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use driver::{
     BAN_STRIKES, REQUEST_TIMEOUT, TICK,
 };
 pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
-pub use picker::{BlockReceived, Picker, PickerConfig, PickerError, Strategy};
+pub use picker::{BlockReceived, PeerIndex, Picker, PickerConfig, PickerError, Strategy};
 pub use pipeline::{
     pipeline_depth, DEFAULT_REQQ, MIN_PIPELINE, PIPELINE_MARGIN, REQUEST_QUEUE_TIME,
 };

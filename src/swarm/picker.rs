@@ -28,9 +28,6 @@
 //! otherwise takes the least available candidate directly (both give a piece of the lowest
 //! availability the peer can serve, ties broken at random).
 
-use std::collections::HashMap;
-use std::hash::Hash;
-
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -153,6 +150,32 @@ struct PeerEntry {
     seed: bool,
 }
 
+/// A caller's peer key as the picker needs it: a small integer that indexes the picker's
+/// per-peer table. Callers reuse the keys of peers that left (as the driver's slab does), so
+/// the table stays as long as the most peers connected at once.
+pub trait PeerIndex: Copy + Eq {
+    /// The key as an index.
+    fn index(self) -> usize;
+}
+
+impl PeerIndex for u32 {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl PeerIndex for u64 {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl PeerIndex for usize {
+    fn index(self) -> usize {
+        self
+    }
+}
+
 const NO_SLOT: u32 = u32::MAX;
 
 /// Whether piece `p` is set in `words` (laid out as in [`piece_bit`]).
@@ -170,10 +193,8 @@ pub struct Picker<K> {
     avail: Availability,
     /// Peers that have every piece, counted apart from `avail`.
     seeds: u32,
-    /// Keyed by the caller's small integer peer keys, one lookup per `have`: FxHash
-    /// (`rustc-hash`) is several times cheaper than SipHash there, and since nothing iterates
-    /// the table no result depends on the hash.
-    peers: HashMap<K, PeerEntry, rustc_hash::FxBuildHasher>,
+    /// Indexed by the caller's peer keys ([`PeerIndex`]): one load per `have`.
+    peers: Vec<PeerEntry>,
     partials: Vec<Partial<K>>,
     /// How many of `partials` have open blocks (often none when pieces are one block each, so
     /// picking need not walk every outstanding request).
@@ -196,7 +217,7 @@ pub struct Picker<K> {
     single_source: std::collections::HashSet<u32, rustc_hash::FxBuildHasher>,
 }
 
-impl<K: Copy + Eq + Hash> Picker<K> {
+impl<K: PeerIndex> Picker<K> {
     /// A picker for a torrent of `geometry` of which we have nothing yet. `rng` shuffles the
     /// initial order, which seeds the random tie-breaking of rarest first.
     pub fn new<R: Rng + ?Sized>(
@@ -214,7 +235,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             have: Bitfield::new(n),
             avail: Availability::new(order),
             seeds: 0,
-            peers: HashMap::default(),
+            peers: Vec::new(),
             partials: Vec::new(),
             open_partials: 0,
             slot: vec![NO_SLOT; n as usize],
@@ -287,8 +308,17 @@ impl<K: Copy + Eq + Hash> Picker<K> {
             .sum()
     }
 
+    /// The table entry of `peer`, grown to hold it.
+    fn entry(&mut self, peer: K) -> &mut PeerEntry {
+        let i = peer.index();
+        if i >= self.peers.len() {
+            self.peers.resize(i + 1, PeerEntry::default());
+        }
+        &mut self.peers[i]
+    }
+
     fn announce(&mut self, peer: K) -> Result<&mut PeerEntry, PickerError> {
-        let entry = self.peers.entry(peer).or_default();
+        let entry = self.entry(peer);
         if entry.announced {
             return Err(PickerError::DuplicateAnnouncement);
         }
@@ -337,7 +367,7 @@ impl<K: Copy + Eq + Hash> Picker<K> {
         if piece >= count {
             return Err(PickerError::PieceOutOfRange { piece, count });
         }
-        let entry = self.peers.entry(peer).or_default();
+        let entry = self.entry(peer);
         // A peer may send `have` without a bitfield when it started with nothing.
         entry.announced = true;
         if !entry.seed {
@@ -349,7 +379,8 @@ impl<K: Copy + Eq + Hash> Picker<K> {
     /// `peer` disconnected; `peer_has` is its final bitfield (what was announced to the picker).
     /// Its availability is withdrawn and its outstanding requests are released.
     pub fn peer_left(&mut self, peer: K, peer_has: &Bitfield) {
-        if let Some(entry) = self.peers.remove(&peer) {
+        let left = self.peers.get_mut(peer.index()).map(std::mem::take);
+        if let Some(entry) = left.filter(|e| e.announced) {
             if entry.seed {
                 self.seeds = self.seeds.saturating_sub(1);
             } else if peer_has.len() == self.geometry.piece_count() {

@@ -424,6 +424,33 @@ impl Driver {
         self.peers.get(key)
     }
 
+    /// Where, relative to the driver's own address, the fields live that handling a peer's
+    /// message reads (the peer table, the picker, the effect queue): one offset per 64 bytes
+    /// of each (adjacent fields merged), for the simulator's prefetch hints.
+    pub(crate) fn message_field_offsets() -> Vec<usize> {
+        use std::mem::{offset_of, size_of};
+        let mut fields = [
+            (offset_of!(Driver, peers), size_of::<Slab>()),
+            (offset_of!(Driver, picker), size_of::<Picker<PeerKey>>()),
+            (offset_of!(Driver, effects), size_of::<VecDeque<Effect>>()),
+        ]
+        .map(|(start, len)| start..start + len);
+        fields.sort_by_key(|r| r.start);
+        let mut merged: Vec<std::ops::Range<usize>> = Vec::new();
+        for r in fields {
+            match merged.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => merged.push(r),
+            }
+        }
+        let mut offsets = Vec::new();
+        for r in merged {
+            offsets.extend(r.clone().step_by(64));
+            offsets.push(r.end - 1);
+        }
+        offsets
+    }
+
     /// Where the driver keeps peer `key`: the slot holding it and the record itself, for the
     /// simulator's prefetch hints (never dereferenced; stale after the slots grow or the peer
     /// goes, which costs only a wasted load).
@@ -967,19 +994,25 @@ impl Driver {
 
     /// Runs a choke round now and applies it.
     fn choke_round(&mut self, now: Duration) {
+        let idle_rates = self.choker.reads_idle_rates();
         self.snapshots.clear();
         self.snapshots.extend(
             self.peers
                 .iter()
                 .filter(|(_, p)| !p.closing)
-                .map(|(key, p)| PeerSnapshot {
-                    key,
-                    interested: p.conn.peer_interested(),
-                    connected_at: p.connected_at,
-                    upload_rate: p.up.rate(now),
-                    download_rate: p.down.rate(now),
-                    last_block_at: p.last_block_at,
-                    is_seed: p.conn.their_have().is_full(),
+                .map(|(key, p)| {
+                    let interested = p.conn.peer_interested();
+                    let is_seed = p.conn.their_have().is_full();
+                    let rated = idle_rates || (interested && !is_seed);
+                    PeerSnapshot {
+                        key,
+                        interested,
+                        connected_at: p.connected_at,
+                        upload_rate: if rated { p.up.rate(now) } else { 0 },
+                        download_rate: if rated { p.down.rate(now) } else { 0 },
+                        last_block_at: p.last_block_at,
+                        is_seed,
+                    }
                 }),
         );
         self.choker.set_uploaded(self.totals.uploaded);
