@@ -594,11 +594,11 @@ mod tests {
                 })
                 .collect();
             let mut a = Choker::new(ChokerConfig {
-                slots: slots,
+                slots,
                 optimistic: true,
             });
             let mut b = Choker::new(ChokerConfig {
-                slots: slots,
+                slots,
                 optimistic: true,
             });
             assert!(!a.reads_idle_rates());
