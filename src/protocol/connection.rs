@@ -750,6 +750,7 @@ impl Connection {
     /// not told ("have suppression": such a peer never requests it, so the `have` tells it
     /// nothing it acts on); the piece that completes our download is always announced, so
     /// every peer sees us become a seed.
+    #[inline]
     pub fn have(&mut self, piece: u32, our_have: &Bitfield) -> bool {
         if !self.handshaken {
             return false;
