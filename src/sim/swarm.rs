@@ -395,25 +395,14 @@ impl<'a> Sim<'a> {
     }
 
     /// Prefetches what the next event will touch beyond what [`Sim::prefetch_event`] loaded
-    /// one event earlier, reading that: for a delivery, the receiving peer's record and its
-    /// driver's record of the connection; for a unit sent, its link and hosts.
+    /// one event earlier, reading that: for a delivery, the receiving end's driver (see
+    /// [`Sim::prefetch_end`]); for a unit sent, its link and hosts and the sending end's driver.
     fn prefetch_deep(&self, ev: &Ev) {
         match *ev {
             Ev::Deliver { link, to, .. } => {
                 if let Some(link) = self.links[link as usize].as_ref() {
                     let end = &link.ends[usize::from(to)];
-                    prefetch(self.peers.as_ptr().wrapping_add(end.peer as usize) as usize);
-                    let [live, slot, record] = end.hints;
-                    if live != 0 {
-                        for &offset in &self.live_offsets {
-                            prefetch(live + offset);
-                        }
-                        prefetch(slot);
-                        // The whole record: a message may touch any part of it.
-                        for line in 0..PEER_RECORD_LINES {
-                            prefetch(record + 64 * line);
-                        }
-                    }
+                    self.prefetch_end(end.peer, end.hints);
                 }
             }
             Ev::Sent { flow, .. } => {
@@ -424,20 +413,28 @@ impl<'a> Sim<'a> {
                 prefetch(self.net.host_address(f.sender));
                 prefetch(self.net.host_address(f.receiver));
                 // The sender's driver serves its next request.
-                prefetch(self.peers.as_ptr().wrapping_add(f.sender as usize) as usize);
-                if let Some(&[live, slot, record]) = self.flow_hints.get(flow as usize) {
-                    if live != 0 {
-                        for &offset in &self.live_offsets {
-                            prefetch(live + offset);
-                        }
-                        prefetch(slot);
-                        for line in 0..PEER_RECORD_LINES {
-                            prefetch(record + 64 * line);
-                        }
-                    }
-                }
+                let hints = self.flow_hints.get(flow as usize).copied();
+                self.prefetch_end(f.sender, hints.unwrap_or([0; 3]));
             }
             _ => {}
+        }
+    }
+
+    /// Prefetches peer `p`'s record and, from an end's [`End::hints`] (zero before the
+    /// handshakes), what its driver reads to handle a message on that connection: the
+    /// driver's fields, the connection's slot and the whole record (a message may touch any
+    /// part of it).
+    fn prefetch_end(&self, p: PeerIdx, [live, slot, record]: [usize; 3]) {
+        prefetch(self.peers.as_ptr().wrapping_add(p as usize) as usize);
+        if live == 0 {
+            return;
+        }
+        for &offset in &self.live_offsets {
+            prefetch(live + offset);
+        }
+        prefetch(slot);
+        for line in 0..PEER_RECORD_LINES {
+            prefetch(record + 64 * line);
         }
     }
 
